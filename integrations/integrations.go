@@ -1,0 +1,98 @@
+// Package integrations defines what every integration type provides, the
+// errors they classify failures with, and how an integration's state is
+// worked out from what it can tell.
+//
+// An integration type has one required method, Apply. Extra abilities are
+// found by type assertion: a Reader can read back the key it holds, a
+// Verifier can prove the target works, a Timestamper (a write-only target
+// such as a GitHub secret) can say when its copy was last written, and a
+// Manual integration needs a person. A type that cannot do one of these is
+// not forced to pretend.
+package integrations
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Integration is one place that holds a copy of a key.
+type Integration interface {
+	// ID is the integration's id in the configuration.
+	ID() string
+
+	// Apply makes the target hold req.Key. It is idempotent: when the target
+	// already holds the key it writes nothing and returns Changed false.
+	// It honours ctx promptly. A failure is classified by wrapping one of
+	// ErrTransient (the engine retries), ErrUnauthorized, ErrNotFound,
+	// ErrConflict or ErrInvalid; it may be a *RetryAfterError. Errors name
+	// the target, never the key, and never include a response body.
+	Apply(ctx context.Context, req ApplyRequest) (ApplyResult, error)
+}
+
+// ApplyRequest is what one Apply is given.
+type ApplyRequest struct {
+	Key        secret.Key
+	RotationID string
+	// Last is what rekey last recorded writing to this integration, if
+	// anything. Write-only targets use it to stay idempotent.
+	Last Written
+}
+
+// ApplyResult says what Apply did.
+type ApplyResult struct {
+	Changed bool      // false when the target already held the key
+	At      time.Time // when the target was written (or found current)
+}
+
+// Written is a record of rekey writing a key to an integration.
+type Written struct {
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	At          time.Time `json:"at,omitzero"`
+}
+
+// Reader is an integration that can read back the key its target holds.
+// A target that holds no key returns an error wrapping ErrNotFound; one
+// that cannot be reached wraps ErrTransient.
+type Reader interface {
+	Read(ctx context.Context) (secret.Key, error)
+}
+
+// Verifier is an integration that can prove its target works with the key
+// it holds. nil means it works. An error wrapping ErrTransient means the
+// probe could not tell (unknown); any other error means it does not work.
+type Verifier interface {
+	Verify(ctx context.Context) error
+}
+
+// Timestamper is a write-only target that can say when its copy was last
+// written (a GitHub Actions secret's updated_at).
+type Timestamper interface {
+	UpdatedAt(ctx context.Context) (time.Time, error)
+}
+
+// Manual is an integration that a person updates. Apply only records the
+// request; its state is pending until `rekey confirm`.
+type Manual interface {
+	Person() (owner, instructions string)
+}
+
+// Host is what a factory is given to build an integration.
+type Host struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Getenv reads rekey's environment (token_env fields, ${VAR}).
+	Getenv func(string) string
+	// HTTPClient is the base client for HTTP-speaking types. Types must
+	// not follow redirects to another host with credentials.
+	HTTPClient *http.Client
+}
+
+// Factory builds one integration from its configuration item. It decodes
+// the type's fields with Host.Config.DecodeSettings and returns a
+// *config.Error for a missing or bad field.
+type Factory func(h Host, in config.Integration) (Integration, error)

@@ -1,0 +1,303 @@
+// Package vaulttest gives tests a real Vault: the tools/vaultdev server
+// (Vault 1.14 core, KV v2, AppRole) on loopback.
+//
+// One server is shared per run: scripts/test starts one and exports
+// REKEY_TEST_VAULT_ADDR and REKEY_TEST_VAULT_TOKEN; without them, the
+// first test in a test binary builds tools/vaultdev once (cached by
+// content) and starts a server that dies with the binary. Each test gets
+// its own KV v2 mount, so tests never see each other's data.
+package vaulttest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// Server is a running vaultdev.
+type Server struct {
+	Addr  string
+	Token string
+}
+
+var (
+	once   sync.Once
+	shared *Server
+	err0   error
+)
+
+// Shared returns the run's server, starting one if needed.
+func Shared(t testing.TB) *Server {
+	t.Helper()
+	once.Do(func() {
+		if a, tok := os.Getenv("REKEY_TEST_VAULT_ADDR"), os.Getenv("REKEY_TEST_VAULT_TOKEN"); a != "" && tok != "" {
+			shared = &Server{Addr: a, Token: tok}
+			return
+		}
+		bin, err := Binary()
+		if err != nil {
+			err0 = err
+			return
+		}
+		shared, err0 = Start(bin)
+	})
+	if err0 != nil {
+		t.Fatalf("vaulttest: %v", err0)
+	}
+	return shared
+}
+
+// Start runs a vaultdev binary and waits until it is ready. The server
+// exits when this process does (its stdin is a pipe we hold open).
+func Start(bin string) (*Server, error) {
+	cmd := exec.Command(bin, "-exit-on-stdin-eof")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = io.Discard
+	if os.Getenv("REKEY_VAULTDEV_LOG") != "" {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	keepOpen = append(keepOpen, stdin)
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			select {
+			case line <- s.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case l := <-line:
+		var s Server
+		var out struct{ Address, Token string }
+		if err := json.Unmarshal([]byte(l), &out); err != nil {
+			return nil, fmt.Errorf("vaultdev said %q: %w", l, err)
+		}
+		s.Addr, s.Token = out.Address, out.Token
+		return &s, nil
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("vaultdev did not become ready in 2 minutes")
+	}
+}
+
+var keepOpen []io.WriteCloser
+
+// Binary builds tools/vaultdev once and returns its path. The build is
+// cached under the user cache directory by a hash of its sources, and
+// guarded by a file lock so parallel test binaries build it once.
+// $REKEY_VAULTDEV_BIN, if set, is used as it is.
+func Binary() (string, error) {
+	if p := os.Getenv("REKEY_VAULTDEV_BIN"); p != "" {
+		return p, nil
+	}
+	src, err := sourceDir()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, f := range []string{"main.go", "go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "rekey")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "vaultdev-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	lock, err := os.OpenFile(bin+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", err
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	tmp := bin + ".tmp"
+	cmd := exec.Command("go", "build", "-o", tmp, ".")
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build tools/vaultdev: %v\n%s", err, out)
+	}
+	return bin, os.Rename(tmp, bin)
+}
+
+// sourceDir finds tools/vaultdev from the working directory upwards.
+func sourceDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "tools", "vaultdev")
+		if _, err := os.Stat(filepath.Join(p, "main.go")); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("tools/vaultdev not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Env is one test's view of the shared server: its own KV v2 mount.
+type Env struct {
+	Addr   string
+	Token  string // root token
+	Mount  string // a fresh KV v2 mount, removed when the test ends
+	Client *vault.Client
+}
+
+// New gives the test a fresh KV v2 mount on the shared server.
+func New(t testing.TB) *Env {
+	t.Helper()
+	s := Shared(t)
+	c := NewClient(t, s.Addr, s.Token)
+	mount := "t" + randHex(6)
+	err := c.Sys().Mount(mount, &vault.MountInput{Type: "kv", Options: map[string]string{"version": "2"}})
+	if err != nil {
+		t.Fatalf("vaulttest: mount %s: %v", mount, err)
+	}
+	t.Cleanup(func() { c.Sys().Unmount(mount) })
+	// KV v2 answers "upgrading" for a moment after mounting.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.KVv2(mount).Put(context.Background(), "vaulttest-ready", map[string]any{"ok": "yes"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vaulttest: mount %s never became writable: %v", mount, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.KVv2(mount).DeleteMetadata(context.Background(), "vaulttest-ready"); err != nil {
+		t.Fatalf("vaulttest: %v", err)
+	}
+	return &Env{Addr: s.Addr, Token: s.Token, Mount: mount, Client: c}
+}
+
+// NewClient returns a client for addr with retries off, as tests want.
+func NewClient(t testing.TB, addr, token string) *vault.Client {
+	t.Helper()
+	cfg := vault.DefaultConfig()
+	cfg.Address = addr
+	cfg.MaxRetries = 0
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("vaulttest: client: %v", err)
+	}
+	c.SetToken(token)
+	return c
+}
+
+// TokenWithPolicy creates a policy from HCL and a token holding only it.
+func (e *Env) TokenWithPolicy(t testing.TB, hcl string) string {
+	t.Helper()
+	name := "p" + randHex(6)
+	if err := e.Client.Sys().PutPolicy(name, hcl); err != nil {
+		t.Fatalf("vaulttest: put policy: %v", err)
+	}
+	sec, err := e.Client.Auth().Token().Create(&vault.TokenCreateRequest{
+		Policies:        []string{name},
+		NoDefaultPolicy: false,
+		TTL:             "1h",
+	})
+	if err != nil {
+		t.Fatalf("vaulttest: create token: %v", err)
+	}
+	return sec.Auth.ClientToken
+}
+
+// ReadOnlyPolicy is HCL allowing reads (and no writes) under the mount.
+func (e *Env) ReadOnlyPolicy() string {
+	return fmt.Sprintf("path %q { capabilities = [\"read\", \"list\"] }\n", e.Mount+"/*")
+}
+
+// Dump returns every version of every secret and all metadata under
+// prefix ("" for the whole mount; "rekey/" for rekey's records) as one
+// blob, for searching records for leaked keys.
+func (e *Env) Dump(t testing.TB, prefix string) []byte {
+	t.Helper()
+	var b strings.Builder
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		s, err := e.Client.Logical().List(e.Mount + "/metadata/" + prefix)
+		if err != nil || s == nil {
+			return
+		}
+		keys, _ := s.Data["keys"].([]any)
+		for _, k := range keys {
+			name := prefix + k.(string)
+			if strings.HasSuffix(name, "/") {
+				walk(name)
+				continue
+			}
+			md, err := e.Client.Logical().Read(e.Mount + "/metadata/" + name)
+			if err != nil || md == nil {
+				continue
+			}
+			j, _ := json.Marshal(md.Data)
+			fmt.Fprintf(&b, "%s metadata %s\n", name, j)
+			cur, _ := md.Data["current_version"].(json.Number)
+			n, _ := cur.Int64()
+			for v := int64(1); v <= n; v++ {
+				d, err := e.Client.Logical().ReadWithData(e.Mount+"/data/"+name, map[string][]string{"version": {fmt.Sprint(v)}})
+				if err != nil || d == nil {
+					continue
+				}
+				j, _ := json.Marshal(d.Data)
+				fmt.Fprintf(&b, "%s v%d %s\n", name, v, j)
+			}
+		}
+	}
+	walk(prefix)
+	return []byte(b.String())
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

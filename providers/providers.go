@@ -1,0 +1,31 @@
+// Package providers checks a key with the provider that issued it.
+package providers
+
+import (
+	"context"
+
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Validity is what a provider said about a key.
+type Validity string
+
+const (
+	Valid   Validity = "valid"   // an authenticated request succeeded
+	Invalid Validity = "invalid" // the provider refused the key (401, 403)
+	Unknown Validity = "unknown" // 429, 5xx, timeout, network: never taken as invalid
+)
+
+// Result is a check's outcome with a reason a person can read. The reason
+// never holds the key or a response body.
+type Result struct {
+	Validity Validity
+	Reason   string
+}
+
+// Checker checks whether a key works with its provider. It honours ctx,
+// retries nothing on its own beyond honouring Retry-After within ctx, and
+// never returns a response body in Reason.
+type Checker interface {
+	Check(ctx context.Context, key secret.Key) Result
+}
