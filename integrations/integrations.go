@@ -81,6 +81,14 @@ type Manual interface {
 	Person() (owner, instructions string)
 }
 
+// Preflighter is an integration that can check, without writing
+// anything, that its target is reachable and that rekey is authorised to
+// write it (`rekey check` and rotation preflight). Errors are classified
+// like Apply's.
+type Preflighter interface {
+	Preflight(ctx context.Context) error
+}
+
 // Host is what a factory is given to build an integration.
 type Host struct {
 	Config *config.Config
