@@ -1,0 +1,133 @@
+// Package records defines what rekey keeps about its own work: rotations
+// and their journals, per-integration state, locks, compromised versions,
+// audits. They live in Vault under <mount>/<state_path>/ (see vaultstore)
+// and hold fingerprints, never keys: no type here has a field for one.
+package records
+
+import (
+	"time"
+
+	"github.com/rekey-dev/rekey/integrations"
+)
+
+// Phase is how far a rotation got.
+type Phase string
+
+const (
+	// PhasePlanned: the record exists, the key is not stored yet. A crash
+	// here changed nothing unless the key's metadata names this rotation.
+	PhasePlanned Phase = "planned"
+	// PhaseStored: the new version is in Vault; integrations are being updated.
+	PhaseStored Phase = "stored"
+	// PhaseDone: every integration reached an outcome for this run.
+	PhaseDone Phase = "done"
+	// PhaseAborted: stopped before Vault was written; nothing changed.
+	PhaseAborted Phase = "aborted"
+)
+
+// Progress states an integration passes through during a rotation, beside
+// the final states of integrations.State.
+const (
+	Waiting   = "waiting"
+	Applying  = "applying"
+	Verifying = "verifying"
+)
+
+// Rotation is one run that replaces a key.
+type Rotation struct {
+	ID       string    `json:"id"`
+	KeyID    string    `json:"key"`
+	Reason   string    `json:"reason"` // scheduled, leak, manual
+	Operator string    `json:"operator"`
+	Started  time.Time `json:"started"`
+	Stored   time.Time `json:"stored,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+	Phase    Phase     `json:"phase"`
+	Error    string    `json:"error,omitempty"`
+
+	OldVersion     int    `json:"old_version,omitempty"`
+	OldFingerprint string `json:"old_fingerprint,omitempty"`
+	NewVersion     int    `json:"new_version,omitempty"`
+	NewFingerprint string `json:"new_fingerprint,omitempty"`
+
+	Integrations map[string]*Integration `json:"integrations"`
+	Journal      []Transition            `json:"journal"`
+	// Timeline marks the moments of an incident (leak declared, old key
+	// confirmed dead, new key stored, each integration current).
+	Timeline []Mark `json:"timeline,omitempty"`
+}
+
+// Integration is one integration's record within a rotation.
+type Integration struct {
+	ID        string               `json:"id"`
+	Type      string               `json:"type"`
+	State     string               `json:"state"` // a progress state or an integrations.State
+	Reason    string               `json:"reason,omitempty"`
+	Attempts  int                  `json:"attempts,omitempty"`
+	Written   integrations.Written `json:"written,omitzero"`
+	Confirmed integrations.Written `json:"confirmed,omitzero"`
+	// ConfirmedBy and Note record who confirmed a manual integration.
+	ConfirmedBy string    `json:"confirmed_by,omitempty"`
+	Note        string    `json:"note,omitempty"`
+	Updated     time.Time `json:"updated"`
+}
+
+// Transition is one journal line: an integration moving between states.
+type Transition struct {
+	At          time.Time `json:"at"`
+	Integration string    `json:"integration"`
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// Mark is one moment of an incident timeline.
+type Mark struct {
+	At   time.Time `json:"at"`
+	What string    `json:"what"`
+}
+
+// Final reports whether s is an outcome rather than a progress state.
+func Final(s string) bool {
+	switch s {
+	case Waiting, Applying, Verifying, "":
+		return false
+	}
+	return true
+}
+
+// Lock says who holds a key's rotation lock and since when.
+type Lock struct {
+	Held       bool      `json:"held"`
+	User       string    `json:"user,omitempty"`
+	Host       string    `json:"host,omitempty"`
+	PID        int       `json:"pid,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
+	Expires    time.Time `json:"expires,omitzero"`
+	RotationID string    `json:"rotation_id,omitempty"`
+	Command    string    `json:"command,omitempty"`
+}
+
+// KeyState is what rekey knows about a key across rotations.
+type KeyState struct {
+	LatestRotation string `json:"latest_rotation,omitempty"`
+	// Compromised lists versions replaced by `rekey leak`, by version number.
+	Compromised map[int]CompromisedVersion `json:"compromised,omitempty"`
+	// LastAudit is the latest audit of this key's integrations.
+	LastAudit *Audit `json:"last_audit,omitempty"`
+}
+
+// CompromisedVersion records why a version is compromised.
+type CompromisedVersion struct {
+	Fingerprint string    `json:"fingerprint"`
+	At          time.Time `json:"at"`
+	RotationID  string    `json:"rotation_id,omitempty"`
+}
+
+// Audit is one audit of a key's integrations.
+type Audit struct {
+	At           time.Time                      `json:"at"`
+	Duration     time.Duration                  `json:"duration_ns"`
+	Integrations map[string]integrations.Status `json:"integrations"`
+}

@@ -1,0 +1,275 @@
+// Package vaultstore is rekey's access to Vault KV version 2: the keys
+// themselves (field api_key of <mount>/data/<vault_path>), their versions
+// and custom metadata, and rekey's own records under
+// <mount>/<state_path>/ (rotations, key state, locks, leases).
+package vaultstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Field is the KV field that holds a key's value.
+const Field = "api_key"
+
+// Errors, classified where they are born.
+var (
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("check-and-set conflict")
+	ErrUnauthorized = errors.New("permission denied")
+	ErrUnavailable  = errors.New("vault unavailable")
+)
+
+// Store reads and writes keys and records in one KV v2 mount.
+type Store struct {
+	c         *vault.Client
+	mount     string
+	statePath string
+}
+
+// New returns a Store for mount, keeping records under statePath.
+func New(c *vault.Client, mount, statePath string) *Store {
+	return &Store{c: c, mount: strings.Trim(mount, "/"), statePath: strings.Trim(statePath, "/")}
+}
+
+// Client returns the Vault client.
+func (s *Store) Client() *vault.Client { return s.c }
+
+// Mount returns the KV v2 mount.
+func (s *Store) Mount() string { return s.mount }
+
+// KeyVersion is one version of a key as read from Vault. It is never
+// written to a record: only its fingerprint is.
+type KeyVersion struct {
+	Version  int
+	Key      secret.Key
+	Created  time.Time
+	Metadata map[string]string // the path's custom metadata
+}
+
+// Fingerprint of the version's key.
+func (v KeyVersion) Fingerprint() string { return v.Key.Fingerprint() }
+
+// ReadKey reads the current version of the key at vaultPath. A path with
+// no live version is ErrNotFound.
+func (s *Store) ReadKey(ctx context.Context, vaultPath string) (KeyVersion, error) {
+	sec, err := s.c.KVv2(s.mount).Get(ctx, vaultPath)
+	if err != nil {
+		return KeyVersion{}, classify(fmt.Sprintf("vault: read %s/%s", s.mount, vaultPath), err)
+	}
+	return s.keyVersion(ctx, vaultPath, sec)
+}
+
+// ReadKeyVersion reads one version of the key at vaultPath.
+func (s *Store) ReadKeyVersion(ctx context.Context, vaultPath string, version int) (KeyVersion, error) {
+	sec, err := s.c.KVv2(s.mount).GetVersion(ctx, vaultPath, version)
+	if err != nil {
+		return KeyVersion{}, classify(fmt.Sprintf("vault: read %s/%s version %d", s.mount, vaultPath, version), err)
+	}
+	return s.keyVersion(ctx, vaultPath, sec)
+}
+
+func (s *Store) keyVersion(_ context.Context, vaultPath string, sec *vault.KVSecret) (KeyVersion, error) {
+	if sec == nil || sec.VersionMetadata == nil || sec.Data == nil {
+		return KeyVersion{}, fmt.Errorf("vault: read %s/%s: %w", s.mount, vaultPath, ErrNotFound)
+	}
+	v, ok := sec.Data[Field].(string)
+	if !ok {
+		return KeyVersion{}, fmt.Errorf("vault: read %s/%s: field %s missing or not a string: %w", s.mount, vaultPath, Field, ErrNotFound)
+	}
+	kv := KeyVersion{
+		Version: sec.VersionMetadata.Version,
+		Key:     secret.New(v),
+		Created: sec.VersionMetadata.CreatedTime,
+	}
+	kv.Metadata = map[string]string{}
+	for k, val := range sec.CustomMetadata {
+		if str, ok := val.(string); ok {
+			kv.Metadata[k] = str
+		}
+	}
+	return kv, nil
+}
+
+// Versions returns every retained, readable version of the key at
+// vaultPath, oldest first, and the current version number.
+func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, int, error) {
+	md, err := s.c.KVv2(s.mount).GetMetadata(ctx, vaultPath)
+	if err != nil {
+		return nil, 0, classify(fmt.Sprintf("vault: read metadata %s/%s", s.mount, vaultPath), err)
+	}
+	var nums []int
+	for k, v := range md.Versions {
+		if !v.DeletionTime.IsZero() || v.Destroyed {
+			continue
+		}
+		n, err := strconv.Atoi(k)
+		if err == nil {
+			nums = append(nums, n)
+		}
+	}
+	sortInts(nums)
+	out := make([]KeyVersion, 0, len(nums))
+	for _, n := range nums {
+		kv, err := s.ReadKeyVersion(ctx, vaultPath, n)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, kv)
+	}
+	return out, md.CurrentVersion, nil
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// WriteKey stores key as a new version of vaultPath with check-and-set on
+// cas (0: the path must not exist yet), then records meta as custom
+// metadata. If the write's answer is lost or ambiguous, it reads back and
+// reports success when the current version holds exactly this key. A CAS
+// mismatch is ErrConflict.
+func (s *Store) WriteKey(ctx context.Context, vaultPath string, key secret.Key, cas int, meta map[string]string) (int, error) {
+	where := fmt.Sprintf("vault: write %s/%s", s.mount, vaultPath)
+	sec, err := s.c.KVv2(s.mount).Put(ctx, vaultPath, map[string]any{Field: key.Reveal()}, vault.WithCheckAndSet(cas))
+	version := 0
+	if err != nil {
+		werr := classify(where, err)
+		// The write may have landed even though we did not hear so.
+		cur, rerr := s.ReadKey(context.WithoutCancel(ctx), vaultPath)
+		if rerr != nil || !cur.Key.Equal(key) || cur.Version != cas+1 {
+			return 0, werr
+		}
+		version = cur.Version
+	} else {
+		version = sec.VersionMetadata.Version
+	}
+	if len(meta) > 0 {
+		if err := s.PatchMetadata(ctx, vaultPath, meta); err != nil {
+			return version, err
+		}
+	}
+	return version, nil
+}
+
+// PatchMetadata merges custom metadata into vaultPath's, keeping the
+// other fields. Values longer than Vault's 512-byte limit are cut.
+func (s *Store) PatchMetadata(ctx context.Context, vaultPath string, meta map[string]string) error {
+	cm := make(map[string]any, len(meta))
+	for k, v := range meta {
+		cm[k] = Truncate(v, 512)
+	}
+	err := s.c.KVv2(s.mount).PatchMetadata(ctx, vaultPath, vault.KVMetadataPatchInput{CustomMetadata: cm})
+	if err != nil {
+		return classify(fmt.Sprintf("vault: write metadata %s/%s", s.mount, vaultPath), err)
+	}
+	return nil
+}
+
+// Truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// RecordPath returns the KV path of a record under the state path.
+func (s *Store) RecordPath(parts ...string) string {
+	return path.Join(append([]string{s.statePath}, parts...)...)
+}
+
+// GetRecord reads the JSON record at rel (under the state path) into dst
+// and returns its version. A missing record is ErrNotFound.
+func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error) {
+	p := s.RecordPath(rel)
+	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
+	if err != nil {
+		return 0, classify(fmt.Sprintf("vault: read record %s/%s", s.mount, p), err)
+	}
+	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
+		return 0, fmt.Errorf("vault: read record %s/%s: %w", s.mount, p, ErrNotFound)
+	}
+	b, err := json.Marshal(sec.Data)
+	if err != nil {
+		return 0, err
+	}
+	if err := json.Unmarshal(b, dst); err != nil {
+		return 0, fmt.Errorf("vault: decode record %s/%s: %w", s.mount, p, err)
+	}
+	return sec.VersionMetadata.Version, nil
+}
+
+// PutRecord writes v as the JSON record at rel. With cas >= 0 the write is
+// check-and-set on that version (0: must not exist); -1 writes blindly.
+func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int, error) {
+	p := s.RecordPath(rel)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	var data map[string]any
+	if err := json.Unmarshal(b, &data); err != nil {
+		return 0, err
+	}
+	var opts []vault.KVOption
+	if cas >= 0 {
+		opts = append(opts, vault.WithCheckAndSet(cas))
+	}
+	sec, err := s.c.KVv2(s.mount).Put(ctx, p, data, opts...)
+	if err != nil {
+		return 0, classify(fmt.Sprintf("vault: write record %s/%s", s.mount, p), err)
+	}
+	return sec.VersionMetadata.Version, nil
+}
+
+// classify turns a vault/api error into one of this package's classes,
+// keeping Vault's own message (which never holds a secret value).
+func classify(where string, err error) error {
+	if errors.Is(err, vault.ErrSecretNotFound) {
+		return fmt.Errorf("%s: %w", where, ErrNotFound)
+	}
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		msg := strings.Join(re.Errors, "; ")
+		switch {
+		case strings.Contains(msg, "check-and-set parameter did not match"):
+			return fmt.Errorf("%s: %w", where, ErrConflict)
+		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
+			return fmt.Errorf("%s: %s: %w", where, msg, ErrUnauthorized)
+		case re.StatusCode == http.StatusNotFound:
+			return fmt.Errorf("%s: %w", where, ErrNotFound)
+		case re.StatusCode == http.StatusServiceUnavailable || re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests:
+			return fmt.Errorf("%s: status %d: %s: %w", where, re.StatusCode, msg, ErrUnavailable)
+		}
+		return fmt.Errorf("%s: status %d: %s", where, re.StatusCode, msg)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	return fmt.Errorf("%s: %v: %w", where, err, ErrUnavailable)
+}

@@ -1,0 +1,141 @@
+package vaultstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/vaulttest"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+func TestKeyVersionsAndCAS(t *testing.T) {
+	env := vaulttest.New(t)
+	s := New(env.Client, env.Mount, "rekey")
+	ctx := context.Background()
+	k1, k2 := secret.New("first-key-0123456789"), secret.New("second-key-0123456789")
+
+	if _, err := s.ReadKey(ctx, "an/main"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadKey of a missing path: %v, want ErrNotFound", err)
+	}
+	v, err := s.WriteKey(ctx, "an/main", k1, 0, map[string]string{"managed-by": "rekey"})
+	if err != nil || v != 1 {
+		t.Fatalf("first write: version %d, %v", v, err)
+	}
+	if _, err := s.WriteKey(ctx, "an/main", k2, 0, nil); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale CAS: %v, want ErrConflict", err)
+	}
+	if v, err = s.WriteKey(ctx, "an/main", k2, 1, map[string]string{"reason": "manual"}); err != nil || v != 2 {
+		t.Fatalf("second write: version %d, %v", v, err)
+	}
+	cur, err := s.ReadKey(ctx, "an/main")
+	if err != nil || !cur.Key.Equal(k2) || cur.Version != 2 {
+		t.Fatalf("current = %v v%d, %v", cur.Key, cur.Version, err)
+	}
+	if cur.Metadata["managed-by"] != "rekey" || cur.Metadata["reason"] != "manual" {
+		t.Fatalf("metadata not merged: %v", cur.Metadata)
+	}
+	vs, n, err := s.Versions(ctx, "an/main")
+	if err != nil || n != 2 || len(vs) != 2 || !vs[0].Key.Equal(k1) || !vs[1].Key.Equal(k2) {
+		t.Fatalf("Versions = %v (current %d), %v", vs, n, err)
+	}
+}
+
+func TestWriteRefusedWithoutPermission(t *testing.T) {
+	env := vaulttest.New(t)
+	ro := vaulttest.NewClient(t, env.Addr, env.TokenWithPolicy(t, env.ReadOnlyPolicy()))
+	s := New(ro, env.Mount, "rekey")
+	_, err := s.WriteKey(context.Background(), "an/main", secret.New("some-key-value-123"), 0, nil)
+	if !errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("write with a read-only token: %v, want ErrUnauthorized", err)
+	}
+	leakcheck.Assert(t, "error", []byte(err.Error()), "some-key-value-123")
+}
+
+func TestLock(t *testing.T) {
+	env := vaulttest.New(t)
+	s := New(env.Client, env.Mount, "rekey")
+	ctx := context.Background()
+	host, _ := os.Hostname()
+	me := records.Lock{User: "alice", Host: host, PID: os.Getpid(), Command: "rotate"}
+	l, err := s.Lock(ctx, "an", me, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Lock(ctx, "an", records.Lock{User: "bob", Host: "other", PID: 1}, time.Minute)
+	var le *LockedError
+	if !errors.As(err, &le) || le.Holder.User != "alice" {
+		t.Fatalf("second lock: %v, want LockedError naming alice", err)
+	}
+	if err := l.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := s.Lock(ctx, "an", records.Lock{User: "bob", Host: "other", PID: 1}, time.Minute)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	l2.Release(ctx)
+}
+
+func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
+	env := vaulttest.New(t)
+	s := New(env.Client, env.Mount, "rekey")
+	ctx := context.Background()
+	host, _ := os.Hostname()
+	// A pid that cannot exist (above the kernel's pid_max).
+	if _, err := s.PutRecord(ctx, "keys/an/lock", records.Lock{Held: true, User: "ghost", Host: host, PID: 1 << 30, Expires: time.Now().Add(time.Hour)}, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock(ctx, "an", records.Lock{User: "alice", Host: host, PID: os.Getpid()}, time.Minute); err != nil {
+		t.Fatalf("lock of a dead local process not taken over: %v", err)
+	}
+	// An expired lease from another host is taken over too.
+	if _, err := s.PutRecord(ctx, "keys/b/lock", records.Lock{Held: true, User: "x", Host: "elsewhere", PID: 7, Expires: time.Now().Add(-time.Second)}, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lock(ctx, "b", records.Lock{User: "alice", Host: host, PID: os.Getpid()}, time.Minute); err != nil {
+		t.Fatalf("expired lock not taken over: %v", err)
+	}
+}
+
+func TestKeyStateUpdatesConcurrently(t *testing.T) {
+	env := vaulttest.New(t)
+	s := New(env.Client, env.Mount, "rekey")
+	ctx := context.Background()
+	done := make(chan error)
+	for i := 1; i <= 4; i++ {
+		go func() {
+			done <- s.UpdateKeyState(ctx, "an", func(st *records.KeyState) {
+				if st.Compromised == nil {
+					st.Compromised = map[int]records.CompromisedVersion{}
+				}
+				st.Compromised[i] = records.CompromisedVersion{Fingerprint: "sha256:x"}
+			})
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _, err := s.KeyState(ctx, "an")
+	if err != nil || len(st.Compromised) != 4 {
+		t.Fatalf("state after 4 concurrent updates: %+v, %v", st, err)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	if got := Truncate("abcdef", 10); got != "abcdef" {
+		t.Fatal(got)
+	}
+	if got := Truncate("ééééé", 6); got != "é…" {
+		t.Fatalf("Truncate = %q", got)
+	}
+}
