@@ -1,0 +1,590 @@
+// Package rotation is rekey's engine: it checks a new key, takes the key's
+// lock, stores the key in Vault with check-and-set, applies it to every
+// integration at once, verifies each, journals every step and reports.
+// It does no I/O of its own beyond the interfaces it is given.
+package rotation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/notifiers"
+	"github.com/rekey-dev/rekey/providers"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/vaultstore"
+)
+
+// Store is what the engine needs from Vault; *vaultstore.Store is one.
+type Store interface {
+	ReadKey(ctx context.Context, vaultPath string) (vaultstore.KeyVersion, error)
+	Versions(ctx context.Context, vaultPath string) ([]vaultstore.KeyVersion, int, error)
+	WriteKey(ctx context.Context, vaultPath string, key secret.Key, cas int, meta map[string]string) (int, error)
+	Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (*vaultstore.Lease, error)
+	SaveRotation(ctx context.Context, r *records.Rotation) error
+	Rotation(ctx context.Context, keyID, id string) (*records.Rotation, error)
+	LatestRotation(ctx context.Context, keyID string) (*records.Rotation, error)
+	KeyState(ctx context.Context, keyID string) (*records.KeyState, int, error)
+	UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error
+}
+
+var _ Store = (*vaultstore.Store)(nil)
+
+// Target is one integration of the key being rotated.
+type Target struct {
+	Config      config.Integration
+	Integration integrations.Integration
+}
+
+// Job is one key and everything needed to rotate it.
+type Job struct {
+	Key     config.Key
+	Targets []Target
+	Checker providers.Checker
+	Reason  string // scheduled, manual or leak
+	// RotationID, if set, is used for the new rotation (the CLI makes it
+	// early so the first Slack message and the record share it).
+	RotationID string
+	// Leak marks the replaced version compromised once the new one is stored.
+	Leak bool
+	// Timeline holds incident marks made before the engine ran.
+	Timeline []records.Mark
+}
+
+// Engine runs rotations. Zero values of the tuning fields take defaults.
+type Engine struct {
+	Store    Store
+	Notifier notifiers.Notifier // may be nil
+	Logger   *slog.Logger       // may be nil
+	// Progress, if set, is told of every state an integration enters.
+	Progress func(integrationID, state, detail string)
+
+	Concurrency int
+	Timeout     time.Duration // per attempt
+	Retries     int           // on transient failures
+	Backoff     time.Duration // first retry's wait; doubles, with jitter
+	MaxBackoff  time.Duration
+	LockTTL     time.Duration
+	FlushEvery  time.Duration // how often the journal is written while applying
+
+	// Operator is who runs the rotation (user, host, pid, command).
+	Operator records.Lock
+	// AllowUnverified stores a key the provider could not check (unknown).
+	AllowUnverified bool
+
+	Now func() time.Time
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (e *Engine) defaults() {
+	if e.Concurrency <= 0 {
+		e.Concurrency = config.DefaultConcurrency
+	}
+	if e.Timeout <= 0 {
+		e.Timeout = config.DefaultTimeout.D()
+	}
+	if e.Backoff <= 0 {
+		e.Backoff = 500 * time.Millisecond
+	}
+	if e.MaxBackoff <= 0 {
+		e.MaxBackoff = 30 * time.Second
+	}
+	if e.LockTTL <= 0 {
+		e.LockTTL = 2 * time.Minute
+	}
+	if e.FlushEvery <= 0 {
+		e.FlushEvery = 200 * time.Millisecond
+	}
+}
+
+// RefusedError means the new key was refused before anything was written.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "new key refused: " + e.Reason }
+
+// NotStoredError means Vault could not be written; no integration was touched.
+type NotStoredError struct{ Err error }
+
+func (e *NotStoredError) Error() string {
+	return "the new key was not stored, no integration was touched: " + e.Err.Error()
+}
+func (e *NotStoredError) Unwrap() error { return e.Err }
+
+// ErrNothingToResume means the latest rotation needs no further work, or
+// stopped before Vault was written.
+var ErrNothingToResume = errors.New("nothing to resume")
+
+// NewID returns a rotation id: UTC time and a random suffix.
+func NewID(now time.Time) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// Result is one integration's outcome.
+type Result struct {
+	ID     string             `json:"id"`
+	Type   string             `json:"type"`
+	State  integrations.State `json:"state"`
+	Reason string             `json:"reason,omitempty"`
+	Owner  string             `json:"owner,omitempty"`
+}
+
+// Outcome is what a rotation, resume or confirm ended with.
+type Outcome struct {
+	Rotation *records.Rotation
+	Results  []Result
+}
+
+// AllCurrent reports whether every integration is current.
+func (o *Outcome) AllCurrent() bool {
+	for _, r := range o.Results {
+		if r.State != integrations.Current {
+			return false
+		}
+	}
+	return true
+}
+
+// Check validates a candidate key against what Vault holds and the
+// provider, without writing anything. It returns the current version
+// (zero when the key has none yet) and every retained version.
+func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore.KeyVersion, []vaultstore.KeyVersion, error) {
+	if key.IsZero() {
+		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: "it is empty"}
+	}
+	cur, err := e.Store.ReadKey(ctx, job.Key.VaultPath)
+	if err != nil && !errors.Is(err, vaultstore.ErrNotFound) {
+		return cur, nil, err
+	}
+	var versions []vaultstore.KeyVersion
+	if err == nil {
+		if cur.Key.Equal(key) {
+			return cur, nil, &RefusedError{Reason: "it is the current version (" + key.Fingerprint() + "); paste the key Action Network shows after REVOKE & GENERATE NEW KEY"}
+		}
+		if versions, _, err = e.Store.Versions(ctx, job.Key.VaultPath); err != nil {
+			return cur, nil, err
+		}
+		for _, v := range versions {
+			if v.Key.Equal(key) {
+				return cur, versions, &RefusedError{Reason: fmt.Sprintf("it is version %d (%s), an earlier version of this key", v.Version, key.Fingerprint())}
+			}
+		}
+	}
+	if job.Checker != nil {
+		res := job.Checker.Check(ctx, key)
+		switch res.Validity {
+		case providers.Invalid:
+			return cur, versions, &RefusedError{Reason: "the provider rejected it: " + res.Reason}
+		case providers.Unknown:
+			if !e.AllowUnverified {
+				return cur, versions, &RefusedError{Reason: "the provider could not check it: " + res.Reason}
+			}
+			e.logger().Warn("storing a key the provider could not check", "key", job.Key.ID, "reason", res.Reason)
+		}
+	}
+	return cur, versions, nil
+}
+
+// Rotate runs one rotation of job.Key to newKey. It returns a
+// *RefusedError or *NotStoredError (nothing changed), a
+// *vaultstore.LockedError (someone else is rotating), or an Outcome once
+// the key is stored, whatever became of the integrations.
+func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outcome, error) {
+	e.defaults()
+	cur, versions, err := e.Check(ctx, job, newKey)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := e.lock(ctx, job, "rotate")
+	if err != nil {
+		return nil, err
+	}
+	defer e.release(lease)
+	stopRenew := e.renew(ctx, lease)
+	defer stopRenew()
+
+	// The lock is ours; the key may have changed while we waited.
+	if again, err := e.Store.ReadKey(ctx, job.Key.VaultPath); err == nil && again.Version != cur.Version {
+		return nil, &RefusedError{Reason: fmt.Sprintf("the key changed in Vault (now version %d) while this rotation started; run it again", again.Version)}
+	}
+
+	id := job.RotationID
+	if id == "" {
+		id = NewID(e.now())
+	}
+	rec := &records.Rotation{
+		ID: id, KeyID: job.Key.ID, Reason: job.Reason, Operator: operatorName(e.Operator),
+		Started: e.now(), Phase: records.PhasePlanned,
+		OldVersion: cur.Version, OldFingerprint: cur.Fingerprint(),
+		NewFingerprint: newKey.Fingerprint(),
+		Integrations:   map[string]*records.Integration{},
+		Timeline:       job.Timeline,
+	}
+	for _, t := range job.Targets {
+		rec.Integrations[t.Config.ID] = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Updated: rec.Started}
+	}
+	// The plan is on record before Vault is written, so a crash at any
+	// later point leaves enough for `rekey resume`.
+	if err := e.Store.SaveRotation(ctx, rec); err != nil {
+		return nil, &NotStoredError{Err: fmt.Errorf("record the rotation plan: %w", err)}
+	}
+	if err := e.Store.UpdateKeyState(ctx, job.Key.ID, func(st *records.KeyState) { st.LatestRotation = id }); err != nil {
+		return nil, &NotStoredError{Err: fmt.Errorf("record the rotation plan: %w", err)}
+	}
+
+	version, err := e.Store.WriteKey(ctx, job.Key.VaultPath, newKey, cur.Version, e.metadata(job, rec))
+	if err != nil && version == 0 {
+		rec.Phase, rec.Error, rec.Finished = records.PhaseAborted, err.Error(), e.now()
+		if serr := e.Store.SaveRotation(context.WithoutCancel(ctx), rec); serr != nil {
+			e.logger().Error("could not record the aborted rotation", "rotation", id, "err", serr)
+		}
+		return nil, &NotStoredError{Err: err}
+	}
+	if err != nil {
+		e.logger().Warn("key stored but its metadata was not", "key", job.Key.ID, "err", err)
+	}
+	rec.Phase, rec.NewVersion, rec.Stored = records.PhaseStored, version, e.now()
+	rec.Timeline = append(rec.Timeline, records.Mark{At: rec.Stored, What: fmt.Sprintf("new key %s stored in Vault as version %d", rec.NewFingerprint, version)})
+	if err := e.Store.SaveRotation(context.WithoutCancel(ctx), rec); err != nil {
+		e.logger().Error("could not record the stored key; `rekey resume` will find it from Vault's metadata", "rotation", id, "err", err)
+	}
+	if job.Leak && cur.Version > 0 {
+		e.markCompromised(ctx, job.Key.ID, cur, id)
+	}
+	e.notify(ctx, notifiers.Event{
+		Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: id, Reason: job.Reason,
+		Fingerprint: rec.NewFingerprint, OldFingerprint: rec.OldFingerprint,
+		Title: fmt.Sprintf("New key %s stored in Vault (version %d); updating %d integrations", rec.NewFingerprint, version, len(job.Targets)),
+	})
+
+	versions = append(versions, vaultstore.KeyVersion{Version: version, Key: newKey, Created: rec.Stored})
+	want, err := e.expect(ctx, job.Key.ID, versions, version, rec.Stored)
+	if err != nil {
+		e.logger().Warn("could not read compromised versions; states may say stale for compromised", "err", err)
+	}
+	return e.finish(ctx, job, rec, newKey, want, job.Targets)
+}
+
+// Resume applies and verifies again every integration of the key's
+// latest rotation that is not current, plus any integration configured
+// since. It returns ErrNothingToResume when the latest rotation stopped
+// before Vault was written.
+func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
+	e.defaults()
+	lease, err := e.lock(ctx, job, "resume")
+	if err != nil {
+		return nil, err
+	}
+	defer e.release(lease)
+	stopRenew := e.renew(ctx, lease)
+	defer stopRenew()
+
+	rec, err := e.Store.LatestRotation(ctx, job.Key.ID)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := e.Store.ReadKey(ctx, job.Key.VaultPath)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Phase == records.PhasePlanned || rec.Phase == records.PhaseAborted {
+		if cur.Metadata["rotation_id"] != rec.ID || cur.Fingerprint() != rec.NewFingerprint {
+			if rec.Phase == records.PhasePlanned {
+				rec.Phase, rec.Finished, rec.Error = records.PhaseAborted, e.now(), "stopped before Vault was written"
+				e.Store.SaveRotation(ctx, rec)
+			}
+			return nil, fmt.Errorf("rotation %s stopped before the new key was stored; nothing changed, run `rekey rotate` again: %w", rec.ID, ErrNothingToResume)
+		}
+		// The key was stored; the crash came before the record said so.
+		rec.Phase, rec.NewVersion, rec.Stored = records.PhaseStored, cur.Version, cur.Created
+	}
+	if cur.Fingerprint() != rec.NewFingerprint {
+		return nil, fmt.Errorf("Vault now holds version %d (%s), not rotation %s's key (%s); run `rekey audit` to see where things stand", cur.Version, cur.Fingerprint(), rec.ID, rec.NewFingerprint)
+	}
+	if rec.Integrations == nil {
+		rec.Integrations = map[string]*records.Integration{}
+	}
+	var todo []Target
+	for _, t := range job.Targets {
+		r, ok := rec.Integrations[t.Config.ID]
+		if !ok {
+			r = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Updated: e.now()}
+			rec.Integrations[t.Config.ID] = r
+		}
+		if r.State == string(integrations.Current) {
+			continue
+		}
+		todo = append(todo, t)
+	}
+	rec.Phase, rec.Finished = records.PhaseStored, time.Time{}
+	versions, _, err := e.Store.Versions(ctx, job.Key.VaultPath)
+	if err != nil {
+		return nil, err
+	}
+	want, err := e.expect(ctx, job.Key.ID, versions, cur.Version, cur.Created)
+	if err != nil {
+		return nil, err
+	}
+	return e.finish(ctx, job, rec, cur.Key, want, todo)
+}
+
+// finish applies key to targets, verifies each, closes the record and
+// reports. Integrations of rec not in targets keep their recorded state.
+func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key secret.Key, want integrations.Expect, targets []Target) (*Outcome, error) {
+	j := newJournal(e, rec)
+	stopFlush := j.start(ctx)
+	e.fanOut(ctx, j, job, key, want, targets)
+	stopFlush()
+
+	j.mu.Lock()
+	rec.Phase, rec.Finished = records.PhaseDone, e.now()
+	allCurrent := true
+	for _, r := range rec.Integrations {
+		if r.State != string(integrations.Current) {
+			allCurrent = false
+		}
+	}
+	if allCurrent && job.Reason == "leak" {
+		rec.Timeline = append(rec.Timeline, records.Mark{At: rec.Finished, What: "every integration current"})
+	}
+	j.mu.Unlock()
+	if err := j.flush(context.WithoutCancel(ctx)); err != nil {
+		e.logger().Error("could not record the rotation's outcome", "rotation", rec.ID, "err", err)
+	}
+	out := &Outcome{Rotation: rec, Results: results(job, rec)}
+	e.notify(ctx, finishedEvent(job, rec, out))
+	return out, nil
+}
+
+func results(job Job, rec *records.Rotation) []Result {
+	out := make([]Result, 0, len(rec.Integrations))
+	for _, in := range orderedIDs(job, rec) {
+		r := rec.Integrations[in]
+		res := Result{ID: r.ID, Type: r.Type, State: integrations.State(r.State), Reason: r.Reason}
+		for _, t := range job.Targets {
+			if t.Config.ID == r.ID {
+				res.Owner = t.Config.Owner
+			}
+		}
+		if !records.Final(r.State) {
+			res.State, res.Reason = integrations.Unknown, "not reached: "+r.State
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// orderedIDs lists rec's integrations in configuration order, then any
+// that are no longer configured.
+func orderedIDs(job Job, rec *records.Rotation) []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, t := range job.Targets {
+		if _, ok := rec.Integrations[t.Config.ID]; ok && !seen[t.Config.ID] {
+			ids = append(ids, t.Config.ID)
+			seen[t.Config.ID] = true
+		}
+	}
+	var rest []string
+	for id := range rec.Integrations {
+		if !seen[id] {
+			rest = append(rest, id)
+		}
+	}
+	sortStrings(rest)
+	return append(ids, rest...)
+}
+
+func sortStrings(a []string) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+func finishedEvent(job Job, rec *records.Rotation, out *Outcome) notifiers.Event {
+	ev := notifiers.Event{
+		Kind: notifiers.RotationFinished, At: rec.Finished, KeyID: job.Key.ID, RotationID: rec.ID,
+		Reason: job.Reason, Fingerprint: rec.NewFingerprint, OldFingerprint: rec.OldFingerprint,
+		Owner: job.Key.Owner,
+	}
+	var notCurrent int
+	for _, r := range out.Results {
+		if r.State != integrations.Current {
+			notCurrent++
+		}
+		ev.Integrations = append(ev.Integrations, notifiers.Integration{ID: r.ID, Type: r.Type, State: string(r.State), Reason: r.Reason, Owner: r.Owner})
+	}
+	if notCurrent == 0 {
+		ev.Title = fmt.Sprintf("Rotation of %s done: all %d integrations current on %s", job.Key.ID, len(out.Results), rec.NewFingerprint)
+	} else {
+		ev.Title = fmt.Sprintf("Rotation of %s: %d of %d integrations not current yet", job.Key.ID, notCurrent, len(out.Results))
+		ev.Text = "Run `rekey resume " + job.Key.ID + "` after fixing failures; manual integrations need `rekey confirm " + job.Key.ID + " INTEGRATION`."
+	}
+	return ev
+}
+
+func (e *Engine) notify(ctx context.Context, ev notifiers.Event) {
+	if e.Notifier == nil {
+		return
+	}
+	if ev.At.IsZero() {
+		ev.At = e.now()
+	}
+	if err := e.Notifier.Notify(context.WithoutCancel(ctx), ev); err != nil {
+		e.logger().Warn("notification not delivered; the outcome is on the terminal and in Vault", "kind", ev.Kind, "err", err)
+	}
+}
+
+func (e *Engine) metadata(job Job, rec *records.Rotation) map[string]string {
+	ids := ""
+	for i, t := range job.Targets {
+		if i > 0 {
+			ids += ","
+		}
+		ids += t.Config.ID
+	}
+	return map[string]string{
+		"managed-by":           "rekey",
+		"key_id":               job.Key.ID,
+		"rotated_at":           rec.Started.Format(time.RFC3339),
+		"reason":               job.Reason,
+		"rotation_id":          rec.ID,
+		"fingerprint":          rec.NewFingerprint,
+		"previous_fingerprint": rec.OldFingerprint,
+		"operator":             rec.Operator,
+		"integrations":         ids,
+	}
+}
+
+func (e *Engine) markCompromised(ctx context.Context, keyID string, v vaultstore.KeyVersion, rotationID string) {
+	err := e.Store.UpdateKeyState(context.WithoutCancel(ctx), keyID, func(st *records.KeyState) {
+		if st.Compromised == nil {
+			st.Compromised = map[int]records.CompromisedVersion{}
+		}
+		st.Compromised[v.Version] = records.CompromisedVersion{Fingerprint: v.Fingerprint(), At: e.now(), RotationID: rotationID}
+	})
+	if err != nil {
+		e.logger().Error("could not mark the leaked version compromised", "key", keyID, "version", v.Version, "err", err)
+	}
+}
+
+// Expect builds what the key's integrations are measured against: every
+// retained version, the compromised ones, and the current one.
+func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expect, *records.Rotation, error) {
+	versions, current, err := e.Store.Versions(ctx, key.VaultPath)
+	if err != nil {
+		return integrations.Expect{}, nil, err
+	}
+	var rotatedAt time.Time
+	for _, v := range versions {
+		if v.Version == current {
+			rotatedAt = v.Created
+		}
+	}
+	want, err := e.expect(ctx, key.ID, versions, current, rotatedAt)
+	if err != nil {
+		return want, nil, err
+	}
+	rec, err := e.Store.LatestRotation(ctx, key.ID)
+	if err != nil && !errors.Is(err, vaultstore.ErrNotFound) {
+		return want, nil, err
+	}
+	return want, rec, nil
+}
+
+func (e *Engine) expect(ctx context.Context, keyID string, versions []vaultstore.KeyVersion, current int, rotatedAt time.Time) (integrations.Expect, error) {
+	want := integrations.Expect{Versions: map[string]integrations.VersionState{}, RotatedAt: rotatedAt}
+	for _, v := range versions {
+		fp := v.Fingerprint()
+		if v.Version == current {
+			want.Current = fp
+			want.Versions[fp] = integrations.VersionCurrent
+		} else if _, done := want.Versions[fp]; !done {
+			want.Versions[fp] = integrations.VersionSuperseded
+		}
+	}
+	st, _, err := e.Store.KeyState(ctx, keyID)
+	if err != nil {
+		return want, err
+	}
+	for _, c := range st.Compromised {
+		if c.Fingerprint != want.Current {
+			want.Versions[c.Fingerprint] = integrations.VersionCompromised
+		}
+	}
+	return want, nil
+}
+
+// ExpectFor narrows want to one integration's records.
+func ExpectFor(want integrations.Expect, r *records.Integration) integrations.Expect {
+	if r != nil {
+		want.Last, want.Confirmed = r.Written, r.Confirmed
+	}
+	return want
+}
+
+func operatorName(l records.Lock) string {
+	if l.User == "" && l.Host == "" {
+		return "unknown"
+	}
+	return l.User + "@" + l.Host
+}
+
+func (e *Engine) lock(ctx context.Context, job Job, command string) (*vaultstore.Lease, error) {
+	holder := e.Operator
+	holder.Command = command + " " + job.Key.ID
+	return e.Store.Lock(ctx, job.Key.ID, holder, e.LockTTL)
+}
+
+func (e *Engine) release(l *vaultstore.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Release(ctx); err != nil {
+		e.logger().Error("could not release the rotation lock; it expires by itself", "err", err)
+	}
+}
+
+// renew keeps the lease alive until the returned func is called.
+func (e *Engine) renew(ctx context.Context, l *vaultstore.Lease) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(e.LockTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := l.Renew(ctx); err != nil && ctx.Err() == nil {
+					e.logger().Warn("could not renew the rotation lock", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

@@ -1,0 +1,191 @@
+package rotation
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/notifiers"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// journal holds a rotation's record while integrations update, and writes
+// it to Vault when it changed, at most every FlushEvery. A transition lost
+// to a crash between flushes only means resume applies that integration
+// again, which is idempotent.
+type journal struct {
+	e     *Engine
+	mu    sync.Mutex
+	rec   *records.Rotation
+	dirty bool
+}
+
+func newJournal(e *Engine, rec *records.Rotation) *journal { return &journal{e: e, rec: rec} }
+
+// move records an integration entering state.
+func (j *journal) move(id, state, reason, fingerprint string, change func(*records.Integration)) {
+	now := j.e.now()
+	j.mu.Lock()
+	r := j.rec.Integrations[id]
+	from := r.State
+	r.State, r.Reason, r.Updated = state, reason, now
+	if change != nil {
+		change(r)
+	}
+	j.rec.Journal = append(j.rec.Journal, records.Transition{At: now, Integration: id, From: from, To: state, Fingerprint: fingerprint, Reason: reason})
+	if state == string(integrations.Current) && j.rec.Reason == "leak" {
+		j.rec.Timeline = append(j.rec.Timeline, records.Mark{At: now, What: id + " current"})
+	}
+	j.dirty = true
+	j.mu.Unlock()
+	if j.e.Progress != nil {
+		j.e.Progress(id, state, reason)
+	}
+	j.e.logger().Debug("integration", "id", id, "from", from, "to", state, "reason", reason)
+}
+
+// snapshot deep-copies the record under the lock.
+func (j *journal) snapshot() *records.Rotation {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	b, _ := json.Marshal(j.rec)
+	j.dirty = false
+	var cp records.Rotation
+	json.Unmarshal(b, &cp)
+	return &cp
+}
+
+func (j *journal) flush(ctx context.Context) error {
+	return j.e.Store.SaveRotation(ctx, j.snapshot())
+}
+
+// start flushes the journal in the background until the returned func is
+// called; that func flushes once more.
+func (j *journal) start(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(j.e.FlushEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				j.mu.Lock()
+				dirty := j.dirty
+				j.mu.Unlock()
+				if dirty {
+					if err := j.flush(ctx); err != nil && ctx.Err() == nil {
+						j.e.logger().Warn("could not write the rotation journal; will retry", "err", err)
+						j.mu.Lock()
+						j.dirty = true
+						j.mu.Unlock()
+					}
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// fanOut applies key to every target, at most Concurrency at once, then
+// works out each one's state. One failure never stops the others.
+func (e *Engine) fanOut(ctx context.Context, j *journal, job Job, key secret.Key, want integrations.Expect, targets []Target) {
+	sem := make(chan struct{}, e.Concurrency)
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		j.mu.Lock()
+		prev := *j.rec.Integrations[t.Config.ID]
+		j.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				j.move(t.Config.ID, string(integrations.Unknown), "not applied: "+ctx.Err().Error(), "", nil)
+				return
+			}
+			defer func() { <-sem }()
+			e.one(ctx, j, job, t, key, want, prev)
+		}()
+	}
+	wg.Wait()
+}
+
+func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key secret.Key, want integrations.Expect, prev records.Integration) {
+	id := t.Config.ID
+	fp := key.Fingerprint()
+	j.move(id, records.Applying, "", fp, nil)
+	req := integrations.ApplyRequest{Key: key, RotationID: j.rec.ID, Last: prev.Written}
+	res, attempts, err := e.apply(ctx, t.Integration, req)
+	if err != nil {
+		j.move(id, string(integrations.Failing), err.Error(), fp, func(r *records.Integration) { r.Attempts += attempts })
+		return
+	}
+	written := integrations.Written{Fingerprint: fp, At: res.At}
+	if written.At.IsZero() {
+		written.At = e.now()
+	}
+	if _, manual := t.Integration.(integrations.Manual); manual {
+		written = prev.Written // nothing was written; a person must do it
+		e.notify(ctx, notifiers.Event{
+			Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: j.rec.ID, Reason: job.Reason,
+			Fingerprint: fp, Owner: t.Config.Owner, Instructions: t.Config.Instructions,
+			Title:        t.Config.Owner + ": please update " + id + " with the new key (" + fp + "), then run `rekey confirm " + job.Key.ID + " " + id + "`",
+			Integrations: []notifiers.Integration{{ID: id, Type: t.Config.Type, State: string(integrations.Pending), Owner: t.Config.Owner}},
+		})
+	}
+	j.move(id, records.Verifying, "", fp, func(r *records.Integration) {
+		r.Attempts += attempts
+		r.Written = written
+	})
+	vctx, cancel := context.WithTimeout(ctx, e.Timeout)
+	st := integrations.Observe(vctx, t.Integration, ExpectFor(want, &records.Integration{Written: written, Confirmed: prev.Confirmed}))
+	cancel()
+	j.move(id, string(st.State), st.Reason, st.Fingerprint, nil)
+}
+
+// apply runs Apply with a per-attempt timeout, retrying transient failures
+// with exponential backoff and jitter (or the wait the target asked for).
+func (e *Engine) apply(ctx context.Context, in integrations.Integration, req integrations.ApplyRequest) (integrations.ApplyResult, int, error) {
+	var lastErr error
+	for attempt := 0; attempt <= e.Retries; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, e.Timeout)
+		res, err := in.Apply(actx, req)
+		cancel()
+		if err == nil {
+			return res, attempt + 1, nil
+		}
+		lastErr = err
+		if ctx.Err() != nil || !integrations.IsTransient(err) || attempt == e.Retries {
+			return res, attempt + 1, err
+		}
+		wait := integrations.RetryAfter(err)
+		if wait == 0 {
+			wait = e.backoff(attempt)
+		}
+		e.logger().Info("transient failure; retrying", "integration", in.ID(), "attempt", attempt+1, "wait", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return integrations.ApplyResult{}, attempt + 1, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return integrations.ApplyResult{}, e.Retries + 1, lastErr
+}
+
+// backoff is Backoff × 2^attempt, capped, with ±50% jitter.
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.Backoff << attempt
+	if d > e.MaxBackoff || d <= 0 {
+		d = e.MaxBackoff
+	}
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
