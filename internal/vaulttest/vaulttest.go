@@ -192,14 +192,30 @@ type Env struct {
 // New gives the test a fresh KV v2 mount on the shared server.
 func New(t testing.TB) *Env {
 	t.Helper()
-	s := Shared(t)
-	c := NewClient(t, s.Addr, s.Token)
-	mount := "t" + randHex(6)
-	err := c.Sys().Mount(mount, &vault.MountInput{Type: "kv", Options: map[string]string{"version": "2"}})
+	env, cleanup, err := Shared(t).NewEnv()
 	if err != nil {
-		t.Fatalf("vaulttest: mount %s: %v", mount, err)
+		t.Fatalf("vaulttest: %v", err)
 	}
-	t.Cleanup(func() { c.Sys().Unmount(mount) })
+	t.Cleanup(cleanup)
+	return env
+}
+
+// NewEnv mounts a fresh KV v2 mount on s and waits until it is writable.
+// cleanup unmounts it.
+func (s *Server) NewEnv() (*Env, func(), error) {
+	cfg := vault.DefaultConfig()
+	cfg.Address = s.Addr
+	cfg.MaxRetries = 0
+	c, err := vault.NewClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.SetToken(s.Token)
+	mount := "t" + randHex(6)
+	if err := c.Sys().Mount(mount, &vault.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
+		return nil, nil, fmt.Errorf("mount %s: %w", mount, err)
+	}
+	cleanup := func() { c.Sys().Unmount(mount) }
 	// KV v2 answers "upgrading" for a moment after mounting.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -208,14 +224,16 @@ func New(t testing.TB) *Env {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("vaulttest: mount %s never became writable: %v", mount, err)
+			cleanup()
+			return nil, nil, fmt.Errorf("mount %s never became writable: %w", mount, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err := c.KVv2(mount).DeleteMetadata(context.Background(), "vaulttest-ready"); err != nil {
-		t.Fatalf("vaulttest: %v", err)
+		cleanup()
+		return nil, nil, err
 	}
-	return &Env{Addr: s.Addr, Token: s.Token, Mount: mount, Client: c}
+	return &Env{Addr: s.Addr, Token: s.Token, Mount: mount, Client: c}, cleanup, nil
 }
 
 // NewClient returns a client for addr with retries off, as tests want.
@@ -260,6 +278,11 @@ func (e *Env) ReadOnlyPolicy() string {
 // blob, for searching records for leaked keys.
 func (e *Env) Dump(t testing.TB, prefix string) []byte {
 	t.Helper()
+	return e.DumpPrefix(prefix)
+}
+
+// DumpPrefix is Dump for callers without a testing.TB.
+func (e *Env) DumpPrefix(prefix string) []byte {
 	var b strings.Builder
 	var walk func(prefix string)
 	walk = func(prefix string) {
