@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -52,6 +53,9 @@ type VaultAuth struct {
 // Notify configures where rotation outcomes are posted.
 type Notify struct {
 	Slack *Slack `mapstructure:"slack"`
+	// Console prints every notification on stdout as well ("what Slack
+	// would have received"); the demo and Slack-less teams use it.
+	Console bool `mapstructure:"console"`
 }
 
 // Slack is a bot token with chat:write, or an incoming webhook.
@@ -368,6 +372,9 @@ func (c *Config) DecodeSettings(in Integration, dst any) error {
 	}
 	if err := dec.Decode(in.Settings); err != nil {
 		field, msg := splitDecodeError(err)
+		// mapstructure names the root after dst's type ("file.settings").
+		root := reflect.TypeOf(dst).Elem().String()
+		field = strings.TrimPrefix(strings.TrimPrefix(field, root), ".")
 		return &Error{File: c.File, Item: c.ItemName(in), Field: field, Msg: msg}
 	}
 	return nil

@@ -556,7 +556,12 @@ func operatorName(l records.Lock) string {
 func (e *Engine) lock(ctx context.Context, job Job, command string) (*vaultstore.Lease, error) {
 	holder := e.Operator
 	holder.Command = command + " " + job.Key.ID
-	return e.Store.Lock(ctx, job.Key.ID, holder, e.LockTTL)
+	l, err := e.Store.Lock(ctx, job.Key.ID, holder, e.LockTTL)
+	var locked *vaultstore.LockedError
+	if err != nil && !errors.As(err, &locked) {
+		return nil, &NotStoredError{Err: fmt.Errorf("take the rotation lock: %w", err)}
+	}
+	return l, err
 }
 
 func (e *Engine) release(l *vaultstore.Lease) {

@@ -11,13 +11,29 @@ import (
 	"strings"
 )
 
-// Forms returns the encodings of key that Find looks for.
+// Forms returns the encodings of key that Find looks for: the key itself,
+// lower and upper case hex, then Base64Fragments.
 func Forms(key string) []string {
 	if key == "" {
 		return nil
 	}
 	b := []byte(key)
 	forms := []string{key, hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b))}
+	return append(forms, Base64Fragments(key)...)
+}
+
+// Base64Fragments returns, for standard then URL-safe base64, the part of
+// the encoding of key that does not depend on what surrounds it, for each
+// of the three alignments the key can have inside a longer base64 stream.
+// Any base64 text that encodes the key contains one of them. Fragments
+// shorter than 8 characters are left out; a key of 8 bytes or more yields
+// all six (identical ones included, when the encoding has no '+' or '/').
+func Base64Fragments(key string) []string {
+	if key == "" {
+		return nil
+	}
+	b := []byte(key)
+	var forms []string
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		// The key may sit at any of three alignments inside a longer base64
 		// stream; keep only the characters that depend on the key alone.

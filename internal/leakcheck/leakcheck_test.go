@@ -3,6 +3,7 @@ package leakcheck
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -38,5 +39,27 @@ func TestFindsEveryEncoding(t *testing.T) {
 	}
 	if label(12, 3) != "key #12 as base64 (form 3)" || label(0, 0) != "key #0 as raw (form 0)" {
 		t.Errorf("labels: %q %q", label(12, 3), label(0, 0))
+	}
+}
+
+func TestBase64FragmentsAtEveryAlignment(t *testing.T) {
+	for _, key := range []string{"12345678", "an-key-0123456789abcdef", "??>>~~an_live_0123456789abcdef??>>~~"} {
+		frags := Base64Fragments(key)
+		if len(frags) != 6 {
+			t.Fatalf("%d-byte key: %d fragments, want 6", len(key), len(frags))
+		}
+		for i, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			for pre := 0; pre < 3; pre++ {
+				for post := 0; post < 3; post++ {
+					stream := enc.EncodeToString([]byte("xyz"[:pre] + key + "uvw"[:post]))
+					if !strings.Contains(stream, frags[i*3+pre]) {
+						t.Errorf("%d-byte key, encoding %d, %d before, %d after: fragment missing", len(key), i, pre, post)
+					}
+				}
+			}
+		}
+	}
+	if Base64Fragments("") != nil {
+		t.Error("fragments of an empty key")
 	}
 }

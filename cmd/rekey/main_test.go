@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/rekey-dev/rekey/internal/ansim"
+	"github.com/rekey-dev/rekey/internal/cli"
+	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/vaulttest"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"rekey": func() { os.Exit(rekeyMain()) },
+	})
+}
+
+// rekeyMain runs the CLI, copying its stdout and stderr to the script's
+// capture folder so the leak check sees every byte it ever printed.
+func rekeyMain() int {
+	out, errw := io.Writer(os.Stdout), io.Writer(os.Stderr)
+	if dir := os.Getenv("REKEY_TEST_CAPTURE"); dir != "" {
+		stamp := strconv.FormatInt(time.Now().UnixNano(), 10)
+		if f, err := os.Create(filepath.Join(dir, stamp+".out")); err == nil {
+			defer f.Close()
+			out = io.MultiWriter(os.Stdout, f)
+		}
+		if f, err := os.Create(filepath.Join(dir, stamp+".err")); err == nil {
+			defer f.Close()
+			errw = io.MultiWriter(os.Stderr, f)
+		}
+	}
+	return cli.Main(os.Args[1:], cli.Streams{In: os.Stdin, Out: out, Err: errw})
+}
+
+func TestScripts(t *testing.T) {
+	srv := vaulttest.Shared(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			return setup(e, srv)
+		},
+		Cmds: scriptCmds,
+	})
+}
+
+// world is what one script runs against.
+type world struct {
+	vault *vaulttest.Env
+	sim   *ansim.Sim
+	an    *httptest.Server
+	work  string
+}
+
+const worldKey = "rekey-world"
+
+func setup(e *testscript.Env, srv *vaulttest.Server) error {
+	env, cleanup, err := srv.NewEnv()
+	if err != nil {
+		return err
+	}
+	sim := ansim.New()
+	an := httptest.NewServer(sim)
+	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir}
+	e.Values[worldKey] = w
+	for _, d := range []string{".capture", "keys", "dumps"} {
+		if err := os.MkdirAll(filepath.Join(e.WorkDir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	e.Setenv("VAULT_ADDR", env.Addr)
+	e.Setenv("VAULT_TOKEN", env.Token)
+	e.Setenv("VAULT_MOUNT", env.Mount)
+	e.Setenv("AN_URL", an.URL+"/api/v2/")
+	e.Setenv("REKEY_TEST_CAPTURE", filepath.Join(e.WorkDir, ".capture"))
+	e.Setenv("DUMPS", filepath.Join(e.WorkDir, "dumps"))
+	e.Defer(func() {
+		w.checkNoLeaks(e.T())
+		an.Close()
+		cleanup()
+	})
+	return nil
+}
+
+// checkNoLeaks searches everything rekey printed, every dump a test
+// integration wrote (its argv and environment), and rekey's records and
+// key metadata in Vault for every key the script minted, raw, base64 and hex.
+func (w *world) checkNoLeaks(t testscript.T) {
+	keys := w.keys()
+	if len(keys) == 0 {
+		return
+	}
+	var blobs []struct {
+		what string
+		data []byte
+	}
+	for _, dir := range []string{".capture", "dumps"} {
+		files, _ := os.ReadDir(filepath.Join(w.work, dir))
+		for _, f := range files {
+			b, _ := os.ReadFile(filepath.Join(w.work, dir, f.Name()))
+			blobs = append(blobs, struct {
+				what string
+				data []byte
+			}{dir + "/" + f.Name(), b})
+		}
+	}
+	blobs = append(blobs, struct {
+		what string
+		data []byte
+	}{"vault records", w.vault.DumpPrefix("rekey/")})
+	meta := w.vault.DumpPrefix("")
+	// The key path's data legitimately holds keys; its metadata must not.
+	var metaOnly bytes.Buffer
+	for _, line := range strings.Split(string(meta), "\n") {
+		if strings.Contains(line, " metadata ") {
+			metaOnly.WriteString(line + "\n")
+		}
+	}
+	blobs = append(blobs, struct {
+		what string
+		data []byte
+	}{"vault metadata", metaOnly.Bytes()})
+	for _, b := range blobs {
+		if found := leakcheck.Find(b.data, keys...); len(found) > 0 {
+			t.Fatal(fmt.Sprintf("key leaked into %s: %v", b.what, found))
+		}
+	}
+}
+
+func (w *world) keys() []string {
+	files, _ := os.ReadDir(filepath.Join(w.work, "keys"))
+	var keys []string
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(w.work, "keys", f.Name()))
+		if err == nil && len(bytes.TrimSpace(b)) > 0 {
+			keys = append(keys, string(bytes.TrimSpace(b)))
+		}
+	}
+	return keys
+}
+
+func getWorld(ts *testscript.TestScript) *world { return ts.Value(worldKey).(*world) }
+
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// exits N CMD ARGS...: run CMD and require exit code N; its stdout and
+	// stderr are then checked with the stdout and stderr commands.
+	"exits": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) < 2 {
+			ts.Fatalf("usage: exits CODE CMD ARGS...")
+		}
+		want, err := strconv.Atoi(args[0])
+		ts.Check(err)
+		err = ts.Exec(args[1], args[2:]...)
+		got := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			got = ee.ExitCode()
+		} else if err != nil {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		if got != want {
+			ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+		}
+	},
+	// an generate NAME: the owner clicks REVOKE & GENERATE NEW KEY: every
+	//   valid key is revoked and a new one minted into keys/NAME.
+	// an mint NAME: a valid key without revoking (the list's first key).
+	// an revoke NAME | an valid NAME | an invalid NAME | an throttle N
+	"an": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		if len(args) < 2 {
+			ts.Fatalf("usage: an generate|mint|revoke|valid|throttle ARG")
+		}
+		switch args[0] {
+		case "generate":
+			for _, k := range w.keys() {
+				w.sim.Revoke(k)
+			}
+			writeKey(ts, args[1], w.sim.Generate())
+		case "mint":
+			writeKey(ts, args[1], w.sim.Generate())
+		case "revoke":
+			w.sim.Revoke(readKey(ts, args[1]))
+		case "valid":
+			if got := w.sim.Valid(readKey(ts, args[1])); got == neg {
+				ts.Fatalf("key %s valid at Action Network: %v", args[1], got)
+			}
+		case "throttle":
+			n, _ := strconv.Atoi(args[1])
+			w.sim.Throttle(n)
+		default:
+			ts.Fatalf("an: unknown subcommand %s", args[0])
+		}
+	},
+	// key NAME: mint a random key (not known to Action Network) into keys/NAME.
+	"key": func(ts *testscript.TestScript, neg bool, args []string) {
+		b := make([]byte, 16)
+		rand.Read(b)
+		writeKey(ts, args[0], hex.EncodeToString(b))
+	},
+	// vault-seed NAME PATH: store keys/NAME as a new version of PATH.
+	"vault-seed": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		_, err := w.vault.Client.KVv2(w.vault.Mount).Put(context.Background(), args[1], map[string]any{"api_key": readKey(ts, args[0])})
+		ts.Check(err)
+	},
+	// vault-holds NAME PATH [VERSION]: the current (or given) version of PATH is keys/NAME.
+	"vault-holds": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		kv := w.vault.Client.KVv2(w.vault.Mount)
+		sec, err := kv.Get(context.Background(), args[1])
+		if len(args) > 2 {
+			v, _ := strconv.Atoi(args[2])
+			sec, err = kv.GetVersion(context.Background(), args[1], v)
+		}
+		ts.Check(err)
+		got, _ := sec.Data["api_key"].(string)
+		if (got == readKey(ts, args[0])) == neg {
+			ts.Fatalf("vault %s holds %s: want %s (neg=%v)", args[1], secret.New(got).Fingerprint(), args[0], neg)
+		}
+	},
+	// vault-meta PATH FIELD VALUE: custom metadata FIELD of PATH contains VALUE.
+	"vault-meta": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		md, err := w.vault.Client.KVv2(w.vault.Mount).GetMetadata(context.Background(), args[0])
+		ts.Check(err)
+		got := fmt.Sprint(md.CustomMetadata[args[1]])
+		if strings.Contains(got, args[2]) == neg {
+			ts.Fatalf("metadata %s of %s = %q, want %q", args[1], args[0], got, args[2])
+		}
+	},
+	// vault-versions PATH N: PATH has N versions.
+	"vault-versions": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		md, err := w.vault.Client.KVv2(w.vault.Mount).GetMetadata(context.Background(), args[0])
+		ts.Check(err)
+		if strconv.Itoa(md.CurrentVersion) != args[1] {
+			ts.Fatalf("%s has %d versions, want %s", args[0], md.CurrentVersion, args[1])
+		}
+	},
+	// wait-version PATH N: wait (up to 60s) until PATH reaches version N.
+	"wait-version": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		want, _ := strconv.Atoi(args[1])
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			md, err := w.vault.Client.KVv2(w.vault.Mount).GetMetadata(context.Background(), args[0])
+			if err == nil && md.CurrentVersion >= want {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		ts.Fatalf("%s never reached version %d", args[0], want)
+	},
+	// wait-file PATH: wait (up to 60s) until PATH exists.
+	"wait-file": func(ts *testscript.TestScript, neg bool, args []string) {
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		ts.Fatalf("%s never appeared", args[0])
+	},
+	// subst TEMPLATE OUT NAME: copy TEMPLATE to OUT with @KEY@ replaced by
+	// keys/NAME (files that hold keys without the key being in the script).
+	"subst": func(ts *testscript.TestScript, neg bool, args []string) {
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		s := strings.ReplaceAll(string(b), "@KEY@", readKey(ts, args[2]))
+		ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(s), 0o600))
+	},
+	// same-but-key TEMPLATE FILE NAME: FILE is TEMPLATE with @KEY@ replaced
+	// by keys/NAME, byte for byte.
+	"same-but-key": func(ts *testscript.TestScript, neg bool, args []string) {
+		a, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		b, err := os.ReadFile(ts.MkAbs(args[1]))
+		ts.Check(err)
+		s := strings.ReplaceAll(string(a), "@KEY@", readKey(ts, args[2]))
+		if (s == string(b)) == neg {
+			ts.Fatalf("%s differs from %s with the key substituted", args[1], args[0])
+		}
+	},
+	// mode FILE PERM: the file's permission bits are PERM (octal).
+	"mode": func(ts *testscript.TestScript, neg bool, args []string) {
+		fi, err := os.Stat(ts.MkAbs(args[0]))
+		ts.Check(err)
+		want, _ := strconv.ParseUint(args[1], 8, 32)
+		if (fi.Mode().Perm() == os.FileMode(want)) == neg {
+			ts.Fatalf("%s has mode %o, want %s", args[0], fi.Mode().Perm(), args[1])
+		}
+	},
+	// envsubst IN OUT: copy IN to OUT expanding $VAR and ${VAR} from the script's environment.
+	"envsubst": func(ts *testscript.TestScript, neg bool, args []string) {
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(os.Expand(string(b), ts.Getenv)), 0o600))
+	},
+	// vault-token read-only|records-only: set VAULT_TOKEN to a token that
+	// may read the mount but write nothing, or write only rekey's records.
+	"vault-token": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		m := w.vault.Mount
+		hcl := fmt.Sprintf("path %q { capabilities = [\"read\", \"list\"] }\n", m+"/*")
+		if args[0] == "records-only" {
+			hcl += fmt.Sprintf("path %q { capabilities = [\"create\", \"read\", \"update\", \"list\"] }\n", m+"/data/rekey/*")
+		}
+		name := args[0] + "-" + m
+		ts.Check(w.vault.Client.Sys().PutPolicy(name, hcl))
+		sec, err := w.vault.Client.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{name}, TTL: "1h"})
+		ts.Check(err)
+		ts.Setenv("VAULT_TOKEN", sec.Auth.ClientToken)
+	},
+	// holds FILE NAME: the file contains keys/NAME.
+	"holds": func(ts *testscript.TestScript, neg bool, args []string) {
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		if bytes.Contains(b, []byte(readKey(ts, args[1]))) == neg {
+			ts.Fatalf("%s holds %s: %v", args[0], args[1], !neg)
+		}
+	},
+}
+
+func writeKey(ts *testscript.TestScript, name, value string) {
+	ts.Check(os.WriteFile(filepath.Join(ts.Getenv("WORK"), "keys", name), []byte(value+"\n"), 0o600))
+}
+
+func readKey(ts *testscript.TestScript, name string) string {
+	b, err := os.ReadFile(filepath.Join(ts.Getenv("WORK"), "keys", name))
+	ts.Check(err)
+	return string(bytes.TrimSpace(b))
+}

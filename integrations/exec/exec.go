@@ -1,0 +1,211 @@
+// Package exec is the exec integration type: commands that put the key
+// where it goes, and optionally read it back or prove it works.
+//
+//	- {id: wp-widget, key: actionnetwork-main, type: exec,
+//	   apply: [/usr/local/bin/wp-set-key, --site, greens],
+//	   read: [/usr/local/bin/wp-get-key, --site, greens],
+//	   env: ["WP_CLI_TOKEN=${WP_CLI_TOKEN}"], dir: /srv/www}
+//
+// Fields:
+//
+//   - apply: argv; the key arrives on stdin, followed by a newline. Exit 0
+//     means the target holds the key.
+//   - read: optional argv; prints the key the target holds on stdout
+//     (surrounding white space is trimmed; at most 64 KiB). Printing
+//     nothing means the target holds no key.
+//   - verify: optional argv; exit 0 means the target works with the key it
+//     holds. It is given no key.
+//   - env: optional list of NAME=value added to the commands' environment;
+//     ${VAR} in a value is taken from rekey's environment (so a command's
+//     own credential can be passed on by name, never written in the file).
+//   - dir: optional working directory for the commands.
+//
+// An exec integration with neither read nor verify can be applied, but its
+// state is unknown to `rekey audit` (integrations.Observe says so). The
+// value New returns is a Reader only when read is set, and a Verifier only
+// when verify is set.
+//
+// Apply is idempotent when read is set: when read prints the key, apply is
+// not run. Without read, apply runs every time, and must itself be
+// idempotent.
+//
+// Commands run as package command runs every child: the key on stdin only
+// (a command whose argv or environment would hold it is refused), a
+// minimal environment (PATH, HOME, USER, LOGNAME, LANG, LC_ALL, LC_CTYPE,
+// TZ, TMPDIR and the env entries; nothing else of rekey's, so VAULT_TOKEN,
+// SLACK_BOT_TOKEN, GITHUB_TOKEN and every *_env variable stay behind), a
+// process group of its own killed when the context ends, and stderr never
+// read. Exit status 75 (EX_TEMPFAIL) is ErrTransient, 77 (EX_NOPERM) is
+// ErrUnauthorized, any other failure is ErrInvalid; a timeout is transient.
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/integrations/internal/command"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Type is the integration type's name in the configuration.
+const Type = "exec"
+
+// maxReadBytes bounds what a read command may print.
+const maxReadBytes = 64 << 10
+
+type settings struct {
+	Apply  []string `mapstructure:"apply"`
+	Read   []string `mapstructure:"read"`
+	Verify []string `mapstructure:"verify"`
+	Env    []string `mapstructure:"env"`
+	Dir    string   `mapstructure:"dir"`
+}
+
+// Exec is an exec integration without read or verify: it can only apply.
+// New returns a type that is also a Reader and/or a Verifier when read
+// and/or verify are configured.
+type Exec struct {
+	id     string
+	apply  []string
+	read   []string
+	verify []string
+	env    []string
+	dir    string
+	getenv func(string) string
+}
+
+// reader is an Exec with read.
+type reader struct{ *Exec }
+
+// verifier is an Exec with verify.
+type verifier struct{ *Exec }
+
+// readVerifier is an Exec with read and verify.
+type readVerifier struct{ *Exec }
+
+var (
+	_ integrations.Integration = (*Exec)(nil)
+	_ integrations.Reader      = reader{}
+	_ integrations.Verifier    = verifier{}
+	_ integrations.Reader      = readVerifier{}
+	_ integrations.Verifier    = readVerifier{}
+	_ integrations.Factory     = New
+)
+
+// Read runs the read command.
+func (r reader) Read(ctx context.Context) (secret.Key, error) { return r.Exec.readKey(ctx) }
+
+// Verify runs the verify command.
+func (v verifier) Verify(ctx context.Context) error { return v.Exec.runVerify(ctx) }
+
+// Read runs the read command.
+func (rv readVerifier) Read(ctx context.Context) (secret.Key, error) { return rv.Exec.readKey(ctx) }
+
+// Verify runs the verify command.
+func (rv readVerifier) Verify(ctx context.Context) error { return rv.Exec.runVerify(ctx) }
+
+// New builds an exec integration from its configuration item.
+func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
+	cfg := h.Config
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	var s settings
+	if err := cfg.DecodeSettings(in, &s); err != nil {
+		return nil, err
+	}
+	if len(s.Apply) == 0 {
+		return nil, cfg.Required(in, "apply", "(a command as a list; it gets the key on stdin)")
+	}
+	for field, argv := range map[string][]string{"apply": s.Apply, "read": s.Read, "verify": s.Verify} {
+		if argv != nil && (len(argv) == 0 || argv[0] == "") {
+			return nil, cfg.Invalid(in, field, "give a command as a list, like [/usr/local/bin/set-key, --site, main]")
+		}
+	}
+	if msg := command.CheckEnv(s.Env); msg != "" {
+		return nil, cfg.Invalid(in, "env", "%s", msg)
+	}
+	e := &Exec{id: in.ID, apply: s.Apply, read: s.Read, verify: s.Verify, env: s.Env, dir: s.Dir, getenv: h.Getenv}
+	if e.getenv == nil {
+		e.getenv = os.Getenv
+	}
+	switch {
+	case s.Read != nil && s.Verify != nil:
+		return readVerifier{e}, nil
+	case s.Read != nil:
+		return reader{e}, nil
+	case s.Verify != nil:
+		return verifier{e}, nil
+	}
+	return e, nil
+}
+
+// ID is the integration's id.
+func (e *Exec) ID() string { return e.id }
+
+// Apply runs the apply command with the key on stdin, unless the read
+// command says the target already holds it.
+func (e *Exec) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
+	if err := ctx.Err(); err != nil {
+		return integrations.ApplyResult{}, fmt.Errorf("exec: %s: %w", e.id, err)
+	}
+	if req.Key.IsZero() {
+		return integrations.ApplyResult{}, fmt.Errorf("exec: %s: the key is empty: %w", e.id, integrations.ErrInvalid)
+	}
+	if e.read != nil {
+		held, err := e.readKey(ctx)
+		switch {
+		case err == nil && held.Equal(req.Key):
+			return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			return integrations.ApplyResult{}, err
+		}
+		// Any other read failure: apply anyway; the state check reports it.
+	}
+	if _, err := e.run(ctx, "apply", e.apply, req.Key, true, 0); err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+}
+
+// readKey runs read. Empty output is ErrNotFound.
+func (e *Exec) readKey(ctx context.Context) (secret.Key, error) {
+	out, err := e.run(ctx, "read", e.read, secret.Key{}, false, maxReadBytes)
+	if err != nil {
+		return secret.Key{}, err
+	}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return secret.Key{}, fmt.Errorf("exec: %s: read: %s printed nothing: %w", e.id, e.read[0], integrations.ErrNotFound)
+	}
+	return secret.New(v), nil
+}
+
+// runVerify runs verify.
+func (e *Exec) runVerify(ctx context.Context) error {
+	_, err := e.run(ctx, "verify", e.verify, secret.Key{}, false, 0)
+	return err
+}
+
+func (e *Exec) run(ctx context.Context, role string, argv []string, key secret.Key, stdin bool, limit int) ([]byte, error) {
+	what := "exec: " + e.id + ": " + role
+	env, err := command.Env(e.getenv, e.env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return command.Run(ctx, command.Spec{
+		What:        what,
+		Argv:        argv,
+		Dir:         e.dir,
+		Env:         env,
+		Key:         key,
+		Stdin:       stdin,
+		StdoutLimit: limit,
+	})
+}

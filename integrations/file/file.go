@@ -1,0 +1,387 @@
+// Package file is the file integration type: a key held in a file on a
+// server (a .env file, a JSON or YAML configuration, or a file that is the
+// key).
+//
+//	- {id: site-env, key: actionnetwork-main, type: file, path: /srv/www/.env,
+//	   format: dotenv, field: ACTION_NETWORK_API_KEY, reload: [systemctl, reload, site]}
+//
+// Fields:
+//
+//   - path: the file. A relative path is taken from the directory of the
+//     configuration file. A symbolic link is followed, and the file it
+//     points to is replaced.
+//   - format: dotenv, json, yaml or raw.
+//   - field: for dotenv, the variable name; for json and yaml, a dotted path
+//     (actionnetwork.api_key; a step of digits indexes a list, as in
+//     keys.0.value). Not allowed for raw, where the file's content without
+//     surrounding white space is the key.
+//   - reload: optional argv, run after a write that changed the file.
+//   - mode: optional permissions as an octal string ("0600"), given to the
+//     file whenever rekey writes it; without it the file keeps its mode.
+//
+// Apply reads the file, replaces the bytes of the value and nothing else
+// (comments, order, quoting style, line endings and the rest of the file
+// stay as they were), and writes nothing when the file already holds the
+// key. A dotenv variable that is missing is appended; a json or yaml field
+// that is missing is an error, since rekey cannot know where it belongs.
+// When a name is given twice, every occurrence is rewritten, and Read
+// gives the last (what parsers use). The file must exist: rekey does not
+// create one.
+//
+// The write is atomic: a temporary file in the same directory (mode 0600
+// while it is written), synced, given the owner and mode of the original
+// (or mode), then renamed over it. A file that changed on disk while rekey
+// worked is not overwritten (ErrConflict). Extended attributes, ACLs and
+// hard links are not carried over. On any failure the original stays as it
+// was and the temporary file is removed.
+//
+// When reload fails, the file is put back as it was before the write, and
+// the error is returned: a service that did not reload still runs with the
+// old key, the file says so, and the next Apply (a retry, or `rekey
+// resume`) writes and reloads again. The reload command gets no key, in
+// argv, environment or stdin; its environment is the minimal one of
+// package command, and its output is never read.
+//
+// Errors: a missing file is ErrNotFound; permission denied, a read-only
+// file system, or an owner rekey cannot keep is ErrUnauthorized; a field
+// that is not there, a file that is not valid in its format, a full disk
+// (ENOSPC, EDQUOT) and an I/O error (EIO) are ErrInvalid, since a retry
+// seconds later does not fix them; EAGAIN, EBUSY, EINTR and ETIMEDOUT are
+// ErrTransient. Errors name the file and field, never the value.
+package file
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/integrations/internal/command"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Type is the integration type's name in the configuration.
+const Type = "file"
+
+// maxFileBytes bounds what is read, so a wrong path cannot fill memory.
+const maxFileBytes = 16 << 20
+
+type settings struct {
+	Path   string   `mapstructure:"path"`
+	Format string   `mapstructure:"format"`
+	Field  string   `mapstructure:"field"`
+	Reload []string `mapstructure:"reload"`
+	Mode   any      `mapstructure:"mode"`
+}
+
+// File is a key held in a file.
+type File struct {
+	id     string
+	path   string
+	format string
+	field  string
+	fmt    format
+	reload []string
+	mode   fs.FileMode // 0: keep the file's mode
+	getenv func(string) string
+}
+
+var (
+	_ integrations.Integration = (*File)(nil)
+	_ integrations.Reader      = (*File)(nil)
+	_ integrations.Factory     = New
+)
+
+// New builds a file integration from its configuration item.
+func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
+	cfg := h.Config
+	if cfg == nil {
+		cfg = &config.Config{}
+	}
+	var s settings
+	if err := cfg.DecodeSettings(in, &s); err != nil {
+		return nil, err
+	}
+	f := &File{id: in.ID, format: s.Format, field: s.Field, reload: s.Reload, getenv: h.Getenv}
+	if f.getenv == nil {
+		f.getenv = os.Getenv
+	}
+
+	if s.Path == "" {
+		return nil, cfg.Required(in, "path", "for type file")
+	}
+	f.path = s.Path
+	if !filepath.IsAbs(f.path) {
+		base := "."
+		if cfg.File != "" {
+			base = filepath.Dir(cfg.File)
+		}
+		abs, err := filepath.Abs(filepath.Join(base, f.path))
+		if err != nil {
+			return nil, cfg.Invalid(in, "path", "%v", err)
+		}
+		f.path = abs
+	}
+
+	var ok bool
+	switch f.fmt, ok = formats[s.Format]; {
+	case s.Format == "":
+		return nil, cfg.Required(in, "format", "(dotenv, json, yaml or raw)")
+	case !ok:
+		return nil, cfg.Invalid(in, "format", "unknown format %q (dotenv, json, yaml or raw)", s.Format)
+	}
+
+	switch s.Format {
+	case FormatRaw:
+		if s.Field != "" {
+			return nil, cfg.Invalid(in, "field", "not allowed with format raw: the whole file is the key")
+		}
+	case FormatDotenv:
+		if s.Field == "" {
+			return nil, cfg.Required(in, "field", "(the variable name)")
+		}
+		if !dotenvNameRE.MatchString(s.Field) {
+			return nil, cfg.Invalid(in, "field", "%q is not a variable name (letters, digits, '_', '.' and '-', not starting with a digit)", s.Field)
+		}
+	default:
+		if s.Field == "" {
+			return nil, cfg.Required(in, "field", "(a dotted path such as actionnetwork.api_key)")
+		}
+		if _, err := splitPath(s.Field); err != nil {
+			return nil, cfg.Invalid(in, "field", "%q: a dotted path has no empty steps", s.Field)
+		}
+	}
+
+	if s.Reload != nil && (len(s.Reload) == 0 || s.Reload[0] == "") {
+		return nil, cfg.Invalid(in, "reload", "give a command as a list, like [systemctl, reload, site]")
+	}
+
+	switch m := s.Mode.(type) {
+	case nil:
+	case string:
+		n, err := strconv.ParseUint(m, 8, 32)
+		if err != nil || n == 0 || n > 0o777 {
+			return nil, cfg.Invalid(in, "mode", "%q: want permissions in octal, like \"0600\"", m)
+		}
+		f.mode = fs.FileMode(n)
+	default:
+		return nil, cfg.Invalid(in, "mode", "write the mode as a quoted octal string, like \"0600\"")
+	}
+	return f, nil
+}
+
+// ID is the integration's id.
+func (f *File) ID() string { return f.id }
+
+// Apply makes the file hold the key: see the package documentation.
+func (f *File) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
+	if err := ctx.Err(); err != nil {
+		return integrations.ApplyResult{}, fmt.Errorf("file: %s: %w", f.path, err)
+	}
+	if req.Key.IsZero() {
+		return integrations.ApplyResult{}, fmt.Errorf("file: %s: the key is empty: %w", f.path, integrations.ErrInvalid)
+	}
+	target, content, info, err := f.load()
+	if err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	next, err := f.fmt.rewrite(content, f.field, req.Key.Reveal()) // the file is the wire
+	if err != nil {
+		return integrations.ApplyResult{}, f.formatError(err, integrations.ErrInvalid)
+	}
+	if bytes.Equal(next, content) {
+		return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
+	}
+
+	mode := keepMode(info)
+	if f.mode != 0 {
+		mode = f.mode
+	}
+	written, err := writeAtomic(target, next, mode, info)
+	if err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	if len(f.reload) > 0 {
+		if err := f.runReload(ctx, req.Key); err != nil {
+			if _, rbErr := writeAtomic(target, content, keepMode(info), written); rbErr != nil {
+				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", err, rbErr)
+			}
+			return integrations.ApplyResult{}, fmt.Errorf("%w; the file was put back as it was", err)
+		}
+	}
+	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+}
+
+// Read returns the key the file holds. A file, field or value that is not
+// there is ErrNotFound.
+func (f *File) Read(ctx context.Context) (secret.Key, error) {
+	if err := ctx.Err(); err != nil {
+		return secret.Key{}, fmt.Errorf("file: %s: %w", f.path, err)
+	}
+	_, content, _, err := f.load()
+	if err != nil {
+		return secret.Key{}, err
+	}
+	v, err := f.fmt.read(content, f.field)
+	if err != nil {
+		return secret.Key{}, f.formatError(err, integrations.ErrNotFound)
+	}
+	return secret.New(v), nil
+}
+
+func (f *File) runReload(ctx context.Context, key secret.Key) error {
+	env, err := command.Env(f.getenv, nil)
+	if err != nil {
+		return fmt.Errorf("file: %s: reload: %w", f.path, err)
+	}
+	_, err = command.Run(ctx, command.Spec{
+		What: "file: " + f.path + ": reload",
+		Argv: f.reload,
+		Env:  env,
+		Key:  key, // guarded against, never given
+	})
+	return err
+}
+
+// formatError classifies an error of a read or rewrite function: a field
+// or value that is not there is missing (ErrNotFound for Read, ErrInvalid
+// for Apply, which cannot know where it belongs); the rest is ErrInvalid.
+func (f *File) formatError(err error, missing error) error {
+	class := integrations.ErrInvalid
+	if errors.Is(err, errNoField) || errors.Is(err, errNoValue) {
+		class = missing
+	}
+	return fmt.Errorf("file: %s: %w: %w", f.path, err, class)
+}
+
+// load resolves symbolic links and reads the file.
+func (f *File) load() (target string, content []byte, info fs.FileInfo, err error) {
+	target, err = filepath.EvalSymlinks(f.path)
+	if err != nil {
+		return "", nil, nil, osError("read", f.path, err)
+	}
+	fh, err := os.Open(target)
+	if err != nil {
+		return "", nil, nil, osError("read", f.path, err)
+	}
+	defer fh.Close()
+	info, err = fh.Stat()
+	if err != nil {
+		return "", nil, nil, osError("read", f.path, err)
+	}
+	if !info.Mode().IsRegular() {
+		return "", nil, nil, fmt.Errorf("file: %s is not a regular file: %w", f.path, integrations.ErrInvalid)
+	}
+	content, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
+	if err != nil {
+		return "", nil, nil, osError("read", f.path, err)
+	}
+	if len(content) > maxFileBytes {
+		return "", nil, nil, fmt.Errorf("file: %s is larger than %d bytes: %w", f.path, maxFileBytes, integrations.ErrInvalid)
+	}
+	return target, content, info, nil
+}
+
+func keepMode(info fs.FileInfo) fs.FileMode {
+	return info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+}
+
+// writeAtomic replaces path with data: a temporary file in the same
+// directory, written, given the owner of expect and mode, synced, then
+// renamed over path, unless path is no longer the file expect describes.
+// On failure path is untouched and the temporary file is gone. It returns
+// what the new file is, for a later writeAtomic to expect.
+func writeAtomic(path string, data []byte, mode fs.FileMode, expect fs.FileInfo) (fs.FileInfo, error) {
+	dir, base := filepath.Split(path)
+	tmp, err := os.CreateTemp(dir, "."+base+".rekey-*")
+	if err != nil {
+		return nil, osError("create a temporary file beside", path, err)
+	}
+	name := tmp.Name()
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(name)
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return nil, osError("write", path, err)
+	}
+	if err := keepOwner(tmp, expect); err != nil {
+		return nil, fmt.Errorf("file: write %s: cannot keep its owner (%w): %w", path, err, integrations.ErrUnauthorized)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		return nil, osError("write", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, osError("write", path, err)
+	}
+	info, err := tmp.Stat()
+	if err != nil {
+		return nil, osError("write", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, osError("write", path, err)
+	}
+	now, err := os.Lstat(path)
+	if err != nil {
+		return nil, osError("write", path, err)
+	}
+	if !os.SameFile(now, expect) || now.Size() != expect.Size() || !now.ModTime().Equal(expect.ModTime()) {
+		return nil, fmt.Errorf("file: write %s: the file changed while rekey worked on it: %w", path, integrations.ErrConflict)
+	}
+	if err := os.Rename(name, path); err != nil {
+		return nil, osError("write", path, err)
+	}
+	done = true
+	syncDir(dir)
+	return info, nil
+}
+
+// syncDir makes a rename durable; a file system that cannot sync a
+// directory has nothing to make durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// osError classifies a file system error where it is born; the message
+// names the file and the system's reason, never the temporary file.
+func osError(op, path string, err error) error {
+	reason := err
+	var pe *fs.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		reason = pe.Err
+	case errors.As(err, &le):
+		reason = le.Err
+	}
+	return fmt.Errorf("file: %s %s: %w: %w", op, path, reason, osClass(err))
+}
+
+func osClass(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return integrations.ErrNotFound
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		return integrations.ErrUnauthorized
+	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.EINTR),
+		errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.ETXTBSY):
+		return integrations.ErrTransient
+	}
+	// ENOSPC, EDQUOT, EIO, EISDIR, ELOOP, ...: a person must act.
+	return integrations.ErrInvalid
+}

@@ -1,0 +1,455 @@
+// Package github is the `github` integration type: a GitHub Actions secret
+// of a repository, of one of its environments, or of an organisation.
+//
+//	integrations:
+//	  - {id: ci, key: actionnetwork-main, type: github, repo: greens/site,
+//	     secret: ACTION_NETWORK_API_KEY, token_env: GITHUB_TOKEN}
+//	  - {id: deploy, key: actionnetwork-main, type: github, repo: greens/site,
+//	     environment: production, secret: ACTION_NETWORK_API_KEY, token_env: GITHUB_TOKEN}
+//	  - {id: org-ci, key: actionnetwork-main, type: github, org: greens,
+//	     secret: ACTION_NETWORK_API_KEY, token_env: GITHUB_TOKEN,
+//	     api_url: https://ghe.example/api/v3/}
+//
+// Apply fetches the target's public key (once per rotation), seals the key
+// with it (libsodium sealed box) and PUTs it. An organisation secret keeps
+// the visibility and selected repositories it has; a new one is created
+// with visibility "private", as `gh secret set --org` does.
+//
+// Secrets are write-only, so the state is worked out from the secret's
+// updated_at against what rekey recorded writing (integrations.Timestamper).
+// Apply writes nothing when rekey's record says it wrote the same key and
+// updated_at is that write.
+//
+// The client is plain net/http rather than go-github: three calls per
+// scope read plainly here, environment secrets use the current
+// /repos/{owner}/{repo}/environments/{env} paths (go-github's need the
+// repository id and another request), and every failure is classified in
+// one place from status and headers, without a library's error text
+// carrying GitHub's response body or a client-side rate-limit wait hiding
+// the class.
+package github
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/nacl/box"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+)
+
+// Type is the name of this integration type in the configuration.
+const Type = "github"
+
+// DefaultAPIURL is GitHub's REST API.
+const DefaultAPIURL = "https://api.github.com/"
+
+// APIVersion is the REST API version rekey speaks.
+const APIVersion = "2022-11-28"
+
+// sameWrite is how far updated_at may sit from rekey's record of a write
+// and still be that write (the skew integrations.Observe allows).
+const sameWrite = 2 * time.Minute
+
+// fields are the type's settings.
+type fields struct {
+	Repo        string `mapstructure:"repo"`
+	Org         string `mapstructure:"org"`
+	Environment string `mapstructure:"environment"`
+	Secret      string `mapstructure:"secret"`
+	TokenEnv    string `mapstructure:"token_env"`
+	APIURL      string `mapstructure:"api_url"`
+}
+
+// GitHub is one Actions secret.
+type GitHub struct {
+	id       string
+	api      *url.URL
+	scope    string // "repos/o/r/actions/secrets/", "repos/o/r/environments/e/secrets/", "orgs/o/actions/secrets/"
+	target   string // "repository o/r", "environment e of o/r", "organisation o"
+	org      bool
+	name     string
+	tokenEnv string
+	getenv   func(string) string
+	client   *http.Client
+	log      *slog.Logger
+
+	mu  sync.Mutex
+	pub *publicKey // for pub.rotationID only
+}
+
+var (
+	_ integrations.Integration = (*GitHub)(nil)
+	_ integrations.Timestamper = (*GitHub)(nil)
+	_ integrations.Factory     = New
+)
+
+type publicKey struct {
+	rotationID string
+	keyID      string
+	key        [32]byte
+}
+
+var (
+	repoRE   = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$`)
+	orgRE    = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$`)
+	secretRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// New builds a github integration from its configuration item.
+func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
+	var f fields
+	if err := h.Config.DecodeSettings(in, &f); err != nil {
+		return nil, err
+	}
+	g := &GitHub{id: in.ID, name: f.Secret, tokenEnv: f.TokenEnv, getenv: h.Getenv, log: h.Logger}
+	switch {
+	case f.Repo == "" && f.Org == "":
+		return nil, h.Config.Required(in, "repo", "(owner/name), or org for an organisation secret")
+	case f.Repo != "" && f.Org != "":
+		return nil, h.Config.Invalid(in, "org", "give repo or org, not both")
+	case f.Org != "" && f.Environment != "":
+		return nil, h.Config.Invalid(in, "environment", "an environment belongs to a repository: give repo, not org")
+	case f.Repo != "" && !repoRE.MatchString(f.Repo):
+		return nil, h.Config.Invalid(in, "repo", "%q is not owner/name", f.Repo)
+	case f.Org != "" && !orgRE.MatchString(f.Org):
+		return nil, h.Config.Invalid(in, "org", "%q is not an organisation name", f.Org)
+	case f.Environment != "" && (strings.TrimSpace(f.Environment) == "" || strings.ContainsAny(f.Environment, "/\x00")):
+		return nil, h.Config.Invalid(in, "environment", "%q is not an environment name", f.Environment)
+	case f.Secret == "":
+		return nil, h.Config.Required(in, "secret", "(the Actions secret's name)")
+	case !secretRE.MatchString(f.Secret) || strings.HasPrefix(strings.ToUpper(f.Secret), "GITHUB_"):
+		return nil, h.Config.Invalid(in, "secret", "%q: use letters, digits and '_', not starting with a digit or GITHUB_", f.Secret)
+	case f.TokenEnv == "":
+		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a GitHub token)")
+	case !envVarRE.MatchString(f.TokenEnv):
+		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
+	}
+	switch {
+	case f.Org != "":
+		g.org = true
+		g.scope = "orgs/" + url.PathEscape(f.Org) + "/actions/secrets/"
+		g.target = "organisation " + f.Org
+	case f.Environment != "":
+		g.scope = "repos/" + f.Repo + "/environments/" + url.PathEscape(f.Environment) + "/secrets/"
+		g.target = "environment " + f.Environment + " of " + f.Repo
+	default:
+		g.scope = "repos/" + f.Repo + "/actions/secrets/"
+		g.target = "repository " + f.Repo
+	}
+
+	raw := f.APIURL
+	if raw == "" {
+		raw = DefaultAPIURL
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, h.Config.Invalid(in, "api_url", "%q is not an http(s) URL such as https://ghe.example/api/v3/", raw)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		u.RawPath = ""
+	}
+	g.api = u
+
+	if g.getenv == nil {
+		g.getenv = func(string) string { return "" }
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.client = httpx.Client(h.HTTPClient)
+	return g, nil
+}
+
+// ID implements integrations.Integration.
+func (g *GitHub) ID() string { return g.id }
+
+// Apply implements integrations.Integration.
+func (g *GitHub) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
+	if err := ctx.Err(); err != nil {
+		return integrations.ApplyResult{}, fmt.Errorf("github: put secret %s in %s: %w", g.name, g.target, err)
+	}
+	if req.Key.IsZero() {
+		return integrations.ApplyResult{}, fmt.Errorf("github: put secret %s in %s: empty key: %w", g.name, g.target, integrations.ErrInvalid)
+	}
+	cur, err := g.getSecret(ctx)
+	exists := err == nil
+	if err != nil && !errors.Is(err, integrations.ErrNotFound) {
+		return integrations.ApplyResult{}, err
+	}
+	if exists && req.Last.Fingerprint == req.Key.Fingerprint() && within(cur.UpdatedAt, req.Last.At, sameWrite) {
+		g.log.DebugContext(ctx, "github: secret already written by rekey", "integration", g.id, "fingerprint", req.Last.Fingerprint)
+		return integrations.ApplyResult{Changed: false, At: cur.UpdatedAt}, nil
+	}
+
+	pk, err := g.publicKey(ctx, req.RotationID)
+	if err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	sealed, err := box.SealAnonymous(nil, []byte(req.Key.Reveal()), &pk.key, rand.Reader)
+	if err != nil {
+		return integrations.ApplyResult{}, fmt.Errorf("github: seal secret %s for %s: %w", g.name, g.target, err)
+	}
+	body := map[string]any{
+		"encrypted_value": base64.StdEncoding.EncodeToString(sealed),
+		"key_id":          pk.keyID,
+	}
+	if g.org {
+		visibility := "private"
+		if exists && cur.Visibility != "" {
+			visibility = cur.Visibility
+		}
+		body["visibility"] = visibility
+		if visibility == "selected" {
+			ids, err := g.selectedRepos(ctx)
+			if err != nil {
+				return integrations.ApplyResult{}, err
+			}
+			body["selected_repository_ids"] = ids
+		}
+	}
+	what := fmt.Sprintf("github: put secret %s in %s", g.name, g.target)
+	resp, err := g.do(ctx, http.MethodPut, g.scope+url.PathEscape(g.name), body, what)
+	if err != nil {
+		if errors.Is(err, integrations.ErrInvalid) {
+			g.forgetPublicKey() // a 422 may be a public key GitHub has replaced
+		}
+		return integrations.ApplyResult{}, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
+		return integrations.ApplyResult{}, fmt.Errorf("%s: unexpected status %d: %w", what, resp.StatusCode, integrations.ErrInvalid)
+	}
+	at := time.Now()
+	// Record GitHub's own updated_at, so that a later Observe compares
+	// GitHub's clock with GitHub's clock.
+	if after, err := g.getSecret(ctx); err == nil && within(after.UpdatedAt, at, sameWrite) {
+		at = after.UpdatedAt
+	}
+	g.log.InfoContext(ctx, "github: secret written", "integration", g.id, "target", g.target, "secret", g.name, "fingerprint", req.Key.Fingerprint())
+	return integrations.ApplyResult{Changed: true, At: at}, nil
+}
+
+// UpdatedAt implements integrations.Timestamper.
+func (g *GitHub) UpdatedAt(ctx context.Context) (time.Time, error) {
+	s, err := g.getSecret(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return s.UpdatedAt, nil
+}
+
+type secretInfo struct {
+	Name       string    `json:"name"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	Visibility string    `json:"visibility"`
+}
+
+func (g *GitHub) getSecret(ctx context.Context) (secretInfo, error) {
+	what := fmt.Sprintf("github: get secret %s of %s", g.name, g.target)
+	var s secretInfo
+	resp, err := g.do(ctx, http.MethodGet, g.scope+url.PathEscape(g.name), nil, what)
+	if err != nil {
+		return s, err
+	}
+	if err := decode(resp, &s, what); err != nil {
+		return s, err
+	}
+	if s.UpdatedAt.IsZero() {
+		return s, fmt.Errorf("%s: answer has no updated_at: %w", what, integrations.ErrInvalid)
+	}
+	return s, nil
+}
+
+// publicKey fetches the target's public key once per rotation.
+func (g *GitHub) publicKey(ctx context.Context, rotationID string) (publicKey, error) {
+	g.mu.Lock()
+	if g.pub != nil && g.pub.rotationID == rotationID && rotationID != "" {
+		pk := *g.pub
+		g.mu.Unlock()
+		return pk, nil
+	}
+	g.mu.Unlock()
+
+	what := fmt.Sprintf("github: get public key of %s", g.target)
+	resp, err := g.do(ctx, http.MethodGet, g.scope+"public-key", nil, what)
+	if err != nil {
+		return publicKey{}, err
+	}
+	var out struct {
+		KeyID string `json:"key_id"`
+		Key   string `json:"key"`
+	}
+	if err := decode(resp, &out, what); err != nil {
+		return publicKey{}, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(out.Key)
+	if err != nil || len(raw) != 32 || out.KeyID == "" {
+		return publicKey{}, fmt.Errorf("%s: answer is not a key_id and a base64 curve25519 key: %w", what, integrations.ErrInvalid)
+	}
+	pk := publicKey{rotationID: rotationID, keyID: out.KeyID}
+	copy(pk.key[:], raw)
+	g.mu.Lock()
+	g.pub = &pk
+	g.mu.Unlock()
+	g.log.DebugContext(ctx, "github: fetched public key", "integration", g.id, "target", g.target, "key_id", out.KeyID)
+	return pk, nil
+}
+
+func (g *GitHub) forgetPublicKey() {
+	g.mu.Lock()
+	g.pub = nil
+	g.mu.Unlock()
+}
+
+// selectedRepos lists the repositories an organisation secret with
+// visibility "selected" is shared with, so that a write keeps them.
+func (g *GitHub) selectedRepos(ctx context.Context) ([]int64, error) {
+	what := fmt.Sprintf("github: list repositories of secret %s of %s", g.name, g.target)
+	ids := []int64{}
+	for page := 1; ; page++ {
+		path := g.scope + url.PathEscape(g.name) + "/repositories?per_page=100&page=" + strconv.Itoa(page)
+		resp, err := g.do(ctx, http.MethodGet, path, nil, what)
+		if err != nil {
+			return nil, err
+		}
+		var out struct {
+			TotalCount   int `json:"total_count"`
+			Repositories []struct {
+				ID int64 `json:"id"`
+			} `json:"repositories"`
+		}
+		if err := decode(resp, &out, what); err != nil {
+			return nil, err
+		}
+		for _, r := range out.Repositories {
+			ids = append(ids, r.ID)
+		}
+		if len(out.Repositories) == 0 || len(ids) >= out.TotalCount {
+			return ids, nil
+		}
+	}
+}
+
+// do sends one request and returns the response when its status is 2xx;
+// otherwise a classified error built from status and headers only.
+func (g *GitHub) do(ctx context.Context, method, path string, body any, what string) (*http.Response, error) {
+	token := g.getenv(g.tokenEnv)
+	if token == "" {
+		return nil, fmt.Errorf("%s: $%s is empty or not set: %w", what, g.tokenEnv, integrations.ErrUnauthorized)
+	}
+	ref, err := url.Parse(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", what, err, integrations.ErrInvalid)
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, g.api.ResolveReference(ref).String(), rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %w", what, err, integrations.ErrInvalid)
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", APIVersion)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("User-Agent", "rekey")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return nil, httpx.TransportError(ctx, what, err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, g.statusError(resp, what)
+}
+
+// statusError classifies a failed answer. The body is read only to tell a
+// secondary rate limit from a missing permission; it never reaches the
+// error.
+func (g *GitHub) statusError(resp *http.Response, what string) error {
+	code := resp.StatusCode
+	if code == http.StatusForbidden || code == http.StatusTooManyRequests {
+		if resp.Header.Get("X-RateLimit-Remaining") == "0" {
+			wait := time.Minute
+			if reset, err := strconv.ParseInt(resp.Header.Get("X-RateLimit-Reset"), 10, 64); err == nil {
+				wait = time.Until(time.Unix(reset, 0))
+			}
+			wait = min(max(wait, time.Second), time.Hour)
+			return &integrations.RetryAfterError{After: wait, Err: fmt.Errorf("%s: status %d: rate limit used up", what, code)}
+		}
+		if d := integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+			return &integrations.RetryAfterError{After: d, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
+		}
+		if code == http.StatusTooManyRequests || secondaryRateLimit(resp.Body) {
+			return &integrations.RetryAfterError{After: time.Minute, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
+		}
+	}
+	switch code {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%s: status 401: the token in $%s was refused (bad credentials): %w", what, g.tokenEnv, integrations.ErrUnauthorized)
+	case http.StatusForbidden:
+		return fmt.Errorf("%s: status 403: the token in $%s may not write Actions secrets there: %w", what, g.tokenEnv, integrations.ErrUnauthorized)
+	case http.StatusNotFound:
+		return fmt.Errorf("%s: status 404: the %s or secret %s is not visible to the token in $%s (or does not exist): %w", what, g.target, g.name, g.tokenEnv, integrations.ErrNotFound)
+	}
+	return integrations.StatusError(what, resp)
+}
+
+func secondaryRateLimit(body io.Reader) bool {
+	var e struct {
+		Message string `json:"message"`
+	}
+	if json.NewDecoder(io.LimitReader(body, 64<<10)).Decode(&e) != nil {
+		return false
+	}
+	return strings.Contains(strings.ToLower(e.Message), "rate limit")
+}
+
+// decode reads a JSON answer into v. A body that does not decode is
+// reported by its size only.
+func decode(resp *http.Response, v any, what string) error {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%s: read answer: %w", what, integrations.ErrTransient)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: answer (%d bytes) is not the JSON GitHub sends: %w", what, len(b), integrations.ErrInvalid)
+	}
+	return nil
+}
+
+func within(a, b time.Time, d time.Duration) bool {
+	if a.IsZero() || b.IsZero() {
+		return false
+	}
+	diff := a.Sub(b)
+	return diff >= -d && diff <= d
+}

@@ -1,0 +1,459 @@
+// Package http is the `http` integration type: a target reached by one
+// HTTP request, such as a WordPress plugin's settings endpoint or a sync
+// service's API.
+//
+//	integrations:
+//	  - id: signup-widget
+//	    key: actionnetwork-main
+//	    type: http
+//	    apply:
+//	      method: PUT
+//	      url: https://greens.example/wp-json/signup/v1/settings
+//	      headers: {Authorization: "Bearer ${WP_TOKEN}", Content-Type: application/json}
+//	      body: '{"action_network_api_key": "{{key}}"}'
+//	    read:
+//	      url: https://greens.example/wp-json/signup/v1/settings
+//	      headers: {Authorization: "Bearer ${WP_TOKEN}"}
+//	      json_pointer: /settings/action_network_api_key
+//	    verify:
+//	      url: https://greens.example/wp-json/signup/v1/status
+//	      expect_status: 200
+//
+// {{key}} is replaced in apply's body and headers only; a {{key}} in a URL,
+// or in read or verify, is a configuration error. ${VAR} is replaced from
+// rekey's environment in URLs and headers; an unset VAR is an error that
+// names it. In a body, the key is written the way the body needs it: in a
+// JSON body (Content-Type application/json or */*+json, or no Content-Type
+// and a body starting with { or [) {{key}} inside a string gets the key
+// escaped for a JSON string and {{key}} standing as a value gets a quoted
+// JSON string, and Content-Type defaults to application/json; in an
+// application/x-www-form-urlencoded body it is percent-encoded; otherwise
+// it is written as it is.
+//
+// Methods default to POST for apply and GET for read and verify. read
+// without json_pointer takes the whole answer, trimmed, as the key.
+// verify without expect_status accepts any 2xx.
+//
+// The integration is a Reader only when read is configured and a Verifier
+// only when verify is. With read, Apply first reads the target and sends
+// nothing when it already holds the key.
+//
+// Redirects are followed only to the same host and scheme with the same
+// method; others are refused, so credentials never go elsewhere. Response
+// bodies never reach errors or logs: read parses only the value at
+// json_pointer, and errors name the request as configured (with ${VAR}
+// unexpanded), never a value from the environment.
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Type is the name of this integration type in the configuration.
+const Type = "http"
+
+// maxAnswer bounds what read takes from an answer.
+const maxAnswer = 1 << 20
+
+type applyFields struct {
+	Method  string            `mapstructure:"method"`
+	URL     string            `mapstructure:"url"`
+	Headers map[string]string `mapstructure:"headers"`
+	Body    string            `mapstructure:"body"`
+}
+
+type readFields struct {
+	Method      string            `mapstructure:"method"`
+	URL         string            `mapstructure:"url"`
+	Headers     map[string]string `mapstructure:"headers"`
+	JSONPointer string            `mapstructure:"json_pointer"`
+}
+
+type verifyFields struct {
+	Method       string            `mapstructure:"method"`
+	URL          string            `mapstructure:"url"`
+	Headers      map[string]string `mapstructure:"headers"`
+	ExpectStatus int               `mapstructure:"expect_status"`
+}
+
+type fields struct {
+	Apply  *applyFields  `mapstructure:"apply"`
+	Read   *readFields   `mapstructure:"read"`
+	Verify *verifyFields `mapstructure:"verify"`
+}
+
+// call is one configured request.
+type call struct {
+	name    string // apply, read, verify
+	method  string
+	url     template
+	headers []header
+	body    template
+	mode    bodyMode
+	pointer *pointer
+	expect  int
+}
+
+type header struct {
+	name  string
+	value template
+}
+
+// HTTP is an integration that applies the key with one request. New
+// returns it wrapped so that it is also a Reader or a Verifier exactly
+// when read or verify is configured.
+type HTTP struct {
+	id     string
+	apply  call
+	read   *call
+	verify *call
+	getenv func(string) string
+	client *http.Client
+	log    *slog.Logger
+}
+
+type withRead struct{ *HTTP }
+type withVerify struct{ *HTTP }
+type withReadVerify struct{ *HTTP }
+
+// Read implements integrations.Reader.
+func (w withRead) Read(ctx context.Context) (secret.Key, error) { return w.readKey(ctx) }
+
+// Verify implements integrations.Verifier.
+func (w withVerify) Verify(ctx context.Context) error { return w.probe(ctx) }
+
+// Read implements integrations.Reader.
+func (w withReadVerify) Read(ctx context.Context) (secret.Key, error) { return w.readKey(ctx) }
+
+// Verify implements integrations.Verifier.
+func (w withReadVerify) Verify(ctx context.Context) error { return w.probe(ctx) }
+
+var (
+	_ integrations.Integration = (*HTTP)(nil)
+	_ integrations.Reader      = withRead{}
+	_ integrations.Verifier    = withVerify{}
+	_ integrations.Reader      = withReadVerify{}
+	_ integrations.Verifier    = withReadVerify{}
+	_ integrations.Factory     = New
+)
+
+// New builds an http integration from its configuration item.
+func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
+	var f fields
+	if err := h.Config.DecodeSettings(in, &f); err != nil {
+		return nil, err
+	}
+	if f.Apply == nil {
+		return nil, h.Config.Required(in, "apply", "({method, url, headers, body})")
+	}
+	x := &HTTP{id: in.ID, getenv: h.Getenv, log: h.Logger, client: httpx.Client(h.HTTPClient)}
+	if x.getenv == nil {
+		x.getenv = func(string) string { return "" }
+	}
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
+	bad := func(field string, err error) error { return h.Config.Invalid(in, field, "%v", err) }
+
+	a := f.Apply
+	c, field, err := newCall("apply", a.Method, http.MethodPost, a.URL, a.Headers, true)
+	if err != nil {
+		return nil, bad(field, err)
+	}
+	if c.body, err = parseTemplate(a.Body, false, true); err != nil {
+		return nil, bad("apply.body", err)
+	}
+	if !c.body.hasKey() && !slices.ContainsFunc(c.headers, func(h header) bool { return h.value.hasKey() }) {
+		return nil, h.Config.Invalid(in, "apply", "sends no key: put {{key}} in the body or a header")
+	}
+	if c.mode, err = detectBody(c.body, c.header("Content-Type")); err != nil {
+		return nil, bad("apply.body", err)
+	}
+	if (c.mode == bodyJSONString || c.mode == bodyJSONValue) && c.header("Content-Type") == "" {
+		ct, _ := parseTemplate("application/json", true, false)
+		c.headers = append(c.headers, header{name: "Content-Type", value: ct})
+	}
+	x.apply = c
+
+	if r := f.Read; r != nil {
+		c, field, err := newCall("read", r.Method, http.MethodGet, r.URL, r.Headers, false)
+		if err != nil {
+			return nil, bad(field, err)
+		}
+		if r.JSONPointer != "" {
+			p, err := parsePointer(r.JSONPointer)
+			if err != nil {
+				return nil, bad("read.json_pointer", err)
+			}
+			c.pointer = &p
+		}
+		x.read = &c
+	}
+	if v := f.Verify; v != nil {
+		c, field, err := newCall("verify", v.Method, http.MethodGet, v.URL, v.Headers, false)
+		if err != nil {
+			return nil, bad(field, err)
+		}
+		if v.ExpectStatus != 0 && (v.ExpectStatus < 100 || v.ExpectStatus > 599) {
+			return nil, h.Config.Invalid(in, "verify.expect_status", "%d is not an HTTP status", v.ExpectStatus)
+		}
+		c.expect = v.ExpectStatus
+		x.verify = &c
+	}
+
+	switch {
+	case x.read != nil && x.verify != nil:
+		return withReadVerify{x}, nil
+	case x.read != nil:
+		return withRead{x}, nil
+	case x.verify != nil:
+		return withVerify{x}, nil
+	}
+	return x, nil
+}
+
+var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// newCall checks the fields every request has. It returns the field an
+// error is about.
+func newCall(name, method, defMethod, rawURL string, headers map[string]string, keyInHeaders bool) (call, string, error) {
+	c := call{name: name, method: strings.ToUpper(method)}
+	if c.method == "" {
+		c.method = defMethod
+	}
+	if !slices.Contains(methods, c.method) {
+		return c, name + ".method", fmt.Errorf("%q is not one of %s", method, strings.Join(methods, ", "))
+	}
+	if rawURL == "" {
+		return c, name + ".url", errors.New("required")
+	}
+	var err error
+	if c.url, err = parseTemplate(rawURL, true, false); err != nil {
+		return c, name + ".url", err
+	}
+	if !strings.HasPrefix(rawURL, "${") {
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, name + ".url", fmt.Errorf("%q is not an http(s) URL", rawURL)
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(headers)) {
+		if !validHeaderName(n) {
+			return c, name + ".headers", fmt.Errorf("%q is not a header name", n)
+		}
+		v, err := parseTemplate(headers[n], true, keyInHeaders)
+		if err != nil {
+			return c, name + ".headers." + n, err
+		}
+		c.headers = append(c.headers, header{name: n, value: v})
+	}
+	return c, "", nil
+}
+
+// header returns the configured (unexpanded) value of a header.
+func (c *call) header(name string) string {
+	for _, h := range c.headers {
+		if strings.EqualFold(h.name, name) {
+			return h.value.src
+		}
+	}
+	return ""
+}
+
+// what names the request in errors, as it is configured.
+func (c *call) what() string { return fmt.Sprintf("http: %s %s %s", c.name, c.method, c.url.src) }
+
+// ID implements integrations.Integration.
+func (x *HTTP) ID() string { return x.id }
+
+// Apply implements integrations.Integration.
+func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
+	if err := ctx.Err(); err != nil {
+		return integrations.ApplyResult{}, fmt.Errorf("%s: %w", x.apply.what(), err)
+	}
+	if req.Key.IsZero() {
+		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", x.apply.what(), integrations.ErrInvalid)
+	}
+	if x.read != nil {
+		held, err := x.readKey(ctx)
+		switch {
+		case err == nil && held.Equal(req.Key):
+			x.log.DebugContext(ctx, "http: target already holds the key", "integration", x.id, "fingerprint", req.Key.Fingerprint())
+			return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
+		case ctx.Err() != nil:
+			return integrations.ApplyResult{}, err
+		case err != nil:
+			x.log.DebugContext(ctx, "http: read before apply failed; applying", "integration", x.id, "err", err)
+		}
+	}
+	resp, err := x.send(ctx, &x.apply, req.Key)
+	if err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	drain(resp)
+	if err := integrations.StatusError(x.apply.what(), resp); err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	if resp.StatusCode >= 300 {
+		return integrations.ApplyResult{}, fmt.Errorf("%s: status %d: %w", x.apply.what(), resp.StatusCode, integrations.ErrInvalid)
+	}
+	x.log.InfoContext(ctx, "http: key applied", "integration", x.id, "status", resp.StatusCode, "fingerprint", req.Key.Fingerprint())
+	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+}
+
+// readKey sends read and takes the key from the answer.
+func (x *HTTP) readKey(ctx context.Context) (secret.Key, error) {
+	c := x.read
+	resp, err := x.send(ctx, c, secret.Key{})
+	if err != nil {
+		return secret.Key{}, err
+	}
+	defer resp.Body.Close()
+	if err := integrations.StatusError(c.what(), resp); err != nil {
+		drain(resp)
+		return secret.Key{}, err
+	}
+	if resp.StatusCode >= 300 {
+		drain(resp)
+		return secret.Key{}, fmt.Errorf("%s: status %d: %w", c.what(), resp.StatusCode, integrations.ErrInvalid)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	if err != nil {
+		return secret.Key{}, httpx.TransportError(ctx, c.what()+": read answer", err)
+	}
+	if len(b) > maxAnswer {
+		return secret.Key{}, fmt.Errorf("%s: answer is larger than %d bytes: %w", c.what(), maxAnswer, integrations.ErrInvalid)
+	}
+	if c.pointer == nil {
+		k := strings.TrimSpace(string(b))
+		if k == "" {
+			return secret.Key{}, fmt.Errorf("%s: answer is empty: %w", c.what(), integrations.ErrNotFound)
+		}
+		return secret.New(k), nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		// encoding/json's message may quote part of the answer.
+		return secret.Key{}, fmt.Errorf("%s: answer (%d bytes) is not JSON: %w", c.what(), len(b), integrations.ErrInvalid)
+	}
+	v, err := c.pointer.resolve(doc)
+	if err != nil {
+		return secret.Key{}, fmt.Errorf("%s: json_pointer %s: %w: %w", c.what(), c.pointer.src, err, integrations.ErrNotFound)
+	}
+	switch s := v.(type) {
+	case string:
+		if s == "" {
+			return secret.Key{}, fmt.Errorf("%s: json_pointer %s: empty string: %w", c.what(), c.pointer.src, integrations.ErrNotFound)
+		}
+		return secret.New(s), nil
+	case nil:
+		return secret.Key{}, fmt.Errorf("%s: json_pointer %s: null: %w", c.what(), c.pointer.src, integrations.ErrNotFound)
+	}
+	return secret.Key{}, fmt.Errorf("%s: json_pointer %s: a %s, not a string: %w", c.what(), c.pointer.src, jsonKind(v), integrations.ErrInvalid)
+}
+
+// probe sends verify and checks its status.
+func (x *HTTP) probe(ctx context.Context) error {
+	c := x.verify
+	resp, err := x.send(ctx, c, secret.Key{})
+	if err != nil {
+		return err
+	}
+	drain(resp)
+	switch {
+	case c.expect == 0 && resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case c.expect == resp.StatusCode:
+		return nil
+	case resp.StatusCode >= 400:
+		return integrations.StatusError(c.what(), resp)
+	}
+	want := "2xx"
+	if c.expect != 0 {
+		want = fmt.Sprint(c.expect)
+	}
+	return fmt.Errorf("%s: status %d, want %s: %w", c.what(), resp.StatusCode, want, integrations.ErrInvalid)
+}
+
+// send builds and sends one request. The caller closes the body.
+func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Response, error) {
+	what := c.what()
+	u, err := c.url.expand(x.getenv, key, raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: url: %w", what, err)
+	}
+	if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return nil, fmt.Errorf("%s: url is not an http(s) URL once ${VAR}s are filled: %w", what, integrations.ErrInvalid)
+	}
+	var body io.Reader
+	if c.name == "apply" {
+		b, err := c.body.expand(x.getenv, key, c.mode.escape)
+		if err != nil {
+			return nil, fmt.Errorf("%s: body: %w", what, err)
+		}
+		body = strings.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, integrations.ErrInvalid)
+	}
+	for _, h := range c.headers {
+		v, err := h.value.expand(x.getenv, key, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: header %s: %w", what, h.name, err)
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return nil, fmt.Errorf("%s: header %s: the value holds a line break or NUL once filled: %w", what, h.name, integrations.ErrInvalid)
+		}
+		if strings.EqualFold(h.name, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(h.name, v)
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "rekey")
+	}
+	resp, err := x.client.Do(req)
+	if err != nil {
+		return nil, httpx.TransportError(ctx, what, err)
+	}
+	return resp, nil
+}
+
+// drain reads a little of an unwanted answer, so the connection can be
+// reused, and closes it.
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+func validHeaderName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for _, c := range []byte(n) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/integrations/all"
+	"github.com/rekey-dev/rekey/notifiers"
+	"github.com/rekey-dev/rekey/notifiers/console"
+	"github.com/rekey-dev/rekey/notifiers/slack"
+	"github.com/rekey-dev/rekey/providers"
+	provall "github.com/rekey-dev/rekey/providers/all"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/vaultstore"
+)
+
+// app is what a command works with once the configuration is loaded.
+type app struct {
+	g      *GlobalOptions
+	s      Streams
+	cfg    *config.Config
+	log    *slog.Logger
+	getenv func(string) string
+	http   *http.Client
+
+	store *vaultstore.Store // nil until connectVault
+}
+
+// load reads and validates the configuration and every integration's
+// fields. Any problem is a usage error (exit 2).
+func load(g *GlobalOptions, s Streams) (*app, error) {
+	if g.Output != "text" && g.Output != "json" {
+		return nil, exit(ExitUsage, fmt.Errorf("--output must be text or json, not %q", g.Output), "")
+	}
+	path := config.Resolve(g.ConfigPath)
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, exit(ExitUsage, err, configHint(path, err))
+	}
+	level := slog.LevelWarn
+	if g.Verbose {
+		level = slog.LevelDebug
+	}
+	a := &app{
+		g: g, s: s, cfg: cfg,
+		log:    slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level})),
+		getenv: os.Getenv,
+		http:   &http.Client{Timeout: cfg.Rotation.Timeout.D()},
+	}
+	// Check each key's provider settings and build every integration
+	// once, to validate their fields.
+	var errs config.Errors
+	for i, k := range cfg.Keys {
+		if err := provall.Validate(k); err != nil {
+			errs = append(errs, &config.Error{File: cfg.File, Item: fmt.Sprintf("keys[%d] (%s)", i, k.ID), Msg: err.Error()})
+		}
+	}
+	for _, in := range cfg.Integrations {
+		if _, err := all.New(a.host(), in); err != nil {
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				errs = append(errs, ce)
+				continue
+			}
+			errs = append(errs, &config.Error{File: cfg.File, Item: cfg.ItemName(in), Msg: err.Error()})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, exit(ExitUsage, errs, "")
+	}
+	return a, nil
+}
+
+func configHint(path string, err error) string {
+	if strings.Contains(err.Error(), "no such file") {
+		return "pass --config PATH or set REKEY_CONFIG; configs/example.yaml is a starting point"
+	}
+	return ""
+}
+
+func (a *app) host() integrations.Host {
+	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http}
+}
+
+// key returns the configured key with that id, or a usage error.
+func (a *app) key(id string) (*config.Key, error) {
+	k, ok := a.cfg.KeyByID(id)
+	if !ok {
+		ids := make([]string, len(a.cfg.Keys))
+		for i, k := range a.cfg.Keys {
+			ids[i] = k.ID
+		}
+		return nil, exit(ExitUsage, fmt.Errorf("no key %q in %s", id, a.cfg.File), fmt.Sprintf("configured keys: %v", ids))
+	}
+	return k, nil
+}
+
+// targets builds the integrations of a key.
+func (a *app) targets(keyID string) ([]rotation.Target, error) {
+	var out []rotation.Target
+	for _, in := range a.cfg.IntegrationsOf(keyID) {
+		integ, err := all.New(a.host(), in)
+		if err != nil {
+			return nil, exit(ExitUsage, err, "")
+		}
+		out = append(out, rotation.Target{Config: in, Integration: integ})
+	}
+	return out, nil
+}
+
+// connectVault logs in to Vault. A failure stops the command (exit 1).
+func (a *app) connectVault(ctx context.Context) error {
+	if a.store != nil {
+		return nil
+	}
+	c, err := vaultstore.Connect(ctx, a.cfg.Vault, a.getenv)
+	if err != nil {
+		return exit(ExitStopped, err, "set VAULT_ADDR and VAULT_TOKEN (or vault.auth in the configuration)")
+	}
+	a.store = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
+	return nil
+}
+
+func (a *app) checker(k config.Key) providers.Checker {
+	return provall.For(k, a.http, a.log)
+}
+
+// notifier builds the configured notifiers: Slack (bot or webhook) and,
+// with notify.console, the console. Nil when none is configured.
+func (a *app) notifier() (notifiers.Notifier, error) {
+	var ns notifiers.Multi
+	if sc := a.cfg.Notify.Slack; sc != nil {
+		opts := slack.Options{Channel: sc.Channel, APIURL: sc.APIURL, Logger: a.log, HTTPClient: &http.Client{Timeout: 15 * time.Second}, Retries: max(*a.cfg.Rotation.Retries, 3)}
+		if sc.TokenEnv != "" {
+			if opts.Token = a.getenv(sc.TokenEnv); opts.Token == "" {
+				return nil, fmt.Errorf("notify.slack: $%s is not set", sc.TokenEnv)
+			}
+		} else if opts.WebhookURL = a.getenv(sc.WebhookURLEnv); opts.WebhookURL == "" {
+			return nil, fmt.Errorf("notify.slack: $%s is not set", sc.WebhookURLEnv)
+		}
+		n, err := slack.New(opts)
+		if err != nil {
+			return nil, fmt.Errorf("notify.slack: %w", err)
+		}
+		ns = append(ns, n)
+	}
+	if a.cfg.Notify.Console {
+		ns = append(ns, console.New(a.s.Out))
+	}
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	return ns, nil
+}
+
+// engine builds a rotation engine from the configuration.
+func (a *app) engine(n notifiers.Notifier) *rotation.Engine {
+	return &rotation.Engine{
+		Store:       a.store,
+		Notifier:    n,
+		Logger:      a.log,
+		Concurrency: a.cfg.Rotation.Concurrency,
+		Timeout:     a.cfg.Rotation.Timeout.D(),
+		Retries:     *a.cfg.Rotation.Retries,
+		Operator:    operator(),
+	}
+}
+
+func operator() records.Lock {
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return records.Lock{User: name, Host: host, PID: os.Getpid()}
+}
+
+func (a *app) json() bool { return a.g.Output == "json" }
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

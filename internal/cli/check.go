@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rekey-dev/rekey/config"
+)
+
+// CheckOptions are `rekey check`'s arguments.
+type CheckOptions struct {
+	Key string
+}
+
+// NewCmdCheck builds `rekey check [KEY]`.
+func NewCmdCheck(g *GlobalOptions, s Streams) *cobra.Command {
+	o := &CheckOptions{}
+	return &cobra.Command{
+		Use:   "check [KEY]",
+		Short: "Validate the configuration and check, changing nothing, that everything a rotation needs is reachable",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Key = args[0]
+			}
+			a, err := load(g, s)
+			if err != nil {
+				return err
+			}
+			return checkRun(cmd.Context(), a, o)
+		},
+	}
+}
+
+// pinger is a notifier that can check it is reachable and authorised.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
+	keys := a.cfg.Keys
+	if o.Key != "" {
+		k, err := a.key(o.Key)
+		if err != nil {
+			return err
+		}
+		keys = []config.Key{*k}
+	}
+	ready := true
+	doc := map[string]any{"config": a.cfg.File}
+	w := a.human()
+	fmt.Fprintf(w, "ok   config    %s: %d keys, %d integrations\n", a.cfg.File, len(a.cfg.Keys), len(a.cfg.Integrations))
+
+	// Slack.
+	if n, err := a.notifier(); err != nil {
+		ready = false
+		doc["notify"] = err.Error()
+		fmt.Fprintf(w, "FAIL notify    %v\n", err)
+	} else if p, ok := n.(pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			ready = false
+			doc["notify"] = err.Error()
+			fmt.Fprintf(w, "FAIL notify    %v\n", err)
+		} else {
+			doc["notify"] = "ok"
+			fmt.Fprintf(w, "ok   notify    slack reachable and authorised\n")
+		}
+	} else if n == nil {
+		doc["notify"] = "none configured"
+		fmt.Fprintf(w, "ok   notify    none configured: outcomes are printed only\n")
+	}
+
+	// Vault.
+	if err := a.connectVault(ctx); err != nil {
+		if a.json() {
+			doc["vault"] = err.Error()
+			doc["ready"] = false
+			writeJSON(a.s.Out, doc)
+		}
+		return err
+	}
+	var vaultProblems []string
+	for _, k := range keys {
+		vaultProblems = append(vaultProblems, a.vaultCapabilities(ctx, k)...)
+	}
+	if len(vaultProblems) > 0 {
+		ready = false
+		for _, p := range vaultProblems {
+			fmt.Fprintf(w, "FAIL vault     %s\n", p)
+		}
+	} else {
+		fmt.Fprintf(w, "ok   vault     token may read and write the keys and rekey's records\n")
+	}
+	doc["vault"] = vaultProblems
+
+	var pfs []*preflight
+	for _, k := range keys {
+		targets, err := a.targets(k.ID)
+		if err != nil {
+			return err
+		}
+		pf := a.runPreflight(ctx, &k, targets)
+		pfs = append(pfs, pf)
+		if !pf.ready() {
+			ready = false
+		}
+		if !a.json() {
+			fmt.Fprintln(w)
+			pf.print(w)
+		}
+	}
+	doc["keys"] = pfs
+	doc["ready"] = ready
+	if a.json() {
+		writeJSON(a.s.Out, doc)
+	} else if ready {
+		fmt.Fprintln(w, "\nReady.")
+	} else {
+		fmt.Fprintln(w, "\nNot ready: fix the FAIL lines above.")
+	}
+	if !ready {
+		return silent(ExitStopped)
+	}
+	return nil
+}
+
+// vaultCapabilities asks Vault what the token may do on the paths a
+// rotation writes.
+func (a *app) vaultCapabilities(ctx context.Context, k config.Key) []string {
+	m, sp := a.cfg.Vault.Mount, a.cfg.Vault.StatePath
+	need := map[string][]string{
+		m + "/data/" + k.VaultPath:                                 {"read", "update"},
+		m + "/metadata/" + k.VaultPath:                             {"read", "patch"},
+		m + "/data/" + sp + "/keys/" + k.ID + "/lock":              {"read", "create", "update"},
+		m + "/data/" + sp + "/keys/" + k.ID + "/state":             {"read", "create", "update"},
+		m + "/data/" + sp + "/keys/" + k.ID + "/rotations/example": {"read", "create", "update"},
+	}
+	var problems []string
+	for path, caps := range need {
+		have, err := a.store.Client().Sys().CapabilitiesSelfWithContext(ctx, path)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", path, err))
+			continue
+		}
+		if slices.Contains(have, "root") {
+			continue
+		}
+		var missing []string
+		for _, c := range caps {
+			if !slices.Contains(have, c) {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			problems = append(problems, fmt.Sprintf("%s: token lacks %s", path, strings.Join(missing, ", ")))
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/vaultstore"
+)
+
+// ConfirmOptions are `rekey confirm`'s flags and arguments.
+type ConfirmOptions struct {
+	Key         string
+	Integration string
+	Note        string
+}
+
+// NewCmdConfirm builds `rekey confirm KEY INTEGRATION`.
+func NewCmdConfirm(g *GlobalOptions, s Streams) *cobra.Command {
+	o := &ConfirmOptions{}
+	cmd := &cobra.Command{
+		Use:   "confirm KEY INTEGRATION",
+		Short: "Record that a person updated a manual integration, and run its probe",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Key, o.Integration = args[0], args[1]
+			a, err := load(g, s)
+			if err != nil {
+				return err
+			}
+			return confirmRun(cmd.Context(), a, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Note, "note", "", "what was done (recorded with the confirmation)")
+	return cmd
+}
+
+func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
+	k, err := a.key(o.Key)
+	if err != nil {
+		return err
+	}
+	targets, err := a.targets(k.ID)
+	if err != nil {
+		return err
+	}
+	var target *rotation.Target
+	for i := range targets {
+		if targets[i].Config.ID == o.Integration {
+			target = &targets[i]
+		}
+	}
+	if target == nil {
+		return exit(ExitUsage, fmt.Errorf("key %s has no integration %q in %s", k.ID, o.Integration, a.cfg.File), "")
+	}
+	if err := a.connectVault(ctx); err != nil {
+		return err
+	}
+	res, err := a.engine(nil).Confirm(ctx, rotation.Job{Key: *k, Targets: targets}, *target, o.Note)
+	var nm *rotation.NotManualError
+	var locked *vaultstore.LockedError
+	switch {
+	case errors.As(err, &nm):
+		return exit(ExitUsage, err, "")
+	case errors.As(err, &locked):
+		return exit(ExitStopped, err, "wait for the rotation to finish, then confirm")
+	case err != nil:
+		return exit(ExitStopped, err, "")
+	}
+	code := ExitOK
+	if res.State != integrations.Current {
+		code = ExitStopped
+	}
+	if a.json() {
+		writeJSON(a.s.Out, map[string]any{"key": k.ID, "integration": res, "recorded": true, "exit_code": code})
+	} else {
+		fmt.Fprintf(a.s.Out, "Recorded: %s of %s confirmed. State: %s (%s).\n", res.ID, k.ID, res.State, res.Reason)
+	}
+	return silent(code)
+}

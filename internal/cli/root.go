@@ -1,0 +1,114 @@
+// Package cli is rekey's command line: one file per command, each with an
+// Options struct, a NewCmdX and an xRun that does the work.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, as SPEC.md fixes them.
+const (
+	ExitOK       = 0
+	ExitStopped  = 1 // stopped before Vault was written, or not ready
+	ExitUsage    = 2 // usage or configuration
+	ExitDegraded = 3 // stored, but some integration is not current
+)
+
+// Streams are a command's standard files.
+type Streams struct {
+	In  *os.File
+	Out io.Writer
+	Err io.Writer
+}
+
+// exitError carries an exit code with an optional message and hint.
+type exitError struct {
+	code int
+	err  error
+	hint string
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func exit(code int, err error, hint string) error {
+	return &exitError{code: code, err: err, hint: hint}
+}
+
+// silent exits with code without printing an error (the outcome is printed).
+func silent(code int) error { return &exitError{code: code} }
+
+// GlobalOptions are the flags every command takes.
+type GlobalOptions struct {
+	ConfigPath string
+	Output     string
+	Verbose    bool
+}
+
+// NewRootCmd builds the rekey command tree.
+func NewRootCmd(s Streams) *cobra.Command {
+	g := &GlobalOptions{}
+	root := &cobra.Command{
+		Use:   "rekey",
+		Short: "Rotate third-party API keys and respond when one leaks",
+		Long: `rekey rotates API keys that only a person can regenerate (Action Network's
+REVOKE & GENERATE NEW KEY): it stores the new key in Vault, pushes it to every
+integration at once, proves each works, and tells the team what is still broken.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
+	root.PersistentFlags().StringVar(&g.ConfigPath, "config", "", "configuration file (default $REKEY_CONFIG, else ./rekey.yaml)")
+	root.PersistentFlags().StringVarP(&g.Output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().BoolVarP(&g.Verbose, "verbose", "v", false, "log what rekey does to stderr")
+	root.AddCommand(
+		NewCmdCheck(g, s),
+		NewCmdRotate(g, s),
+		NewCmdResume(g, s),
+		NewCmdConfirm(g, s),
+		NewCmdStatus(g, s),
+	)
+	return root
+}
+
+// Main runs rekey with args and returns the process's exit code.
+func Main(args []string, s Streams) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := NewRootCmd(s)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(s.Err, "rekey: error: %v\n", ee.err)
+		}
+		if ee.hint != "" {
+			fmt.Fprintf(s.Err, "rekey: hint: %s\n", ee.hint)
+		}
+		return ee.code
+	}
+	// cobra's own errors: unknown command, bad flag, wrong arguments.
+	fmt.Fprintf(s.Err, "rekey: error: %v\n", err)
+	fmt.Fprintf(s.Err, "rekey: hint: run 'rekey --help'\n")
+	return ExitUsage
+}

@@ -1,0 +1,298 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/internal/liveview"
+	"github.com/rekey-dev/rekey/notifiers"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/vaultstore"
+)
+
+// RotateOptions are `rekey rotate`'s flags and arguments.
+type RotateOptions struct {
+	Key             string
+	Reason          string
+	Yes             bool
+	DryRun          bool
+	NewKeyFile      string
+	AllowUnverified bool
+}
+
+// NewCmdRotate builds `rekey rotate KEY`.
+func NewCmdRotate(g *GlobalOptions, s Streams) *cobra.Command {
+	o := &RotateOptions{}
+	cmd := &cobra.Command{
+		Use:   "rotate KEY",
+		Short: "Replace a key: tell the owner what to click, store the new key, update every integration",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Key = args[0]
+			if o.Reason != "scheduled" && o.Reason != "manual" {
+				return exit(ExitUsage, fmt.Errorf("--reason must be scheduled or manual, not %q", o.Reason), "a leaked key is `rekey leak KEY`")
+			}
+			a, err := load(g, s)
+			if err != nil {
+				return err
+			}
+			return rotateRun(cmd.Context(), a, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Reason, "reason", "manual", "why: scheduled or manual")
+	addKeyFlags(cmd, &o.Yes, &o.DryRun, &o.NewKeyFile, &o.AllowUnverified)
+	return cmd
+}
+
+func addKeyFlags(cmd *cobra.Command, yes, dryRun *bool, file *string, allow *bool) {
+	cmd.Flags().BoolVarP(yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(dryRun, "dry-run", false, "run the preflight and print the plan; change nothing")
+	cmd.Flags().StringVar(file, "new-key-file", "", "read the new key from this file (else stdin when piped, else a hidden prompt)")
+	cmd.Flags().BoolVar(allow, "allow-unverified", false, "store the new key even if the provider cannot be reached to check it")
+}
+
+func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
+	k, err := a.key(o.Key)
+	if err != nil {
+		return err
+	}
+	targets, err := a.targets(k.ID)
+	if err != nil {
+		return err
+	}
+	if err := a.connectVault(ctx); err != nil {
+		return err
+	}
+	pf := a.runPreflight(ctx, k, targets)
+	human := a.human()
+	if a.json() && o.DryRun {
+		writeJSON(a.s.Out, map[string]any{"preflight": pf, "ready": pf.ready(), "dry_run": true})
+	} else {
+		pf.print(human)
+	}
+	if o.DryRun {
+		fmt.Fprintf(human, "\nDry run: nothing was changed. A rotation would store a new version of %s and update %d integrations.\n", k.ID, len(targets))
+		if !pf.ready() {
+			return silent(ExitStopped)
+		}
+		return nil
+	}
+	if !pf.VaultOK {
+		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
+	}
+	if pf.Locked != "" {
+		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
+	}
+	if !pf.ready() {
+		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably fail too, and stay broken once the old key is revoked.\n")
+	}
+	if err := a.confirm(o.Yes, fmt.Sprintf("Rotate %s now? The old key stops working the moment it is revoked.", k.ID)); err != nil {
+		return err
+	}
+
+	n, err := a.notifier()
+	if err != nil {
+		return exit(ExitUsage, err, "")
+	}
+	eng := a.engine(n)
+	eng.AllowUnverified = o.AllowUnverified
+	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: rotation.NewID(time.Now())}
+	a.tellOwner(ctx, eng, job, false)
+
+	key, err := a.readKey(o.NewKeyFile, k)
+	if err != nil {
+		return err
+	}
+	return a.runRotation(ctx, eng, job, key)
+}
+
+// human is where text meant for a person goes: stdout, or stderr when
+// stdout carries JSON.
+func (a *app) human() io.Writer {
+	if a.json() {
+		return a.s.Err
+	}
+	return a.s.Out
+}
+
+// confirm asks on the terminal unless --yes. Without a terminal to ask on,
+// it is a usage error: scripts say --yes.
+func (a *app) confirm(yes bool, question string) error {
+	if yes {
+		return nil
+	}
+	if a.s.In == nil || !term.IsTerminal(int(a.s.In.Fd())) {
+		return exit(ExitUsage, errors.New("confirmation needed and stdin is not a terminal"), "pass --yes to proceed without asking")
+	}
+	fmt.Fprintf(a.s.Err, "%s [y/N] ", question)
+	line, _ := bufio.NewReader(a.s.In).ReadString('\n')
+	if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
+		return exit(ExitStopped, errors.New("not confirmed; nothing was changed"), "")
+	}
+	return nil
+}
+
+// tellOwner says on the terminal and in Slack what the owner must click,
+// and what breaks until rekey has the new key.
+func (a *app) tellOwner(ctx context.Context, eng *rotation.Engine, job rotation.Job, urgent bool) {
+	k := job.Key
+	instructions := k.Instructions
+	if instructions == "" && k.Provider == "actionnetwork" {
+		instructions = "Action Network → Details → API & Sync → REVOKE & GENERATE NEW KEY"
+	}
+	ids := make([]string, len(job.Targets))
+	evIntegrations := make([]notifiers.Integration, len(job.Targets))
+	for i, t := range job.Targets {
+		ids[i] = t.Config.ID
+		evIntegrations[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Owner: t.Config.Owner}
+	}
+	w := a.human()
+	fmt.Fprintf(w, "\nRotation %s of %s (%s).\n", job.RotationID, k.ID, job.Reason)
+	if k.Owner != "" {
+		fmt.Fprintf(w, "Owner: %s\n", k.Owner)
+	}
+	fmt.Fprintf(w, "Now: %s\n", instructions)
+	fmt.Fprintf(w, "Until rekey has the new key, these integrations are broken: %s\n", strings.Join(ids, ", "))
+	if eng.Notifier != nil {
+		ev := notifiers.Event{
+			Kind: notifiers.RotationStarted, At: time.Now().UTC(), Urgent: urgent, KeyID: k.ID, RotationID: job.RotationID,
+			Reason: job.Reason, Owner: k.Owner, Instructions: instructions,
+			Title:        fmt.Sprintf("Rotating %s (%s): %s, please %s", k.ID, job.Reason, orSomeone(k.Owner), instructions),
+			Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), strings.Join(ids, ", ")),
+			Integrations: evIntegrations,
+		}
+		if err := eng.Notifier.Notify(ctx, ev); err != nil {
+			a.log.Warn("notification not delivered; carrying on", "err", err)
+		}
+	}
+}
+
+func orSomeone(owner string) string {
+	if owner == "" {
+		return "key owner"
+	}
+	return owner
+}
+
+// readKey reads the new key from --new-key-file, piped stdin or a hidden
+// prompt. An empty key stops the command with nothing changed.
+func (a *app) readKey(file string, k *config.Key) (secret.Key, error) {
+	key, err := secret.Input{File: file, Stdin: a.s.In, Prompt: a.s.Err, Label: "Paste the new key for " + k.ID}.Read()
+	if errors.Is(err, secret.ErrEmpty) {
+		return key, exit(ExitStopped, fmt.Errorf("new key refused: it is empty; nothing was changed"), "")
+	}
+	if err != nil {
+		return key, exit(ExitStopped, fmt.Errorf("%w; nothing was changed", err), "")
+	}
+	return key, nil
+}
+
+// runRotation runs the engine with a live view and reports the outcome.
+func (a *app) runRotation(ctx context.Context, eng *rotation.Engine, job rotation.Job, key secret.Key) error {
+	ids := make([]string, len(job.Targets))
+	for i, t := range job.Targets {
+		ids[i] = t.Config.ID
+	}
+	view := liveview.New(a.s.Err, isTerminal(a.s.Err), ids)
+	eng.Progress = view.Set
+	out, err := eng.Rotate(ctx, job, key)
+	view.Close()
+	return a.report(out, err)
+}
+
+// report prints an outcome and maps it to an exit code: 0 all current,
+// 3 stored but not all current, 1 stopped before Vault was written.
+func (a *app) report(out *rotation.Outcome, err error) error {
+	var refused *rotation.RefusedError
+	var notStored *rotation.NotStoredError
+	var locked *vaultstore.LockedError
+	switch {
+	case errors.As(err, &refused):
+		return exit(ExitStopped, fmt.Errorf("%v; nothing was changed", refused), "")
+	case errors.As(err, &notStored):
+		return exit(ExitStopped, notStored, "check the Vault token's policy (configs/vault-policy.hcl)")
+	case errors.As(err, &locked):
+		return exit(ExitStopped, locked, "wait for it to finish; a lock from a process that died is freed when its lease expires")
+	case errors.Is(err, rotation.ErrNothingToResume):
+		return exit(ExitStopped, err, "")
+	case err != nil:
+		return exit(ExitStopped, err, "")
+	}
+	code := ExitOK
+	if !out.AllCurrent() {
+		code = ExitDegraded
+	}
+	if a.json() {
+		writeJSON(a.s.Out, outcomeJSON(out, code))
+		return silent(code)
+	}
+	printOutcome(a.s.Out, out)
+	return silent(code)
+}
+
+type outcomeDoc struct {
+	RotationID     string            `json:"rotation_id"`
+	Key            string            `json:"key"`
+	Reason         string            `json:"reason"`
+	Phase          records.Phase     `json:"phase"`
+	OldVersion     int               `json:"old_version"`
+	OldFingerprint string            `json:"old_fingerprint"`
+	NewVersion     int               `json:"new_version"`
+	NewFingerprint string            `json:"new_fingerprint"`
+	Started        time.Time         `json:"started"`
+	Finished       time.Time         `json:"finished"`
+	Integrations   []rotation.Result `json:"integrations"`
+	Timeline       []records.Mark    `json:"timeline,omitempty"`
+	ExitCode       int               `json:"exit_code"`
+}
+
+func outcomeJSON(out *rotation.Outcome, code int) outcomeDoc {
+	r := out.Rotation
+	return outcomeDoc{
+		RotationID: r.ID, Key: r.KeyID, Reason: r.Reason, Phase: r.Phase,
+		OldVersion: r.OldVersion, OldFingerprint: r.OldFingerprint,
+		NewVersion: r.NewVersion, NewFingerprint: r.NewFingerprint,
+		Started: r.Started, Finished: r.Finished, Integrations: out.Results, Timeline: r.Timeline, ExitCode: code,
+	}
+}
+
+func printOutcome(w io.Writer, out *rotation.Outcome) {
+	r := out.Rotation
+	fmt.Fprintf(w, "\nRotation %s of %s (%s): version %d (%s) is in Vault", r.ID, r.KeyID, r.Reason, r.NewVersion, r.NewFingerprint)
+	if r.OldVersion > 0 {
+		fmt.Fprintf(w, ", replacing version %d (%s)", r.OldVersion, r.OldFingerprint)
+	}
+	fmt.Fprintln(w, ".")
+	current := 0
+	for _, res := range out.Results {
+		if res.State == "current" {
+			current++
+		}
+		fmt.Fprintf(w, "  %-11s %-16s %-7s %s\n", res.State, res.ID, res.Type, res.Reason)
+	}
+	fmt.Fprintf(w, "%d of %d integrations current.\n", current, len(out.Results))
+	if current == len(out.Results) {
+		return
+	}
+	fmt.Fprintln(w, "Still to do:")
+	for _, res := range out.Results {
+		switch res.State {
+		case "current":
+		case "pending":
+			fmt.Fprintf(w, "  %s: %s updates it by hand, then: rekey confirm %s %s\n", res.ID, orSomeone(res.Owner), r.KeyID, res.ID)
+		default:
+			fmt.Fprintf(w, "  %s: %s — fix it, then: rekey resume %s\n", res.ID, res.Reason, r.KeyID)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/vaultstore"
+)
+
+// StatusOptions are `rekey status`'s arguments.
+type StatusOptions struct {
+	Key string
+}
+
+// NewCmdStatus builds `rekey status [KEY]`.
+func NewCmdStatus(g *GlobalOptions, s Streams) *cobra.Command {
+	o := &StatusOptions{}
+	return &cobra.Command{
+		Use:   "status [KEY]",
+		Short: "Each key's version, fingerprint, age, next due date and last rotation, from Vault alone",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.Key = args[0]
+			}
+			a, err := load(g, s)
+			if err != nil {
+				return err
+			}
+			return statusRun(cmd.Context(), a, o)
+		},
+	}
+}
+
+// KeyStatus is one key in `rekey status`.
+type KeyStatus struct {
+	Key          string          `json:"key"`
+	VaultPath    string          `json:"vault_path"`
+	Version      int             `json:"version,omitempty"`
+	Fingerprint  string          `json:"fingerprint,omitempty"`
+	StoredAt     *time.Time      `json:"stored_at,omitempty"`
+	AgeDays      float64         `json:"age_days,omitempty"`
+	RotateEvery  string          `json:"rotate_every,omitempty"`
+	NextDue      *time.Time      `json:"next_due,omitempty"`
+	Overdue      bool            `json:"overdue,omitempty"`
+	Compromised  []int           `json:"compromised_versions,omitempty"`
+	LastRotation *RotationStatus `json:"last_rotation,omitempty"`
+	LastAudit    *records.Audit  `json:"last_audit,omitempty"`
+	Error        string          `json:"error,omitempty"`
+}
+
+// RotationStatus is a rotation as `status` shows it.
+type RotationStatus struct {
+	ID           string                          `json:"id"`
+	Reason       string                          `json:"reason"`
+	Phase        records.Phase                   `json:"phase"`
+	Operator     string                          `json:"operator"`
+	Started      time.Time                       `json:"started"`
+	Finished     time.Time                       `json:"finished,omitzero"`
+	Integrations map[string]*records.Integration `json:"integrations"`
+}
+
+func statusRun(ctx context.Context, a *app, o *StatusOptions) error {
+	keys := a.cfg.Keys
+	if o.Key != "" {
+		k, err := a.key(o.Key)
+		if err != nil {
+			return err
+		}
+		keys = []config.Key{*k}
+	}
+	if err := a.connectVault(ctx); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	var out []KeyStatus
+	for _, k := range keys {
+		out = append(out, a.keyStatus(ctx, k, now))
+	}
+	if a.json() {
+		writeJSON(a.s.Out, map[string]any{"keys": out})
+		return nil
+	}
+	for _, ks := range out {
+		printKeyStatus(a, ks)
+	}
+	return nil
+}
+
+func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeyStatus {
+	ks := KeyStatus{Key: k.ID, VaultPath: a.cfg.Vault.Mount + "/" + k.VaultPath}
+	cur, err := a.store.ReadKey(ctx, k.VaultPath)
+	if errors.Is(err, vaultstore.ErrNotFound) {
+		ks.Error = "no version in Vault yet"
+		return ks
+	}
+	if err != nil {
+		ks.Error = err.Error()
+		return ks
+	}
+	stored := cur.Created.UTC()
+	ks.Version, ks.Fingerprint, ks.StoredAt = cur.Version, cur.Fingerprint(), &stored
+	ks.AgeDays = float64(int(now.Sub(stored).Hours()/24*10)) / 10
+	if k.RotateEvery > 0 {
+		due := stored.Add(k.RotateEvery.D())
+		ks.RotateEvery, ks.NextDue, ks.Overdue = k.RotateEvery.String(), &due, now.After(due)
+	}
+	if st, _, err := a.store.KeyState(ctx, k.ID); err == nil {
+		for v := range st.Compromised {
+			ks.Compromised = append(ks.Compromised, v)
+		}
+		ks.LastAudit = st.LastAudit
+	}
+	if r, err := a.store.LatestRotation(ctx, k.ID); err == nil {
+		ks.LastRotation = &RotationStatus{ID: r.ID, Reason: r.Reason, Phase: r.Phase, Operator: r.Operator, Started: r.Started, Finished: r.Finished, Integrations: r.Integrations}
+	}
+	return ks
+}
+
+func printKeyStatus(a *app, ks KeyStatus) {
+	w := a.s.Out
+	fmt.Fprintf(w, "%s (%s)\n", ks.Key, ks.VaultPath)
+	if ks.Error != "" {
+		fmt.Fprintf(w, "  %s\n", ks.Error)
+		return
+	}
+	fmt.Fprintf(w, "  version %d  %s  stored %s (%.1f days ago)\n", ks.Version, ks.Fingerprint, ks.StoredAt.Format(time.RFC3339), ks.AgeDays)
+	if ks.NextDue != nil {
+		due := "due " + ks.NextDue.Format("2006-01-02")
+		if ks.Overdue {
+			due = "OVERDUE since " + ks.NextDue.Format("2006-01-02")
+		}
+		fmt.Fprintf(w, "  rotate every %s: %s\n", ks.RotateEvery, due)
+	}
+	if len(ks.Compromised) > 0 {
+		fmt.Fprintf(w, "  compromised versions: %v\n", ks.Compromised)
+	}
+	r := ks.LastRotation
+	if r == nil {
+		fmt.Fprintln(w, "  no rotation on record")
+		return
+	}
+	fmt.Fprintf(w, "  last rotation %s (%s) by %s, %s, started %s\n", r.ID, r.Reason, r.Operator, r.Phase, r.Started.Format(time.RFC3339))
+	for _, in := range a.cfg.IntegrationsOf(ks.Key) {
+		rec, ok := r.Integrations[in.ID]
+		if !ok {
+			fmt.Fprintf(w, "    %-11s %-16s not part of this rotation\n", "-", in.ID)
+			continue
+		}
+		fmt.Fprintf(w, "    %-11s %-16s %s\n", rec.State, in.ID, rec.Reason)
+	}
+}

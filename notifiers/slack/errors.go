@@ -1,0 +1,129 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	slackapi "github.com/slack-go/slack"
+
+	"github.com/rekey-dev/rekey/integrations"
+)
+
+// Slack Web API error codes (https://docs.slack.dev/reference/methods/chat.postMessage#errors)
+// that no retry can fix, by class. Codes not listed are invalid requests,
+// except those in transientCodes.
+var (
+	unauthorizedCodes = map[string]bool{
+		"not_authed": true, "invalid_auth": true, "account_inactive": true,
+		"token_revoked": true, "token_expired": true, "no_permission": true,
+		"missing_scope": true, "not_allowed_token_type": true, "not_in_channel": true,
+		"restricted_action": true, "ekm_access_denied": true, "team_access_not_granted": true,
+		"cant_update_message": true, "edit_window_closed": true,
+	}
+	notFoundCodes = map[string]bool{
+		"channel_not_found": true, "message_not_found": true, "thread_not_found": true,
+	}
+	transientCodes = map[string]bool{
+		"ratelimited": true, "internal_error": true, "fatal_error": true,
+		"service_unavailable": true, "request_timeout": true,
+	}
+)
+
+// classify turns an error from slack-go into one rekey can return: a
+// message that holds no secret (secrets lists the token or webhook URL to
+// strip, in case a lower layer put one in) and a class from integrations
+// (ErrTransient, ErrUnauthorized, ErrNotFound, ErrInvalid), or a
+// *integrations.RetryAfterError for a 429 that says how long to wait.
+// The slack-go error itself is not kept: *url.Error carries the URL, and
+// for a webhook the URL is the secret.
+func classify(what string, err error, secrets ...string) error {
+	desc, class := describe(err)
+	desc = redact(desc, secrets...)
+	out := fmt.Errorf("slack: %s: %s: %w", what, desc, class)
+	var rl *slackapi.RateLimitedError
+	if errors.As(err, &rl) {
+		return &integrations.RetryAfterError{After: rl.RetryAfter, Err: out}
+	}
+	return out
+}
+
+// describe says what went wrong, in words built from the error's parts
+// rather than its whole text, and which class it belongs to.
+func describe(err error) (string, error) {
+	var (
+		rl   *slackapi.RateLimitedError
+		api  slackapi.SlackErrorResponse
+		code slackapi.StatusCodeError
+		ue   *url.Error
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "cancelled", context.Canceled
+	case errors.As(err, &rl):
+		return "rate limited", integrations.ErrTransient
+	case errors.As(err, &api):
+		switch {
+		case unauthorizedCodes[api.Err]:
+			return api.Err, integrations.ErrUnauthorized
+		case notFoundCodes[api.Err]:
+			return api.Err, integrations.ErrNotFound
+		case transientCodes[api.Err]:
+			return api.Err, integrations.ErrTransient
+		}
+		return api.Err, integrations.ErrInvalid
+	case errors.As(err, &code):
+		class := integrations.ClassifyStatus(code.Code)
+		if class == nil {
+			class = integrations.ErrTransient
+		}
+		return fmt.Sprintf("status %d", code.Code), class
+	case errors.As(err, &ue):
+		// The URL is left out: the inner error names the host and port
+		// where it matters, and a webhook's path is its secret.
+		if ue.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			return "timed out: " + ue.Err.Error(), integrations.ErrTransient
+		}
+		return ue.Op + ": " + ue.Err.Error(), integrations.ErrTransient
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out", integrations.ErrTransient
+	}
+	// A reply that was not JSON, a connection that broke mid-way: worth
+	// another try. The text comes from encoding/json or net, not Slack.
+	return err.Error(), integrations.ErrTransient
+}
+
+// redact replaces each secret, and for URLs their path, in s.
+func redact(s string, secrets ...string) string {
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		s = strings.ReplaceAll(s, sec, "[redacted]")
+		if u, err := url.Parse(sec); err == nil && u.Host != "" && len(u.EscapedPath()) > 1 {
+			s = strings.ReplaceAll(s, u.EscapedPath(), "/[redacted]")
+			s = strings.ReplaceAll(s, u.Path, "/[redacted]")
+		}
+	}
+	return s
+}
+
+// retryable reports whether err is worth another attempt.
+func retryable(err error) bool {
+	return errors.Is(err, integrations.ErrTransient)
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,257 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/vaulttest"
+	"github.com/rekey-dev/rekey/providers"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/vaultstore"
+)
+
+// memTarget is an in-memory integration whose failures are scripted.
+type memTarget struct {
+	id       string
+	mu       sync.Mutex
+	held     secret.Key
+	writes   int
+	attempts int
+	failures []error       // returned by successive Apply calls before success
+	delay    time.Duration // each Apply takes this long
+	inFlight *atomic.Int32
+	maxSeen  *atomic.Int32
+}
+
+var (
+	_ integrations.Integration = (*memTarget)(nil)
+	_ integrations.Reader      = (*memTarget)(nil)
+)
+
+func (m *memTarget) ID() string { return m.id }
+
+func (m *memTarget) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
+	if m.inFlight != nil {
+		n := m.inFlight.Add(1)
+		defer m.inFlight.Add(-1)
+		for {
+			old := m.maxSeen.Load()
+			if n <= old || m.maxSeen.CompareAndSwap(old, n) {
+				break
+			}
+		}
+	}
+	if m.delay > 0 {
+		select {
+		case <-time.After(m.delay):
+		case <-ctx.Done():
+			return integrations.ApplyResult{}, ctx.Err()
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.attempts++
+	if len(m.failures) > 0 {
+		err := m.failures[0]
+		m.failures = m.failures[1:]
+		return integrations.ApplyResult{}, err
+	}
+	if m.held.Equal(req.Key) {
+		return integrations.ApplyResult{At: time.Now()}, nil
+	}
+	m.held = req.Key
+	m.writes++
+	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+}
+
+func (m *memTarget) Read(ctx context.Context) (secret.Key, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.held, nil
+}
+
+type validChecker struct{}
+
+func (validChecker) Check(context.Context, secret.Key) providers.Result {
+	return providers.Result{Validity: providers.Valid, Reason: "test"}
+}
+
+type fixedChecker providers.Result
+
+func (c fixedChecker) Check(context.Context, secret.Key) providers.Result { return providers.Result(c) }
+
+func setup(t *testing.T, old secret.Key) (*vaultstore.Store, *vaulttest.Env) {
+	env := vaulttest.New(t)
+	s := vaultstore.New(env.Client, env.Mount, "rekey")
+	if _, err := s.WriteKey(context.Background(), "an/main", old, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return s, env
+}
+
+func job(targets ...*memTarget) Job {
+	j := Job{Key: config.Key{ID: "an", VaultPath: "an/main", Provider: "none"}, Checker: validChecker{}, Reason: "manual"}
+	for _, m := range targets {
+		j.Targets = append(j.Targets, Target{Config: config.Integration{ID: m.id, Key: "an", Type: "mem"}, Integration: m})
+	}
+	return j
+}
+
+func TestRotateRetriesTransientOnly(t *testing.T) {
+	old, key := secret.New("old-key-aaaaaaaaaaaa"), secret.New("new-key-bbbbbbbbbbbb")
+	store, env := setup(t, old)
+	flaky := &memTarget{id: "flaky", held: old, failures: []error{
+		fmt.Errorf("mem: status 503: %w", integrations.ErrTransient),
+		&integrations.RetryAfterError{After: 10 * time.Millisecond, Err: errors.New("mem: 429")},
+	}}
+	broken := &memTarget{id: "broken", held: old, failures: []error{fmt.Errorf("mem: status 401: %w", integrations.ErrUnauthorized)}}
+	fine := &memTarget{id: "fine", held: old}
+	e := &Engine{Store: store, Retries: 3, Backoff: time.Millisecond}
+	out, err := e.Rotate(context.Background(), job(flaky, broken, fine), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]integrations.State{}
+	for _, r := range out.Results {
+		states[r.ID] = r.State
+	}
+	if states["flaky"] != integrations.Current || states["fine"] != integrations.Current || states["broken"] != integrations.Failing {
+		t.Fatalf("states = %v", states)
+	}
+	if flaky.attempts != 3 {
+		t.Errorf("flaky attempts = %d, want 3 (two transient failures retried)", flaky.attempts)
+	}
+	if broken.attempts != 1 {
+		t.Errorf("broken attempts = %d, want 1 (permanent failures are not retried)", broken.attempts)
+	}
+	if out.AllCurrent() {
+		t.Error("AllCurrent with a failing integration")
+	}
+	// The journal records every transition, with fingerprints only.
+	rec, err := store.LatestRotation(context.Background(), "an")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Phase != records.PhaseDone || rec.NewVersion != 2 || rec.Integrations["broken"].State != "failing" {
+		t.Fatalf("record = %+v", rec)
+	}
+	var moves []string
+	for _, tr := range rec.Journal {
+		if tr.Integration == "fine" {
+			moves = append(moves, tr.From+">"+tr.To)
+		}
+	}
+	if got := strings.Join(moves, " "); got != "waiting>applying applying>verifying verifying>current" {
+		t.Errorf("journal of fine: %s", got)
+	}
+	leakcheck.Assert(t, "vault records", env.Dump(t, "rekey/"), old.Reveal(), key.Reveal())
+}
+
+func TestRotateHonoursConcurrency(t *testing.T) {
+	old := secret.New("old-key-aaaaaaaaaaaa")
+	store, _ := setup(t, old)
+	var inFlight, maxSeen atomic.Int32
+	var ts []*memTarget
+	for i := range 12 {
+		ts = append(ts, &memTarget{id: fmt.Sprintf("t%02d", i), held: old, delay: 20 * time.Millisecond, inFlight: &inFlight, maxSeen: &maxSeen})
+	}
+	e := &Engine{Store: store, Concurrency: 3}
+	out, err := e.Rotate(context.Background(), job(ts...), secret.New("new-key-bbbbbbbbbbbb"))
+	if err != nil || !out.AllCurrent() {
+		t.Fatalf("rotate: %v %+v", err, out)
+	}
+	if m := maxSeen.Load(); m > 3 || m < 2 {
+		t.Fatalf("at most %d applies ran at once, want 3 (2 at the least)", m)
+	}
+}
+
+func TestRefusedKeysChangeNothing(t *testing.T) {
+	old := secret.New("old-key-aaaaaaaaaaaa")
+	cases := []struct {
+		name    string
+		key     secret.Key
+		checker providers.Checker
+		want    string
+	}{
+		{"empty", secret.New(""), validChecker{}, "empty"},
+		{"current", old, validChecker{}, "current version"},
+		{"invalid", secret.New("bad-key-cccccccccccc"), fixedChecker{Validity: providers.Invalid, Reason: "401"}, "rejected"},
+		{"unknown", secret.New("new-key-dddddddddddd"), fixedChecker{Validity: providers.Unknown, Reason: "429"}, "could not check"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			store, _ := setup(t, old)
+			m := &memTarget{id: "m", held: old}
+			j := job(m)
+			j.Checker = c.checker
+			_, err := (&Engine{Store: store}).Rotate(context.Background(), j, c.key)
+			var re *RefusedError
+			if !errors.As(err, &re) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want RefusedError saying %q", err, c.want)
+			}
+			if m.attempts != 0 {
+				t.Fatal("an integration was touched")
+			}
+			cur, _ := store.ReadKey(context.Background(), "an/main")
+			if cur.Version != 1 {
+				t.Fatalf("Vault version %d after a refused key", cur.Version)
+			}
+			leakcheck.Assert(t, "error", []byte(err.Error()), old.Reveal(), c.key.Reveal())
+		})
+	}
+}
+
+func TestCancelledRotationLeavesResumableRecord(t *testing.T) {
+	old, key := secret.New("old-key-aaaaaaaaaaaa"), secret.New("new-key-bbbbbbbbbbbb")
+	store, _ := setup(t, old)
+	hang := &memTarget{id: "hang", held: old, delay: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			if cur, err := store.ReadKey(context.Background(), "an/main"); err == nil && cur.Version == 2 {
+				time.Sleep(50 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	out, err := (&Engine{Store: store, Timeout: time.Hour}).Rotate(ctx, job(hang), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.AllCurrent() {
+		t.Fatal("a cancelled apply reported current")
+	}
+	hang.delay = 0
+	out, err = (&Engine{Store: store}).Resume(context.Background(), job(hang))
+	if err != nil || !out.AllCurrent() {
+		t.Fatalf("resume: %v %+v", err, out)
+	}
+	if !hang.held.Equal(key) {
+		t.Fatal("resume did not apply the stored key")
+	}
+}
+
+func TestBackoffGrowsWithJitter(t *testing.T) {
+	e := &Engine{Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	for attempt, base := range []time.Duration{100, 200, 400, 800, 1000, 1000} {
+		base *= time.Millisecond
+		for range 50 {
+			d := e.backoff(attempt)
+			if d < base/2 || d >= base*3/2 {
+				t.Fatalf("backoff(%d) = %v, want in [%v, %v)", attempt, d, base/2, base*3/2)
+			}
+		}
+	}
+}

@@ -1,0 +1,297 @@
+package scan
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Formats in Suggestion.Format: those of the file integration.
+const (
+	FormatDotenv = "dotenv"
+	FormatJSON   = "json"
+	FormatYAML   = "yaml"
+	FormatRaw    = "raw"
+)
+
+// Suggestion says how a file that holds a key could be managed by a
+// `file` integration. It holds no key text.
+type Suggestion struct {
+	Path   string // absolute when it could be made so
+	Format string // a Format constant
+	Field  string // dotenv variable or JSON/YAML dotted path; "" for raw
+}
+
+// Suggest works out, for a raw finding, the format of the file and the
+// field whose whole value is the key, so that rekey can print a file
+// integration entry. content is the file's content and key the finding's
+// needle's key. The format comes from the name (.json, .yaml/.yml, .env
+// and .env.*, *.env), else raw when the whole file is the key, else dotenv
+// when every line is a NAME=value assignment or a comment. The field is
+// the one on the finding's line whose value is exactly the key (first one
+// if several). ok is false for a base64 finding, for a key embedded in a
+// longer value (a URL, a connection string) and for any other format:
+// rewriting the whole value there would break the file.
+func Suggest(f Finding, key secret.Key, content []byte) (s Suggestion, ok bool) {
+	if f.Encoding != EncodingRaw || key.IsZero() {
+		return Suggestion{}, false
+	}
+	// The key is needed to find where it sits; it never leaves this function.
+	v := key.Reveal()
+	s.Path = f.Path
+	if abs, err := filepath.Abs(f.Path); err == nil {
+		s.Path = abs
+	}
+	name := filepath.Base(f.Path)
+	switch ext := strings.ToLower(filepath.Ext(name)); {
+	case ext == ".json":
+		s.Format = FormatJSON
+		s.Field, ok = jsonField(content, v, f.Line)
+	case ext == ".yaml" || ext == ".yml":
+		s.Format = FormatYAML
+		s.Field, ok = yamlField(content, v, f.Line)
+	case name == ".env" || strings.HasPrefix(name, ".env.") || ext == ".env":
+		s.Format = FormatDotenv
+		s.Field, ok = dotenvField(content, v, f.Line)
+	case string(bytes.TrimSpace(content)) == v:
+		s.Format, ok = FormatRaw, true
+	case looksDotenv(content):
+		s.Format = FormatDotenv
+		s.Field, ok = dotenvField(content, v, f.Line)
+	}
+	if !ok {
+		return Suggestion{}, false
+	}
+	return s, true
+}
+
+// Entry renders the suggestion as a YAML list item for the integrations
+// section, with an id made from the path. For /srv/www/.env and the key
+// actionnetwork-main it is the second line of
+//
+//	integrations:
+//	- {id: srv-www-env, key: actionnetwork-main, type: file, path: /srv/www/.env, format: dotenv, field: ACTION_NETWORK_API_KEY}
+func (s Suggestion) Entry(keyID string) string {
+	kv := []string{"id", pathID(s.Path), "key", keyID, "type", "file", "path", s.Path, "format", s.Format}
+	if s.Field != "" {
+		kv = append(kv, "field", s.Field)
+	}
+	m := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	for _, x := range kv {
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: x})
+	}
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	// Marshalling plain scalars cannot fail.
+	_ = enc.Encode(&yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{m}})
+	_ = enc.Close()
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// pathID makes an integration id from a path: /srv/www/.env -> srv-www-env.
+func pathID(p string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(p) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			b.WriteRune(r)
+			dash = false
+		} else {
+			dash = true
+		}
+	}
+	if b.Len() == 0 {
+		return "file"
+	}
+	return b.String()
+}
+
+// dotenvAssign parses one dotenv line: optional "export ", NAME, "=",
+// then a value that is double-quoted, single-quoted, or bare up to an
+// inline " #" comment.
+func dotenvAssign(line string) (name, value string, ok bool) {
+	line = strings.TrimSpace(strings.TrimSuffix(line, "\r"))
+	line = strings.TrimPrefix(line, "export ")
+	name, value, ok = strings.Cut(line, "=")
+	name = strings.TrimSpace(name)
+	if !ok || !isEnvName(name) {
+		return "", "", false
+	}
+	value = strings.TrimSpace(value)
+	if len(value) > 0 && (value[0] == '"' || value[0] == '\'') {
+		end := strings.IndexByte(value[1:], value[0])
+		if end < 0 {
+			return "", "", false
+		}
+		return name, value[1 : 1+end], true
+	}
+	if i := strings.Index(value, " #"); i >= 0 {
+		value = strings.TrimSpace(value[:i])
+	}
+	return name, value, true
+}
+
+func isEnvName(s string) bool {
+	if s == "" || s[0] >= '0' && s[0] <= '9' {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '.' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func dotenvField(content []byte, key string, line int) (string, bool) {
+	lines := strings.Split(string(content), "\n")
+	if line < 1 || line > len(lines) {
+		return "", false
+	}
+	name, value, ok := dotenvAssign(lines[line-1])
+	if !ok || value != key {
+		return "", false
+	}
+	return name, true
+}
+
+// looksDotenv reports whether every line is blank, a comment, or an
+// assignment, and at least one is an assignment.
+func looksDotenv(content []byte) bool {
+	n := 0
+	for l := range strings.SplitSeq(string(content), "\n") {
+		t := strings.TrimSpace(l)
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		if _, _, ok := dotenvAssign(t); !ok {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// joinPath makes a dotted path, or fails when a segment holds a dot and
+// the path could not be read back.
+func joinPath(segs []string) (string, bool) {
+	for _, s := range segs {
+		if s == "" || strings.Contains(s, ".") {
+			return "", false
+		}
+	}
+	return strings.Join(segs, "."), len(segs) > 0
+}
+
+// jsonField walks the JSON token stream keeping the path, and returns the
+// path of the first string on line that equals key.
+func jsonField(content []byte, key string, line int) (string, bool) {
+	if !json.Valid(content) {
+		return "", false // the file integration could not rewrite it either
+	}
+	type frame struct {
+		obj  bool
+		key  string // current member name (objects)
+		idx  int    // next element index (arrays)
+		name bool   // an object expects a member name next
+	}
+	var stack []frame
+	path := func() []string {
+		segs := make([]string, len(stack))
+		for i, f := range stack {
+			if f.obj {
+				segs[i] = f.key
+			} else {
+				segs[i] = strconv.Itoa(f.idx)
+			}
+		}
+		return segs
+	}
+	// valueDone moves the parent past a value just read.
+	valueDone := func() {
+		if len(stack) == 0 {
+			return
+		}
+		if top := &stack[len(stack)-1]; top.obj {
+			top.name = true
+		} else {
+			top.idx++
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(content))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil { // io.EOF included: not found
+			return "", false
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, frame{obj: true, name: true})
+			case '[':
+				stack = append(stack, frame{})
+			default:
+				stack = stack[:len(stack)-1]
+				valueDone()
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].obj && stack[n-1].name {
+				stack[n-1].key, stack[n-1].name = t, false
+				continue
+			}
+			// A JSON string holds no raw newline: its end is on its line.
+			if t == key && 1+bytes.Count(content[:dec.InputOffset()], newline) == line {
+				if p, ok := joinPath(path()); ok {
+					return p, true
+				}
+			}
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+}
+
+// yamlField returns the dotted path of the first scalar on line, in the
+// first document, whose value is key.
+func yamlField(content []byte, key string, line int) (string, bool) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(content, &doc); err != nil || len(doc.Content) == 0 {
+		return "", false
+	}
+	var walk func(n *yaml.Node, segs []string) (string, bool)
+	walk = func(n *yaml.Node, segs []string) (string, bool) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if p, ok := walk(n.Content[i+1], append(segs, n.Content[i].Value)); ok {
+					return p, true
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if p, ok := walk(c, append(segs, strconv.Itoa(i))); ok {
+					return p, true
+				}
+			}
+		case yaml.ScalarNode:
+			if n.Value == key && n.Line == line {
+				return joinPath(segs)
+			}
+		}
+		return "", false
+	}
+	return walk(doc.Content[0], nil)
+}
