@@ -59,7 +59,7 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			return setup(e, srv)
 		},
-		Cmds: scriptCmds,
+		Cmds: allCmds(),
 	})
 }
 
@@ -156,6 +156,20 @@ func (w *world) keys() []string {
 		}
 	}
 	return keys
+}
+
+// allCmds merges the script commands of every story file.
+func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds} {
+		for name, f := range m {
+			if _, dup := all[name]; dup {
+				panic("duplicate script command " + name)
+			}
+			all[name] = f
+		}
+	}
+	return all
 }
 
 func getWorld(ts *testscript.TestScript) *world { return ts.Value(worldKey).(*world) }
