@@ -231,6 +231,19 @@ func (n *Notifier) thread(id string) *thread {
 	return th
 }
 
+// Ping checks, without posting, that Slack answers and the bot token is
+// valid (auth.test). An incoming webhook cannot be checked without
+// posting, so Ping says nothing of one.
+func (n *Notifier) Ping(ctx context.Context) error {
+	if n.api == nil {
+		return nil
+	}
+	return n.retry(ctx, "auth.test", func(ctx context.Context) error {
+		_, err := n.api.AuthTestContext(ctx)
+		return err
+	})
+}
+
 // post sends msg with chat.postMessage, as a reply when threadTS is set,
 // and returns the channel and timestamp of the message.
 func (n *Notifier) post(ctx context.Context, msg message, threadTS string, extra ...slackapi.MsgOption) (channel, ts string, err error) {

@@ -160,6 +160,10 @@ func (f *fakeSlack) serve(w http.ResponseWriter, r *http.Request) {
 	case tok != testToken:
 		writeJSON(w, 200, map[string]any{"ok": false, "error": "invalid_auth"})
 		return
+	case method == "auth.test":
+		writeJSON(w, 200, map[string]any{"ok": true, "url": "https://greens.slack.com/", "team": "Greens",
+			"user": "rekey", "team_id": "T0000000001", "user_id": "U0000000001", "bot_id": "B0000000001"})
+		return
 	case c.form.Get("channel") == "":
 		writeJSON(w, 200, map[string]any{"ok": false, "error": "channel_not_found"})
 		return
@@ -908,5 +912,32 @@ func TestConcurrentEventsOfOneRotation(t *testing.T) {
 	}
 	if len(calls) != 20 || top != 1 {
 		t.Errorf("%d calls, %d top-level; want 20 and 1", len(calls), top)
+	}
+}
+
+func TestPing(t *testing.T) {
+	f := newFake(t)
+	n := newBot(t, f, 1)
+	if err := n.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping with a good token: %v", err)
+	}
+	calls := f.got()
+	if len(calls) != 1 || calls[0].method != "auth.test" || calls[0].auth != "Bearer "+testToken {
+		t.Fatalf("Ping sent %+v, want one auth.test with the bearer token", calls)
+	}
+	bad, err := New(Options{Token: "xoxb-wrong-token-value", Channel: testChannel, APIURL: f.apiURL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = bad.Ping(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "invalid_auth") {
+		t.Fatalf("Ping with a bad token: %v, want invalid_auth", err)
+	}
+	noLeak(t, "ping error", err.Error())
+	if strings.Contains(err.Error(), "xoxb-wrong-token-value") {
+		t.Fatal("the token is in the error")
+	}
+	if err := newHook(t, f, 0).Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of a webhook: %v", err)
 	}
 }
