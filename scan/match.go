@@ -81,7 +81,12 @@ func compile(needles []Needle) (*matcher, error) {
 	if len(needles) == 0 {
 		return nil, errors.New("scan: no keys to look for")
 	}
-	m := &matcher{needles: needles, anchors: make(map[uint64][]anchor)}
+	m := &matcher{needles: slices.Clone(needles), anchors: make(map[uint64][]anchor)}
+	for i := range m.needles {
+		if m.needles[i].Label == "" {
+			m.needles[i].Label = m.needles[i].Key.Fingerprint()
+		}
+	}
 	index := make(map[string]int)
 	add := func(text string, h hit) {
 		i, ok := index[text]
@@ -94,7 +99,7 @@ func compile(needles []Needle) (*matcher, error) {
 			m.pats[i].hits = append(m.pats[i].hits, h)
 		}
 	}
-	for i, n := range needles {
+	for i, n := range m.needles {
 		// Scanning has to compare bytes; the patterns never leave this package.
 		v := n.Key.Reveal()
 		if len(v) < MinKeyLen {
@@ -264,7 +269,7 @@ func (c *collector) match(pat, start int) {
 	// No occurrence still to come starts before w: later ones in this
 	// chunk start after start-stride, and ones in later chunks end after
 	// this chunk does.
-	w := min(s, c.base+int64(len(c.data))-int64(c.m.maxLen)+1)
+	w := min(s-int64(c.m.stride)+1, c.base+int64(len(c.data))-int64(c.m.maxLen)+1)
 	c.raws = slices.DeleteFunc(c.raws, func(r span) bool { return r.e <= w })
 	c.pending = slices.DeleteFunc(c.pending, func(b span) bool {
 		if b.e <= w {

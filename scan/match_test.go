@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -243,4 +245,95 @@ func TestScanReaderPublic(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 	leakcheck.Assert(t, "findings", fmt.Appendf(nil, "%#v", got), allKeys...)
+}
+
+func TestOverlapRuleWhenMatchesArriveOutOfOrder(t *testing.T) {
+	// Occurrences arrive in order of a sampled position, not of their
+	// start. Build a text where a base64 copy of key, a raw copy of key
+	// sharing its first 6 bytes, and a raw copy of another key (the end of
+	// the first plus "ZZ") starting just after the base64 one can meet at
+	// one sample, and slide it over every sampling phase.
+	q := "0123456789abcdefghijklmnopqrstuvwxyz"[:30]
+	tail := base64.StdEncoding.EncodeToString([]byte("xxxxxx" + q))
+	key := tail[len(tail)-6:] + q // its encoding ends with its own first 6 bytes
+	frag := leakcheck.Base64Fragments(key)[0]
+	if !strings.HasSuffix(frag, key[:6]) {
+		t.Fatal("test key does not overlap its own encoding")
+	}
+	other := key[8:] + "ZZ"
+	m := mustCompile(t, []Needle{{Key: secret.New(other), Label: "other"}, {Key: secret.New(key), Label: "key"}})
+	want := []brief{{2, 0, EncodingRaw}, {2, 1, EncodingRaw}}
+	for pad := range 3 * m.stride {
+		data := []byte("x\n" + strings.Repeat("-", pad) + frag + q + "ZZ\n" + strings.Repeat("y", 200))
+		if got := briefs(naive(m, "f", data)); !reflect.DeepEqual(got, want) {
+			t.Fatalf("naive reference, pad %d: got %v, want %v", pad, got, want)
+		}
+		for _, chunk := range []int{1, 7, 40, 64, defaultChunk} {
+			if got := briefs(scanBytes(t, m, data, chunk)); !reflect.DeepEqual(got, want) {
+				t.Errorf("pad %d, chunk %d: got %v, want %v", pad, chunk, got, want)
+			}
+		}
+	}
+}
+
+func TestOverlapRuleAcrossChunks(t *testing.T) {
+	// As above, with the third key a short piece from inside the first, so
+	// that it ends before a chunk boundary that the raw copy straddles.
+	q := "0123456789abcdefghijklmnopqrstuvwxyz"[:30]
+	tail := base64.StdEncoding.EncodeToString([]byte("xxxxxx" + q))
+	key := tail[len(tail)-6:] + q
+	frag := leakcheck.Base64Fragments(key)[0]
+	m := mustCompile(t, []Needle{{Key: secret.New(key[13:25]), Label: "piece"}, {Key: secret.New(key), Label: "key"}})
+	for pad := range 2 * m.stride {
+		data := []byte("x\n" + strings.Repeat("-", pad) + frag + q + "\n" + strings.Repeat("y", 200))
+		want := naive(m, "f", data)
+		if slices.Contains(briefs(want), brief{2, 1, EncodingBase64}) || !slices.Contains(briefs(want), brief{2, 1, EncodingRaw}) {
+			t.Fatalf("naive reference, pad %d: %v", pad, briefs(want))
+		}
+		for chunk := 1; chunk < 150; chunk++ {
+			if got := scanBytes(t, m, data, chunk); !reflect.DeepEqual(got, want) {
+				t.Fatalf("pad %d, chunk %d: got %v, want %v", pad, chunk, briefs(got), briefs(want))
+			}
+		}
+	}
+}
+
+func TestDefaultLabelIsTheFingerprint(t *testing.T) {
+	k := secret.New(keyCur)
+	got, err := ScanReader(context.Background(), "f", strings.NewReader(keyCur), []Needle{{Key: k, State: "current"}})
+	if err != nil || len(got) != 1 || got[0].Label != k.Fingerprint() {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+// textReader produces n bytes of log-like lines without holding them.
+type textReader struct{ n, off int }
+
+func (r *textReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	const line = "2025-03-01T12:00:00Z INFO request id=9f1c2e7a status=200 dur=12ms\n"
+	n := 0
+	for n < len(p) && r.off < r.n {
+		c := copy(p[n:min(len(p), n+r.n-r.off)], line[r.off%len(line):])
+		n += c
+		r.off += c
+	}
+	return n, nil
+}
+
+func TestMemoryStaysFlat(t *testing.T) {
+	m := mustCompile(t, testNeedles())
+	const size = 128 << 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, err := scanReader(context.Background(), m, "big", io.MultiReader(&textReader{n: size}, strings.NewReader(keyCur)), defaultChunk)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Errorf("allocated %d bytes to scan %d", alloc, size)
+	}
 }

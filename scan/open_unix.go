@@ -3,6 +3,7 @@
 package scan
 
 import (
+	"errors"
 	"os"
 	"syscall"
 )
@@ -13,7 +14,7 @@ import (
 func openRegular(path string) (*os.File, int64, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		if pe, ok := err.(*os.PathError); ok && pe.Err == syscall.ELOOP {
+		if errors.Is(err, syscall.ELOOP) {
 			return nil, 0, errNotRegular // a symlink now
 		}
 		return nil, 0, err

@@ -75,7 +75,7 @@ const (
 // Needle is one version of a key to look for.
 type Needle struct {
 	Key   secret.Key
-	Label string // how findings name it, e.g. "v3 sha256:0123456789ab"
+	Label string // how findings name it, e.g. "v3 sha256:0123456789ab"; default the fingerprint
 	State string // "current", "superseded" or "compromised"; copied to findings
 }
 
@@ -87,8 +87,8 @@ type Options struct {
 	MaxFileSize int64
 	// Workers is how many files are read at once; 0 means GOMAXPROCS.
 	Workers int
-	// Logger receives debug records for each skip and an info record at
-	// the end; nil discards them.
+	// Logger receives debug records: one per skip or symlink passed over,
+	// and a summary at the end. nil discards them.
 	Logger *slog.Logger
 
 	chunkSize int // tests shrink it to put chunk boundaries everywhere
@@ -186,7 +186,7 @@ func Scan(ctx context.Context, roots []string, needles []Needle, opts Options) (
 	if err := ctx.Err(); err != nil {
 		return res, fmt.Errorf("scan: %w", err)
 	}
-	log.Info("scan: done", "files", res.Files, "bytes", res.Bytes,
+	log.Debug("scan: done", "files", res.Files, "bytes", res.Bytes,
 		"findings", len(res.Findings), "skipped", len(res.Skipped))
 	return res, nil
 }

@@ -60,7 +60,7 @@ func tree(t *testing.T) (string, string) {
 	symlink(t, filepath.Join(outside, "copy.txt"), filepath.Join(root, "out-file"))
 	symlink(t, outside, filepath.Join(root, "out-dir"))
 	symlink(t, filepath.Join(root, "www", ".env"), filepath.Join(root, "alias.env")) // inside: not twice
-	symlink(t, "..", filepath.Join(root, "www", "up"))                                // dir loop
+	symlink(t, "..", filepath.Join(root, "www", "up"))                               // dir loop
 	symlink(t, "loop-b", filepath.Join(root, "loop-a"))
 	symlink(t, "loop-a", filepath.Join(root, "loop-b"))
 	symlink(t, "nowhere", filepath.Join(root, "dangling"))
@@ -296,10 +296,10 @@ func TestScanHonoursContext(t *testing.T) {
 
 type cancelHandler struct{ cancel context.CancelFunc }
 
-func (h cancelHandler) Enabled(context.Context, slog.Level) bool   { return true }
+func (h cancelHandler) Enabled(context.Context, slog.Level) bool  { return true }
 func (h cancelHandler) Handle(context.Context, slog.Record) error { h.cancel(); return nil }
-func (h cancelHandler) WithAttrs([]slog.Attr) slog.Handler         { return h }
-func (h cancelHandler) WithGroup(string) slog.Handler              { return h }
+func (h cancelHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h cancelHandler) WithGroup(string) slog.Handler             { return h }
 
 func TestScanRefusesBadNeedles(t *testing.T) {
 	_, err := Scan(context.Background(), []string{t.TempDir()}, nil, Options{})

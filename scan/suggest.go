@@ -31,7 +31,7 @@ type Suggestion struct {
 // Suggest works out, for a raw finding, the format of the file and the
 // field whose whole value is the key, so that rekey can print a file
 // integration entry. content is the file's content and key the finding's
-// needle's key. The format comes from the name (.json, .yaml/.yml, .env
+// needle's key (needles[f.Needle].Key). The format comes from the name (.json, .yaml/.yml, .env
 // and .env.*, *.env), else raw when the whole file is the key, else dotenv
 // when every line is a NAME=value assignment or a comment. The field is
 // the one on the finding's line whose value is exactly the key (first one
@@ -117,8 +117,9 @@ func pathID(p string) string {
 }
 
 // dotenvAssign parses one dotenv line: optional "export ", NAME, "=",
-// then a value that is double-quoted, single-quoted, or bare up to an
-// inline " #" comment.
+// then a value that is double-quoted, single-quoted, or bare up to a '#'
+// after a blank, as integrations/file reads it. A double-quoted value with
+// escapes does not equal the key and gets no suggestion.
 func dotenvAssign(line string) (name, value string, ok bool) {
 	line = strings.TrimSpace(strings.TrimSuffix(line, "\r"))
 	line = strings.TrimPrefix(line, "export ")
@@ -135,8 +136,11 @@ func dotenvAssign(line string) (name, value string, ok bool) {
 		}
 		return name, value[1 : 1+end], true
 	}
-	if i := strings.Index(value, " #"); i >= 0 {
-		value = strings.TrimSpace(value[:i])
+	for i := 1; i < len(value); i++ {
+		if value[i] == '#' && (value[i-1] == ' ' || value[i-1] == '\t') {
+			value = strings.TrimSpace(value[:i])
+			break
+		}
 	}
 	return name, value, true
 }

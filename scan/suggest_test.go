@@ -21,6 +21,7 @@ func TestSuggest(t *testing.T) {
 		{"dotenv export and quotes", "/srv/www/.env.production", "export A=1\nexport AN_KEY=\"" + k + "\" # rotated by rekey\n", FormatDotenv, "AN_KEY"},
 		{"dotenv single quotes", "/srv/app.env", "AN_KEY='" + k + "'\n", FormatDotenv, "AN_KEY"},
 		{"dotenv inline comment", "/srv/www/.env", "AN_KEY=" + k + " # main\n", FormatDotenv, "AN_KEY"},
+		{"dotenv tab comment, blanks around =", "/srv/www/.env", "AN_KEY = " + k + "\t# main\n", FormatDotenv, "AN_KEY"},
 		{"dotenv by content", "/etc/default/site", "# defaults\n\nLANG=C\nSITE_AN_KEY=" + k + "\n", FormatDotenv, "SITE_AN_KEY"},
 		{"dotenv, key inside a URL", "/srv/www/.env", "WEBHOOK=https://x.example/?k=" + k + "\n", "", ""},
 		{"json nested", "/srv/app/config.json", "{\n  \"db\": {\"host\": \"x\"},\n  \"actionnetwork\": {\n    \"api_key\": \"" + k + "\"\n  }\n}\n", FormatJSON, "actionnetwork.api_key"},

@@ -1,10 +1,11 @@
 // Package exec is the exec integration type: commands that put the key
 // where it goes, and optionally read it back or prove it works.
 //
-//	- {id: wp-widget, key: actionnetwork-main, type: exec,
-//	   apply: [/usr/local/bin/wp-set-key, --site, greens],
-//	   read: [/usr/local/bin/wp-get-key, --site, greens],
-//	   env: ["WP_CLI_TOKEN=${WP_CLI_TOKEN}"], dir: /srv/www}
+//	integrations:
+//	  - {id: wp-widget, key: actionnetwork-main, type: exec,
+//	    apply: [/usr/local/bin/wp-set-key, --site, greens],
+//	    read: [/usr/local/bin/wp-get-key, --site, greens],
+//	    env: ["WP_CLI_TOKEN=${WP_CLI_TOKEN}"], dir: /srv/www}
 //
 // Fields:
 //
@@ -44,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -182,7 +184,7 @@ func (e *Exec) readKey(ctx context.Context) (secret.Key, error) {
 	}
 	v := strings.TrimSpace(string(out))
 	if v == "" {
-		return secret.Key{}, fmt.Errorf("exec: %s: read: %s printed nothing: %w", e.id, e.read[0], integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("exec: %s: read: %s printed nothing: %w", e.id, filepath.Base(e.read[0]), integrations.ErrNotFound)
 	}
 	return secret.New(v), nil
 }

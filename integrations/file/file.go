@@ -2,8 +2,9 @@
 // server (a .env file, a JSON or YAML configuration, or a file that is the
 // key).
 //
-//	- {id: site-env, key: actionnetwork-main, type: file, path: /srv/www/.env,
-//	   format: dotenv, field: ACTION_NETWORK_API_KEY, reload: [systemctl, reload, site]}
+//	integrations:
+//	  - {id: site-env, key: actionnetwork-main, type: file, path: /srv/www/.env,
+//	    format: dotenv, field: ACTION_NETWORK_API_KEY, reload: [systemctl, reload, site]}
 //
 // Fields:
 //

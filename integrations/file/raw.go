@@ -20,7 +20,9 @@ func rawSpan(content []byte) span {
 	return span{s, e}
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
+}
 
 // readRaw returns the file's content without surrounding white space.
 func readRaw(content []byte) (string, error) {

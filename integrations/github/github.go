@@ -238,10 +238,11 @@ func (g *GitHub) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
 		return integrations.ApplyResult{}, fmt.Errorf("%s: unexpected status %d: %w", what, resp.StatusCode, integrations.ErrInvalid)
 	}
+	// Record GitHub's own updated_at, so that a later Observe (and the
+	// next Apply) compares GitHub's clock with GitHub's clock; when it
+	// cannot be read, the write still happened: use ours.
 	at := time.Now()
-	// Record GitHub's own updated_at, so that a later Observe compares
-	// GitHub's clock with GitHub's clock.
-	if after, err := g.getSecret(ctx); err == nil && within(after.UpdatedAt, at, sameWrite) {
+	if after, err := g.getSecret(ctx); err == nil {
 		at = after.UpdatedAt
 	}
 	g.log.InfoContext(ctx, "github: secret written", "integration", g.id, "target", g.target, "secret", g.name, "fingerprint", req.Key.Fingerprint())

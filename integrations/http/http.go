@@ -247,8 +247,11 @@ func newCall(name, method, defMethod, rawURL string, headers map[string]string, 
 	if c.url, err = parseTemplate(rawURL, true, false); err != nil {
 		return c, name + ".url", err
 	}
+	// Check the URL's shape with each ${VAR} standing for a word; one
+	// that starts with ${VAR} may hold the scheme and host itself.
 	if !strings.HasPrefix(rawURL, "${") {
-		u, err := url.Parse(rawURL)
+		shape, _ := c.url.expand(func(string) string { return "x" }, secret.Key{}, raw)
+		u, err := url.Parse(shape)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, name + ".url", fmt.Errorf("%q is not an http(s) URL", rawURL)
 		}

@@ -141,6 +141,16 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+func TestVariablesInURLs(t *testing.T) {
+	f := newFixture(t)
+	for _, u := range []string{"https://${SITE_HOST}/wp-json/x", "${SITE_URL}/x", "https://site.example/x?token=${T}"} {
+		s := map[string]any{"apply": map[string]any{"url": u, "body": "{{key}}"}}
+		if _, err := f.try(s); err != nil {
+			t.Errorf("url %q: %v", u, err)
+		}
+	}
+}
+
 func TestAbilitiesFollowConfiguration(t *testing.T) {
 	f := newFixture(t)
 	cases := []struct {

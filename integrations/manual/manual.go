@@ -1,9 +1,10 @@
 // Package manual is the manual integration type: a place only a person
 // can update (CallHub's settings page, a partner's dashboard).
 //
-//	- {id: callhub, key: actionnetwork-main, type: manual, owner: "<@U0CALL>",
-//	   instructions: "CallHub → Settings → Integrations → Action Network → paste the key",
-//	   verify: {http: {url: "https://api.callhub.io/v1/health", headers: {Authorization: "Token ${CALLHUB_TOKEN}"}}}}
+//	integrations:
+//	  - {id: callhub, key: actionnetwork-main, type: manual, owner: "<@U0CALL>",
+//	    instructions: "CallHub → Settings → Integrations → Action Network → paste the key",
+//	    verify: {http: {url: "https://api.callhub.io/v1/health", headers: {Authorization: "Token ${CALLHUB_TOKEN}"}}}}
 //
 // Fields: owner (required) and instructions are the item's own; verify is
 // optional, one of

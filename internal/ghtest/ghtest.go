@@ -90,10 +90,13 @@ type Server struct {
 	// Token is the token the server accepts.
 	Token string
 
-	t      testing.TB
+	report func(format string, args ...any) // a client broke the protocol
 	prefix string
 	srv    *httptest.Server
 	done   chan struct{}
+
+	closeOnce  sync.Once
+	violations []string
 
 	mu        sync.Mutex
 	scopes    map[Scope]*scopeState
@@ -109,15 +112,24 @@ type Server struct {
 	now       func() time.Time
 }
 
-// New starts a server that stops when the test ends.
+// New starts a server that stops when the test ends. A client that breaks
+// the protocol fails the test.
 func New(t testing.TB, o Options) *Server {
 	t.Helper()
+	s := Start(o)
+	s.report = t.Errorf
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a server outside a test (for a demo); Close stops it, and
+// Violations lists what clients did wrong.
+func Start(o Options) *Server {
 	if o.Token == "" {
 		o.Token = "ghp_" + randomDigits(36)
 	}
 	s := &Server{
 		Token:  o.Token,
-		t:      t,
 		prefix: strings.TrimRight(o.PathPrefix, "/"),
 		done:   make(chan struct{}),
 		scopes: map[Scope]*scopeState{},
@@ -125,11 +137,31 @@ func New(t testing.TB, o Options) *Server {
 		nextID: 1296269,
 		now:    time.Now,
 	}
+	s.report = s.violation
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL + s.prefix + "/"
-	t.Cleanup(s.srv.Close)
-	t.Cleanup(func() { close(s.done) }) // runs first: releases hung requests
 	return s
+}
+
+// Close releases hung requests and stops the server.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.srv.Close()
+	})
+}
+
+// Violations lists the protocol violations seen by a server from Start.
+func (s *Server) Violations() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.violations)
+}
+
+func (s *Server) violation(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.violations = append(s.violations, fmt.Sprintf(format, args...))
 }
 
 // AddRepo makes repository "owner/name" exist (and organisation owner,
@@ -186,14 +218,15 @@ func (s *Server) Secret(sc Scope, name string) (Secret, bool) {
 }
 
 // SetSecret stores a secret as if someone had written it, for tests that
-// start from a target holding an older value. Zero times mean now.
+// start from a target holding an older value (creating the scope if need
+// be). Zero times mean now.
 func (s *Server) SetSecret(sc Scope, name string, sec Secret) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.scopes[sc]
-	if st == nil {
-		s.t.Fatalf("ghtest: SetSecret: scope %s does not exist", sc)
+	if s.scopes[sc] == nil {
+		s.addScope(sc)
 	}
+	st := s.scopes[sc]
 	now := s.now().UTC().Truncate(time.Second)
 	if sec.UpdatedAt.IsZero() {
 		sec.UpdatedAt = now
@@ -361,11 +394,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte) {
 // client that does not send the headers GitHub asks clients to send.
 func (s *Server) checkHeaders(w http.ResponseWriter, r *http.Request) bool {
 	if got := r.Header.Get("Accept"); got != "application/vnd.github+json" {
-		s.t.Errorf("ghtest: %s %s: Accept is %q, want application/vnd.github+json", r.Method, r.URL.Path, got)
+		s.report("ghtest: %s %s: Accept is %q, want application/vnd.github+json", r.Method, r.URL.Path, got)
 	}
 	v := r.Header.Get("X-GitHub-Api-Version")
 	if v == "" {
-		s.t.Errorf("ghtest: %s %s: no X-GitHub-Api-Version header", r.Method, r.URL.Path)
+		s.report("ghtest: %s %s: no X-GitHub-Api-Version header", r.Method, r.URL.Path)
 	} else if v != APIVersion {
 		writeJSON(w, http.StatusBadRequest, apiError{
 			Message:          fmt.Sprintf("API version '%s' is not supported.", v),
@@ -494,7 +527,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path string, body
 
 func (s *Server) put(w http.ResponseWriter, r *http.Request, st *scopeState, name string, org bool, body []byte) {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		s.t.Errorf("ghtest: PUT %s: Content-Type is %q, want application/json", r.URL.Path, ct)
+		s.report("ghtest: PUT %s: Content-Type is %q, want application/json", r.URL.Path, ct)
 	}
 	if !validName(name) {
 		writeJSON(w, http.StatusUnprocessableEntity, apiError{Message: "Secret names can only contain alphanumeric characters ([a-z], [A-Z], [0-9]) or underscores (_). Spaces are not allowed. Must start with a letter ([a-z], [A-Z]) or underscores (_).", DocumentationURL: docs, Status: "422"})
@@ -530,17 +563,17 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request, st *scopeState, nam
 		invalid(fmt.Sprintf("%q is not a member of [all, private, selected].", *in.Visibility))
 		return
 	case !org && (in.Visibility != nil || in.SelectedRepositoryIDs != nil):
-		s.t.Errorf("ghtest: PUT %s: visibility or selected_repository_ids sent for a non-organisation secret", r.URL.Path)
+		s.report("ghtest: PUT %s: visibility or selected_repository_ids sent for a non-organisation secret", r.URL.Path)
 	}
 	sealed, err := base64.StdEncoding.DecodeString(*in.EncryptedValue)
 	if err != nil {
-		s.t.Errorf("ghtest: PUT %s: encrypted_value is not standard base64", r.URL.Path)
+		s.report("ghtest: PUT %s: encrypted_value is not standard base64", r.URL.Path)
 		invalid("encrypted_value is not valid base64.")
 		return
 	}
 	plain, ok := box.OpenAnonymous(nil, sealed, st.pub, st.priv)
 	if !ok {
-		s.t.Errorf("ghtest: PUT %s: encrypted_value does not open with the scope's private key", r.URL.Path)
+		s.report("ghtest: PUT %s: encrypted_value does not open with the scope's private key", r.URL.Path)
 		invalid("encrypted_value could not be decrypted.")
 		return
 	}

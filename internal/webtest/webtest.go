@@ -46,9 +46,9 @@ type Server struct {
 	URL   string // scheme and host, no trailing slash
 	Token string // the admin application password the settings API wants
 
-	t    testing.TB
-	srv  *httptest.Server
-	done chan struct{}
+	srv       *httptest.Server
+	done      chan struct{}
+	closeOnce sync.Once
 
 	mu       sync.Mutex
 	held     secret.Key
@@ -64,12 +64,25 @@ type Server struct {
 // New starts a widget holding nothing; it stops when the test ends.
 func New(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{Token: "wp-app-password-7Hq2Lm9Xv4", t: t, done: make(chan struct{}), listID: "greens-signups"}
+	s := Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a widget outside a test (for a demo); Close stops it.
+func Start() *Server {
+	s := &Server{Token: "wp-app-password-7Hq2Lm9Xv4", done: make(chan struct{}), listID: "greens-signups"}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
-	t.Cleanup(s.srv.Close)
-	t.Cleanup(func() { close(s.done) })
 	return s
+}
+
+// Close releases hung requests and stops the widget.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		s.srv.Close()
+	})
 }
 
 // Holds is the key the widget holds now (zero for none).
