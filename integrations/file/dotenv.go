@@ -205,8 +205,8 @@ func readDotenv(content []byte, field string) (string, error) {
 	return v, nil
 }
 
-// rewriteDotenv sets variable field to value. Every assignment of the
-// variable is rewritten (an earlier duplicate would otherwise keep the old
+// rewriteDotenv sets variable field to value. A file with a quote that is
+// never closed is refused. Every assignment of the variable is rewritten (an earlier duplicate would otherwise keep the old
 // key in the file); only the bytes of each value change, in the quoting
 // style it had where the value allows. A variable that is not there is
 // appended on a line of its own, in the file's line ending, with "export "
@@ -219,15 +219,19 @@ func rewriteDotenv(content []byte, field, value string) ([]byte, error) {
 		return nil, err
 	}
 	entries := parseDotenv(content)
+	for _, e := range entries {
+		// A quote no later byte closes would be closed by a quote the
+		// rewrite puts after it, and swallow what follows.
+		if e.bad {
+			return nil, fmt.Errorf("variable %s: quote never closed: %w", e.name, errSyntax)
+		}
+	}
 	var spans []span
 	var repl [][]byte
 	found := false
 	for _, e := range entries {
 		if e.name != field {
 			continue
-		}
-		if e.bad {
-			return nil, fmt.Errorf("variable %s: quote never closed: %w", field, errSyntax)
 		}
 		found = true
 		if dotenvValue(content, e) == value {

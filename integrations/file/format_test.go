@@ -97,6 +97,7 @@ func TestRewriteDotenv(t *testing.T) {
 		{name: "value with tab", in: "KEY=old\n", field: "KEY", value: "a\tb", wantErr: errBadValue},
 		{name: "invalid UTF-8 value", in: "KEY=old\n", field: "KEY", value: "a\xffb", wantErr: errBadValue},
 		{name: "unclosed quote", in: "KEY=\"old\nB=2\n", field: "KEY", wantErr: errSyntax},
+		{name: "unclosed quote elsewhere", in: "A=\"x\nKEY=old\n", field: "KEY", value: `it's`, wantErr: errSyntax},
 		{name: "bad name", in: "KEY=old\n", field: "1KEY", wantErr: errNoField},
 	}, rewriteDotenv, readDotenv)
 }

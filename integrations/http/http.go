@@ -206,14 +206,10 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		x.read = &c
 	}
 	if v := f.Verify; v != nil {
-		c, field, err := newCall("verify", v.Method, http.MethodGet, v.URL, v.Headers, false)
+		c, field, err := newVerifyCall("verify", v)
 		if err != nil {
 			return nil, bad(field, err)
 		}
-		if v.ExpectStatus != 0 && (v.ExpectStatus < 100 || v.ExpectStatus > 599) {
-			return nil, h.Config.Invalid(in, "verify.expect_status", "%d is not an HTTP status", v.ExpectStatus)
-		}
-		c.expect = v.ExpectStatus
 		x.verify = &c
 	}
 
@@ -227,6 +223,53 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	}
 	return x, nil
 }
+
+// newVerifyCall checks a verify request; name prefixes its fields.
+func newVerifyCall(name string, v *verifyFields) (call, string, error) {
+	c, field, err := newCall(name, v.Method, http.MethodGet, v.URL, v.Headers, false)
+	if err != nil {
+		return c, field, err
+	}
+	if v.ExpectStatus != 0 && (v.ExpectStatus < 100 || v.ExpectStatus > 599) {
+		return c, name + ".expect_status", fmt.Errorf("%d is not an HTTP status", v.ExpectStatus)
+	}
+	c.expect = v.ExpectStatus
+	return c, "", nil
+}
+
+// Probe is a verify request on its own, for types that borrow the http
+// type's probe (a manual integration's verify.http).
+type Probe struct{ x *HTTP }
+
+var _ integrations.Verifier = Probe{}
+
+// NewProbe builds a Probe from settings shaped like an http integration's
+// verify field ({method, url, headers, expect_status}). field is where
+// the settings sit in the item ("verify.http"), for errors.
+func NewProbe(h integrations.Host, in config.Integration, field string, settings map[string]any) (Probe, error) {
+	var v verifyFields
+	sub := in
+	sub.Settings = settings
+	if err := h.Config.DecodeSettings(sub, &v); err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			ce.Field = strings.TrimSuffix(field+"."+ce.Field, ".")
+		}
+		return Probe{}, err
+	}
+	c, f, err := newVerifyCall(field, &v)
+	if err != nil {
+		return Probe{}, h.Config.Invalid(in, f, "%v", err)
+	}
+	x := &HTTP{id: in.ID, verify: &c, getenv: h.Getenv, log: h.Logger, client: httpx.Client(h.HTTPClient)}
+	if x.getenv == nil {
+		x.getenv = func(string) string { return "" }
+	}
+	return Probe{x}, nil
+}
+
+// Verify sends the request and checks its status.
+func (p Probe) Verify(ctx context.Context) error { return p.x.probe(ctx) }
 
 var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
@@ -435,7 +478,15 @@ func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Respons
 	if req.Header.Get("User-Agent") == "" {
 		req.Header.Set("User-Agent", "rekey")
 	}
-	resp, err := x.client.Do(req)
+	client := x.client
+	if c.name != "apply" && c.name != "read" {
+		// A probe answers for itself: a redirect (to a login page that
+		// answers 200, say) is not a pass.
+		noFollow := *client
+		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		client = &noFollow
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, httpx.TransportError(ctx, what, err)
 	}

@@ -9,11 +9,12 @@
 // Fields: owner (required) and instructions are the item's own; verify is
 // optional, one of
 //
-//   - {http: {method, url, headers, expect_status}}: one request; method
+//   - {http: {method, url, headers, expect_status}}: one request, exactly
+//     as an http integration's verify (package integrations/http): method
 //     defaults to GET; the probe passes when the status is expect_status,
 //     or any 2xx when it is not given; ${VAR} in url and headers is taken
-//     from rekey's environment when the probe runs. Redirects are not
-//     followed. The response body is never read.
+//     from rekey's environment when the probe runs. Redirects to another
+//     host are refused. The response body is never read into an error.
 //   - {exec: [argv]}: a command; exit 0 passes. It runs as the exec type's
 //     commands do (package command): no key, a minimal environment, its
 //     output never read; exit 75 is transient.
@@ -26,17 +27,13 @@ package manual
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
+	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/command"
 )
 
@@ -48,15 +45,8 @@ type settings struct {
 }
 
 type verifySettings struct {
-	HTTP *httpProbe `mapstructure:"http"`
-	Exec []string   `mapstructure:"exec"`
-}
-
-type httpProbe struct {
-	Method       string            `mapstructure:"method"`
-	URL          string            `mapstructure:"url"`
-	Headers      map[string]string `mapstructure:"headers"`
-	ExpectStatus int               `mapstructure:"expect_status"`
+	HTTP map[string]any `mapstructure:"http"` // decoded by integrations/http
+	Exec []string       `mapstructure:"exec"`
 }
 
 // Manual is an integration a person updates.
@@ -69,10 +59,9 @@ type Manual struct {
 // verifier is a Manual with a probe.
 type verifier struct {
 	*Manual
-	http   *httpProbe
+	http   integrations.Verifier
 	exec   []string
 	getenv func(string) string
-	client *http.Client
 }
 
 var (
@@ -107,17 +96,12 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	case p.HTTP != nil && p.Exec != nil:
 		return nil, cfg.Invalid(in, "verify", "give http or exec, not both")
 	case p.HTTP != nil:
-		if err := checkHTTP(cfg, in, p.HTTP); err != nil {
+		h.Config = cfg
+		probe, err := httpint.NewProbe(h, in, "verify.http", p.HTTP)
+		if err != nil {
 			return nil, err
 		}
-		v.http = p.HTTP
-		base := h.HTTPClient
-		if base == nil {
-			base = http.DefaultClient
-		}
-		c := *base
-		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-		v.client = &c
+		v.http = probe
 	case len(p.Exec) > 0 && p.Exec[0] != "":
 		v.exec = p.Exec
 	case p.Exec != nil:
@@ -126,51 +110,6 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, cfg.Invalid(in, "verify", "give http {url: ...} or exec [argv]")
 	}
 	return v, nil
-}
-
-var (
-	varRefRE  = regexp.MustCompile(`\$\{([^}]*)\}`)
-	varNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	methodRE  = regexp.MustCompile(`^[A-Z]+$`)
-)
-
-func checkHTTP(cfg *config.Config, in config.Integration, p *httpProbe) error {
-	if p.URL == "" {
-		return cfg.Required(in, "verify.http.url", "")
-	}
-	if p.Method == "" {
-		p.Method = http.MethodGet
-	}
-	p.Method = strings.ToUpper(p.Method)
-	if !methodRE.MatchString(p.Method) {
-		return cfg.Invalid(in, "verify.http.method", "%q is not an HTTP method", p.Method)
-	}
-	if p.ExpectStatus != 0 && (p.ExpectStatus < 100 || p.ExpectStatus > 599) {
-		return cfg.Invalid(in, "verify.http.expect_status", "%d is not an HTTP status", p.ExpectStatus)
-	}
-	check := func(field, s string) error {
-		for _, m := range varRefRE.FindAllStringSubmatch(s, -1) {
-			if !varNameRE.MatchString(m[1]) {
-				return cfg.Invalid(in, field, "${%s} is not a variable name", m[1])
-			}
-		}
-		return nil
-	}
-	if err := check("verify.http.url", p.URL); err != nil {
-		return err
-	}
-	// The URL's shape is checked with variables left empty: a variable
-	// may hold the host, but not the scheme.
-	u, err := url.Parse(varRefRE.ReplaceAllString(p.URL, "x"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return cfg.Invalid(in, "verify.http.url", "want an http or https URL")
-	}
-	for name, val := range p.Headers {
-		if err := check("verify.http.headers."+name, val); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // ID is the integration's id.
@@ -197,78 +136,8 @@ func (v *verifier) Verify(ctx context.Context) error {
 		_, err = command.Run(ctx, command.Spec{What: "manual: " + v.id + ": verify", Argv: v.exec, Env: env})
 		return err
 	}
-	return v.probeHTTP(ctx)
-}
-
-// probeHTTP sends the request. Errors name the configured URL (before
-// ${VAR} is replaced: a variable may hold a token), never the response.
-func (v *verifier) probeHTTP(ctx context.Context) error {
-	p := v.http
-	what := fmt.Sprintf("manual: %s: verify %s %s", v.id, p.Method, p.URL)
-	target, err := v.expand(p.URL)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	if err := v.http.Verify(ctx); err != nil {
+		return fmt.Errorf("manual: %s: %w", v.id, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, p.Method, target, nil)
-	if err != nil {
-		return fmt.Errorf("%s: not a valid request: %w", what, integrations.ErrInvalid)
-	}
-	for name, tmpl := range p.Headers {
-		val, err := v.expand(tmpl)
-		if err != nil {
-			return fmt.Errorf("%s: header %s: %w", what, name, err)
-		}
-		req.Header.Set(name, val)
-	}
-	resp, err := v.client.Do(req)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			if errors.Is(ctxErr, context.DeadlineExceeded) {
-				return fmt.Errorf("%s: %w: %w", what, ctxErr, integrations.ErrTransient)
-			}
-			return fmt.Errorf("%s: %w", what, ctxErr)
-		}
-		// url.Error would print the URL with its variables filled in.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("%s: %w: %w", what, err, integrations.ErrTransient)
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-
-	if p.ExpectStatus != 0 {
-		if resp.StatusCode == p.ExpectStatus {
-			return nil
-		}
-	} else if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return nil
-	}
-	if err := integrations.StatusError(what, resp); err != nil {
-		return err
-	}
-	want := "a 2xx status"
-	if p.ExpectStatus != 0 {
-		want = fmt.Sprintf("status %d", p.ExpectStatus)
-	}
-	return fmt.Errorf("%s: status %d, want %s: %w", what, resp.StatusCode, want, integrations.ErrInvalid)
-}
-
-// expand replaces ${VAR} from rekey's environment; an empty or unset
-// variable is an error naming it.
-func (v *verifier) expand(s string) (string, error) {
-	var missing string
-	out := varRefRE.ReplaceAllStringFunc(s, func(ref string) string {
-		name := ref[2 : len(ref)-1]
-		val := v.getenv(name)
-		if val == "" && missing == "" {
-			missing = name
-		}
-		return val
-	})
-	if missing != "" {
-		return "", fmt.Errorf("environment variable %s is not set: %w", missing, integrations.ErrInvalid)
-	}
-	return out, nil
+	return nil
 }
