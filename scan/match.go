@@ -6,11 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/rekey-dev/rekey/secret"
 	"io"
 	"math/bits"
 	"slices"
-
-	"github.com/rekey-dev/rekey/internal/leakcheck"
 )
 
 const (
@@ -107,7 +106,7 @@ func compile(needles []Needle) (*matcher, error) {
 				n.Key.Fingerprint(), n.Label, MinKeyLen)
 		}
 		add(v, hit{i, encRaw})
-		for _, f := range leakcheck.Base64Fragments(v) {
+		for _, f := range secret.Base64Fragments(v) {
 			add(f, hit{i, encBase64})
 		}
 	}

@@ -19,7 +19,7 @@ import (
 
 func TestStdAndURLFormsDiffer(t *testing.T) {
 	// The URL-safe cases below only prove something if they differ.
-	f := leakcheck.Base64Fragments(keyOld)
+	f := secret.Base64Fragments(keyOld)
 	for i := range 3 {
 		if f[i] == f[i+3] {
 			t.Fatalf("alignment %d: standard and URL-safe fragments are equal", i)
@@ -99,7 +99,7 @@ func TestRawSuppressesOverlappingBase64(t *testing.T) {
 	// the base64 fragment.
 	p := "abcdefghijkl"
 	key := p + base64.StdEncoding.EncodeToString([]byte(p))[:4]
-	frag := leakcheck.Base64Fragments(key)[0]
+	frag := secret.Base64Fragments(key)[0]
 	if !strings.HasPrefix(frag, key[len(p):]) {
 		t.Fatal("test key does not overlap its own encoding")
 	}
@@ -256,7 +256,7 @@ func TestOverlapRuleWhenMatchesArriveOutOfOrder(t *testing.T) {
 	q := "0123456789abcdefghijklmnopqrstuvwxyz"[:30]
 	tail := base64.StdEncoding.EncodeToString([]byte("xxxxxx" + q))
 	key := tail[len(tail)-6:] + q // its encoding ends with its own first 6 bytes
-	frag := leakcheck.Base64Fragments(key)[0]
+	frag := secret.Base64Fragments(key)[0]
 	if !strings.HasSuffix(frag, key[:6]) {
 		t.Fatal("test key does not overlap its own encoding")
 	}
@@ -282,7 +282,7 @@ func TestOverlapRuleAcrossChunks(t *testing.T) {
 	q := "0123456789abcdefghijklmnopqrstuvwxyz"[:30]
 	tail := base64.StdEncoding.EncodeToString([]byte("xxxxxx" + q))
 	key := tail[len(tail)-6:] + q
-	frag := leakcheck.Base64Fragments(key)[0]
+	frag := secret.Base64Fragments(key)[0]
 	m := mustCompile(t, []Needle{{Key: secret.New(key[13:25]), Label: "piece"}, {Key: secret.New(key), Label: "key"}})
 	for pad := range 2 * m.stride {
 		data := []byte("x\n" + strings.Repeat("-", pad) + frag + q + "\n" + strings.Repeat("y", 200))

@@ -5,58 +5,22 @@ package leakcheck
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/hex"
 	"strconv"
 	"strings"
+
+	"github.com/rekey-dev/rekey/secret"
 )
 
 // Forms returns the encodings of key that Find looks for: the key itself,
-// lower and upper case hex, then Base64Fragments.
+// lower and upper case hex, then secret.Base64Fragments.
 func Forms(key string) []string {
 	if key == "" {
 		return nil
 	}
 	b := []byte(key)
 	forms := []string{key, hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b))}
-	return append(forms, Base64Fragments(key)...)
-}
-
-// Base64Fragments returns, for standard then URL-safe base64, the part of
-// the encoding of key that does not depend on what surrounds it, for each
-// of the three alignments the key can have inside a longer base64 stream.
-// Any base64 text that encodes the key contains one of them. Fragments
-// shorter than 8 characters are left out; a key of 8 bytes or more yields
-// all six (identical ones included, when the encoding has no '+' or '/').
-func Base64Fragments(key string) []string {
-	if key == "" {
-		return nil
-	}
-	b := []byte(key)
-	var forms []string
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-		// The key may sit at any of three alignments inside a longer base64
-		// stream; keep only the characters that depend on the key alone.
-		for off := 0; off < 3; off++ {
-			pre := make([]byte, off)
-			s := enc.EncodeToString(append(pre, b...))
-			start := 0
-			if off > 0 {
-				start = (off*8 + 5) / 6 // skip characters mixed with the prefix
-			}
-			end := len(s)
-			s = strings.TrimRight(s, "=")
-			if tail := (off + len(b)) % 3; tail != 0 {
-				end = len(s) - 1 // the last character mixes in padding bits
-			} else {
-				end = len(s)
-			}
-			if end-start >= 8 {
-				forms = append(forms, s[start:end])
-			}
-		}
-	}
-	return forms
+	return append(forms, secret.Base64Fragments(key)...)
 }
 
 // Find reports which forms of which keys appear in data, as

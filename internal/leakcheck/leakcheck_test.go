@@ -3,6 +3,7 @@ package leakcheck
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"github.com/rekey-dev/rekey/secret"
 	"strings"
 	"testing"
 )
@@ -44,7 +45,7 @@ func TestFindsEveryEncoding(t *testing.T) {
 
 func TestBase64FragmentsAtEveryAlignment(t *testing.T) {
 	for _, key := range []string{"12345678", "an-key-0123456789abcdef", "??>>~~an_live_0123456789abcdef??>>~~"} {
-		frags := Base64Fragments(key)
+		frags := secret.Base64Fragments(key)
 		if len(frags) != 6 {
 			t.Fatalf("%d-byte key: %d fragments, want 6", len(key), len(frags))
 		}
@@ -59,7 +60,7 @@ func TestBase64FragmentsAtEveryAlignment(t *testing.T) {
 			}
 		}
 	}
-	if Base64Fragments("") != nil {
+	if secret.Base64Fragments("") != nil {
 		t.Error("fragments of an empty key")
 	}
 }
