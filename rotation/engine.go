@@ -73,6 +73,14 @@ type Engine struct {
 	MaxBackoff  time.Duration
 	LockTTL     time.Duration
 	FlushEvery  time.Duration // how often the journal is written while applying
+	// MaxRetryWait is the longest wait a target may ask for (Retry-After,
+	// a rate limit's reset) that is honoured; a longer one fails the
+	// integration at once, with the wait in its reason, for `rekey
+	// resume` to pick up later.
+	MaxRetryWait time.Duration
+	// CheckTimeout bounds the provider check of a new key, waits for its
+	// rate limit included. A check that cannot finish in time says unknown.
+	CheckTimeout time.Duration
 
 	// Operator is who runs the rotation (user, host, pid, command).
 	Operator records.Lock
@@ -115,6 +123,16 @@ func (e *Engine) defaults() {
 	if e.FlushEvery <= 0 {
 		e.FlushEvery = 200 * time.Millisecond
 	}
+	if e.MaxRetryWait <= 0 {
+		e.MaxRetryWait = 5 * time.Minute
+	}
+}
+
+func (e *Engine) checkTimeout() time.Duration {
+	if e.CheckTimeout > 0 {
+		return e.CheckTimeout
+	}
+	return time.Minute
 }
 
 // RefusedError means the new key was refused before anything was written.
@@ -154,10 +172,18 @@ type Result struct {
 type Outcome struct {
 	Rotation *records.Rotation
 	Results  []Result
+	// RecordErr is set when the outcome could not be written to Vault
+	// (unreachable, sealed): the integrations are as Results say, but
+	// rekey's records lag behind until `rekey resume` runs again.
+	RecordErr error
 }
 
-// AllCurrent reports whether every integration is current.
+// AllCurrent reports whether every integration is current and that is on
+// record in Vault.
 func (o *Outcome) AllCurrent() bool {
+	if o.RecordErr != nil {
+		return false
+	}
 	for _, r := range o.Results {
 		if r.State != integrations.Current {
 			return false
@@ -192,13 +218,16 @@ func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore
 		}
 	}
 	if job.Checker != nil {
-		res := job.Checker.Check(ctx, key)
+		cctx, cancel := context.WithTimeout(ctx, e.checkTimeout())
+		res := job.Checker.Check(cctx, key)
+		cancel()
 		switch res.Validity {
 		case providers.Invalid:
 			return cur, versions, &RefusedError{Reason: "the provider rejected it: " + res.Reason}
 		case providers.Unknown:
 			if !e.AllowUnverified {
-				return cur, versions, &RefusedError{Reason: "the provider could not check it: " + res.Reason}
+				return cur, versions, &RefusedError{Reason: "the provider could not check it: " + res.Reason +
+					"; try again when it answers, or store the key unchecked with --allow-unverified"}
 			}
 			e.logger().Warn("storing a key the provider could not check", "key", job.Key.ID, "reason", res.Reason)
 		}
@@ -272,7 +301,8 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if job.Leak && cur.Version > 0 {
 		e.markCompromised(ctx, job.Key.ID, cur, id)
 	}
-	e.notify(ctx, notifiers.Event{
+	out := e.newOutbox(ctx)
+	out.send(notifiers.Event{
 		Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: id, Reason: job.Reason,
 		Fingerprint: rec.NewFingerprint, OldFingerprint: rec.OldFingerprint,
 		Title: fmt.Sprintf("New key %s stored in Vault (version %d); updating %d integrations", rec.NewFingerprint, version, len(job.Targets)),
@@ -283,7 +313,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if err != nil {
 		e.logger().Warn("could not read compromised versions; states may say stale for compromised", "err", err)
 	}
-	return e.finish(ctx, job, rec, newKey, want, job.Targets)
+	return e.finish(ctx, job, rec, newKey, want, job.Targets, out)
 }
 
 // Resume applies and verifies again every integration of the key's
@@ -301,6 +331,9 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	defer stopRenew()
 
 	rec, err := e.Store.LatestRotation(ctx, job.Key.ID)
+	if errors.Is(err, vaultstore.ErrNotFound) {
+		return nil, fmt.Errorf("key %s has no rotation on record: %w", job.Key.ID, ErrNothingToResume)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +342,11 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 		return nil, err
 	}
 	if rec.Phase == records.PhasePlanned || rec.Phase == records.PhaseAborted {
-		if cur.Metadata["rotation_id"] != rec.ID || cur.Fingerprint() != rec.NewFingerprint {
+		// Vault holding this rotation's key is what says it was stored:
+		// a crash right after the write, before the key's metadata or the
+		// record said so, must not be taken for "nothing changed", or the
+		// key would be in Vault and in no integration.
+		if cur.Fingerprint() != rec.NewFingerprint || cur.Version <= rec.OldVersion {
 			if rec.Phase == records.PhasePlanned {
 				rec.Phase, rec.Finished, rec.Error = records.PhaseAborted, e.now(), "stopped before Vault was written"
 				e.Store.SaveRotation(ctx, rec)
@@ -346,13 +383,14 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.finish(ctx, job, rec, cur.Key, want, todo)
+	return e.finish(ctx, job, rec, cur.Key, want, todo, e.newOutbox(ctx))
 }
 
 // finish applies key to targets, verifies each, closes the record and
 // reports. Integrations of rec not in targets keep their recorded state.
-func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key secret.Key, want integrations.Expect, targets []Target) (*Outcome, error) {
-	j := newJournal(e, rec)
+// Notifications sent through out are delivered before the final one.
+func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key secret.Key, want integrations.Expect, targets []Target, out *outbox) (*Outcome, error) {
+	j := newJournal(e, rec, out)
 	stopFlush := j.start(ctx)
 	e.fanOut(ctx, j, job, key, want, targets)
 	stopFlush()
@@ -369,24 +407,44 @@ func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key
 		rec.Timeline = append(rec.Timeline, records.Mark{At: rec.Finished, What: "every integration current"})
 	}
 	j.mu.Unlock()
-	if err := j.flush(context.WithoutCancel(ctx)); err != nil {
-		e.logger().Error("could not record the rotation's outcome", "rotation", rec.ID, "err", err)
+	outcome := &Outcome{Rotation: rec, Results: results(job, rec)}
+	if err := e.flushFinal(ctx, j); err != nil {
+		outcome.RecordErr = err
+		e.logger().Error("could not record the rotation's outcome in Vault; the integrations are as shown, but rekey's records lag behind: run `rekey resume "+job.Key.ID+"` once Vault answers",
+			"rotation", rec.ID, "err", err)
 	}
-	out := &Outcome{Rotation: rec, Results: results(job, rec)}
-	e.notify(ctx, finishedEvent(job, rec, out))
-	return out, nil
+	out.close()
+	e.notify(ctx, finishedEvent(job, rec, outcome))
+	return outcome, nil
+}
+
+// flushFinal writes the closed record, trying again a few times with
+// backoff: Vault may be back in a moment (a leader election, an unseal).
+func (e *Engine) flushFinal(ctx context.Context, j *journal) error {
+	ctx = context.WithoutCancel(ctx)
+	wait := e.Backoff
+	var err error
+	for attempt := range 4 {
+		if attempt > 0 {
+			time.Sleep(wait)
+			wait = min(2*wait, e.MaxBackoff)
+		}
+		if err = j.flush(ctx); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 func results(job Job, rec *records.Rotation) []Result {
+	owners := make(map[string]string, len(job.Targets))
+	for _, t := range job.Targets {
+		owners[t.Config.ID] = t.Config.Owner
+	}
 	out := make([]Result, 0, len(rec.Integrations))
 	for _, in := range orderedIDs(job, rec) {
 		r := rec.Integrations[in]
-		res := Result{ID: r.ID, Type: r.Type, State: integrations.State(r.State), Reason: r.Reason}
-		for _, t := range job.Targets {
-			if t.Config.ID == r.ID {
-				res.Owner = t.Config.Owner
-			}
-		}
+		res := Result{ID: r.ID, Type: r.Type, State: integrations.State(r.State), Reason: r.Reason, Owner: owners[r.ID]}
 		if !records.Final(r.State) {
 			res.State, res.Reason = integrations.Unknown, "not reached: "+r.State
 		}
@@ -559,7 +617,11 @@ func (e *Engine) lock(ctx context.Context, job Job, command string) (*vaultstore
 	l, err := e.Store.Lock(ctx, job.Key.ID, holder, e.LockTTL)
 	var locked *vaultstore.LockedError
 	if err != nil && !errors.As(err, &locked) {
-		return nil, &NotStoredError{Err: fmt.Errorf("take the rotation lock: %w", err)}
+		err = fmt.Errorf("take the rotation lock: %w", err)
+		if command == "rotate" {
+			return nil, &NotStoredError{Err: err}
+		}
+		return nil, err
 	}
 	return l, err
 }

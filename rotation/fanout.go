@@ -2,8 +2,8 @@ package rotation
 
 import (
 	"context"
-	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,12 +19,15 @@ import (
 // again, which is idempotent.
 type journal struct {
 	e     *Engine
+	out   *outbox // the run's notifications
 	mu    sync.Mutex
 	rec   *records.Rotation
 	dirty bool
 }
 
-func newJournal(e *Engine, rec *records.Rotation) *journal { return &journal{e: e, rec: rec} }
+func newJournal(e *Engine, rec *records.Rotation, out *outbox) *journal {
+	return &journal{e: e, rec: rec, out: out}
+}
 
 // move records an integration entering state.
 func (j *journal) move(id, state, reason, fingerprint string, change func(*records.Integration)) {
@@ -48,14 +51,23 @@ func (j *journal) move(id, state, reason, fingerprint string, change func(*recor
 	j.e.logger().Debug("integration", "id", id, "from", from, "to", state, "reason", reason)
 }
 
-// snapshot deep-copies the record under the lock.
+// snapshot copies the record under the lock, cheaply: every
+// integration's entry is copied, and the journal and timeline are shared
+// up to their current length (they are only ever appended to, so those
+// elements never change). The copy is then written without holding the
+// lock, so a large record never holds up the integrations.
 func (j *journal) snapshot() *records.Rotation {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	b, _ := json.Marshal(j.rec)
+	cp := *j.rec
+	cp.Integrations = make(map[string]*records.Integration, len(j.rec.Integrations))
+	for id, r := range j.rec.Integrations {
+		c := *r
+		cp.Integrations[id] = &c
+	}
+	cp.Journal = slices.Clip(j.rec.Journal)
+	cp.Timeline = slices.Clip(j.rec.Timeline)
 	j.dirty = false
-	var cp records.Rotation
-	json.Unmarshal(b, &cp)
 	return &cp
 }
 
@@ -72,6 +84,7 @@ func (j *journal) start(ctx context.Context) func() {
 		defer close(done)
 		t := time.NewTicker(j.e.FlushEvery)
 		defer t.Stop()
+		failing := false // say so once, not at every tick
 		for {
 			select {
 			case <-ctx.Done():
@@ -80,13 +93,22 @@ func (j *journal) start(ctx context.Context) func() {
 				j.mu.Lock()
 				dirty := j.dirty
 				j.mu.Unlock()
-				if dirty {
-					if err := j.flush(ctx); err != nil && ctx.Err() == nil {
-						j.e.logger().Warn("could not write the rotation journal; will retry", "err", err)
-						j.mu.Lock()
-						j.dirty = true
-						j.mu.Unlock()
+				if !dirty {
+					continue
+				}
+				err := j.flush(ctx)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					if !failing {
+						j.e.logger().Warn("could not write the rotation journal; integrations carry on, and it is retried", "rotation", j.rec.ID, "err", err)
 					}
+					failing = true
+					j.mu.Lock()
+					j.dirty = true
+					j.mu.Unlock()
+				case err == nil && failing:
+					j.e.logger().Warn("the rotation journal is written again", "rotation", j.rec.ID)
+					failing = false
 				}
 			}
 		}
@@ -135,7 +157,7 @@ func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key sec
 	}
 	if _, manual := t.Integration.(integrations.Manual); manual {
 		written = prev.Written // nothing was written; a person must do it
-		e.notify(ctx, notifiers.Event{
+		j.out.send(notifiers.Event{
 			Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: j.rec.ID, Reason: job.Reason,
 			Fingerprint: fp, Owner: t.Config.Owner, Instructions: t.Config.Instructions,
 			Title:        t.Config.Owner + ": please update " + id + " with the new key (" + fp + "), then run `rekey confirm " + job.Key.ID + " " + id + "`",
@@ -168,6 +190,11 @@ func (e *Engine) apply(ctx context.Context, in integrations.Integration, req int
 			return res, attempt + 1, err
 		}
 		wait := integrations.RetryAfter(err)
+		if wait > e.MaxRetryWait {
+			// Not worth holding the rotation (and its lock) for: fail
+			// now, saying how long; `rekey resume` picks it up later.
+			return res, attempt + 1, err
+		}
 		if wait == 0 {
 			wait = e.backoff(attempt)
 		}

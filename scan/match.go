@@ -6,10 +6,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/rekey-dev/rekey/secret"
 	"io"
 	"math/bits"
 	"slices"
+
+	"github.com/rekey-dev/rekey/secret"
 )
 
 const (

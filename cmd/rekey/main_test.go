@@ -5,15 +5,20 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +27,10 @@ import (
 
 	"github.com/rekey-dev/rekey/internal/ansim"
 	"github.com/rekey-dev/rekey/internal/cli"
+	"github.com/rekey-dev/rekey/internal/ghtest"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
+	"github.com/rekey-dev/rekey/internal/webtest"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -63,11 +70,24 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// world is what one script runs against.
+// world is what one script runs against: a Vault mount, the Action
+// Network simulator, a GitHub API server, a WordPress-like widget holding
+// a key behind its settings API, and a Slack Web API server. Scripts see
+//
+//	$VAULT_ADDR $VAULT_TOKEN $VAULT_MOUNT  the mount (rekey's token)
+//	$AN_URL                                Action Network's API root
+//	$GH_URL $GH_TOKEN                      GitHub's API root and a token it accepts
+//	$WEB_URL $WEB_TOKEN                    the widget and its admin token
+//	$SLACK_URL $SLACK_TOKEN                Slack's API root (api_url) and a bot token
+//	$DOWN_URL                              a URL where nothing listens
+//	$DUMPS                                 $WORK/dumps, leak-checked; Slack posts go to dumps/slack.log
 type world struct {
 	vault *vaulttest.Env
 	sim   *ansim.Sim
 	an    *httptest.Server
+	gh    *ghtest.Server
+	web   *webtest.Server
+	slack *slackServer
 	work  string
 }
 
@@ -78,24 +98,44 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 	if err != nil {
 		return err
 	}
+	tb, ok := e.T().(testing.TB)
+	if !ok {
+		cleanup()
+		return fmt.Errorf("setup: testscript's T is not a testing.TB")
+	}
 	sim := ansim.New()
 	an := httptest.NewServer(sim)
-	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir}
+	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir, gh: ghtest.New(tb, ghtest.Options{}), web: webtest.New(tb)}
 	e.Values[worldKey] = w
 	for _, d := range []string{".capture", "keys", "dumps"} {
 		if err := os.MkdirAll(filepath.Join(e.WorkDir, d), 0o700); err != nil {
 			return err
 		}
 	}
+	w.slack = newSlackServer(filepath.Join(e.WorkDir, "dumps", "slack.log"))
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	downURL := "http://" + down.Addr().String()
+	down.Close()
 	e.Setenv("VAULT_ADDR", env.Addr)
 	e.Setenv("VAULT_TOKEN", env.Token)
 	e.Setenv("VAULT_MOUNT", env.Mount)
 	e.Setenv("AN_URL", an.URL+"/api/v2/")
 	e.Setenv("REKEY_TEST_CAPTURE", filepath.Join(e.WorkDir, ".capture"))
 	e.Setenv("DUMPS", filepath.Join(e.WorkDir, "dumps"))
+	e.Setenv("GH_URL", w.gh.URL)
+	e.Setenv("GH_TOKEN", w.gh.Token)
+	e.Setenv("WEB_URL", w.web.URL)
+	e.Setenv("WEB_TOKEN", w.web.Token)
+	e.Setenv("SLACK_URL", w.slack.URL+"/api/")
+	e.Setenv("SLACK_TOKEN", slackToken)
+	e.Setenv("DOWN_URL", downURL)
 	e.Defer(func() {
 		w.checkNoLeaks(e.T())
 		an.Close()
+		w.slack.Close()
 		cleanup()
 	})
 	return nil
@@ -127,6 +167,15 @@ func (w *world) checkNoLeaks(t testscript.T) {
 		what string
 		data []byte
 	}{"vault records", w.vault.DumpPrefix("rekey/")})
+	// What the GitHub and widget servers received, outside the slots
+	// meant for the key (a sealed box; the settings field).
+	blobs = append(blobs, struct {
+		what string
+		data []byte
+	}{"requests to GitHub", w.gh.Log()}, struct {
+		what string
+		data []byte
+	}{"requests to the widget", w.web.Log()})
 	meta := w.vault.DumpPrefix("")
 	// The key path's data legitimately holds keys; its metadata must not.
 	var metaOnly bytes.Buffer
@@ -364,4 +413,106 @@ func readKey(ts *testscript.TestScript, name string) string {
 	b, err := os.ReadFile(filepath.Join(ts.Getenv("WORK"), "keys", name))
 	ts.Check(err)
 	return string(bytes.TrimSpace(b))
+}
+
+// slackToken is the bot token the Slack server accepts.
+const slackToken = "xoxb-rekey-test-0000000000-abcdefghijkl"
+
+// slackServer speaks the part of Slack's Web API rekey uses: POST
+// /api/chat.postMessage and /api/chat.update, form-encoded, with a bearer
+// token, answering {"ok": true, ...} or {"ok": false, "error": ...} as
+// Slack does. It appends every message (method, channel, thread, text and
+// blocks) to a log file under dumps/, where the leak check reads it and
+// scripts grep it.
+type slackServer struct {
+	*httptest.Server
+	log string
+
+	mu     sync.Mutex
+	n      int
+	onPost []func(text string) bool // run on each post until one returns true
+}
+
+func newSlackServer(logPath string) *slackServer {
+	s := &slackServer{log: logPath}
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// then runs f on every message posted from now on (before it is
+// answered) until f returns true.
+func (s *slackServer) then(f func(text string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onPost = append(s.onPost, f)
+}
+
+func (s *slackServer) serve(w http.ResponseWriter, r *http.Request) {
+	answer := func(v map[string]any) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		json.NewEncoder(w).Encode(v)
+	}
+	method, ok := strings.CutPrefix(r.URL.Path, "/api/")
+	if r.Method != http.MethodPost || !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		answer(map[string]any{"ok": false, "error": "invalid_form_data"})
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	form, _ := url.ParseQuery(string(body))
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if tok == "" {
+		tok = form.Get("token")
+	}
+	switch {
+	case tok == "":
+		answer(map[string]any{"ok": false, "error": "not_authed"})
+		return
+	case tok != slackToken:
+		answer(map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	case form.Get("channel") == "":
+		answer(map[string]any{"ok": false, "error": "channel_not_found"})
+		return
+	}
+	s.mu.Lock()
+	s.n++
+	ts := fmt.Sprintf("1700000000.%06d", s.n)
+	f, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err == nil {
+		fmt.Fprintf(f, "%s channel=%s thread_ts=%s ts=%s broadcast=%s\n  text: %s\n  blocks: %s\n",
+			method, form.Get("channel"), form.Get("thread_ts"), form.Get("ts"), form.Get("reply_broadcast"),
+			strings.ReplaceAll(form.Get("text"), "\n", "\n        "), form.Get("blocks"))
+		f.Close()
+	}
+	hooks := s.onPost
+	s.mu.Unlock()
+	switch method {
+	case "chat.postMessage":
+		if form.Get("text") == "" && form.Get("blocks") == "" {
+			answer(map[string]any{"ok": false, "error": "no_text"})
+			return
+		}
+		for i, h := range hooks {
+			if h(form.Get("text")) {
+				s.mu.Lock()
+				s.onPost = append(s.onPost[:i:i], s.onPost[i+1:]...)
+				s.mu.Unlock()
+				break
+			}
+		}
+		answer(map[string]any{"ok": true, "channel": form.Get("channel"), "ts": ts,
+			"message": map[string]any{"type": "message", "text": form.Get("text"), "ts": ts}})
+	case "chat.update":
+		if form.Get("ts") == "" {
+			answer(map[string]any{"ok": false, "error": "message_not_found"})
+			return
+		}
+		answer(map[string]any{"ok": true, "channel": form.Get("channel"), "ts": form.Get("ts"), "text": form.Get("text")})
+	default:
+		answer(map[string]any{"ok": false, "error": "unknown_method"})
+	}
 }

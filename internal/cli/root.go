@@ -83,6 +83,10 @@ integration at once, proves each works, and tells the team what is still broken.
 		NewCmdResume(g, s),
 		NewCmdConfirm(g, s),
 		NewCmdStatus(g, s),
+		NewCmdLeak(g, s),
+		NewCmdAudit(g, s),
+		NewCmdScan(g, s),
+		NewCmdServe(g, s),
 	)
 	return root
 }

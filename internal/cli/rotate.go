@@ -147,16 +147,8 @@ func (a *app) confirm(yes bool, question string) error {
 // and what breaks until rekey has the new key.
 func (a *app) tellOwner(ctx context.Context, eng *rotation.Engine, job rotation.Job, urgent bool) {
 	k := job.Key
-	instructions := k.Instructions
-	if instructions == "" && k.Provider == "actionnetwork" {
-		instructions = "Action Network → Details → API & Sync → REVOKE & GENERATE NEW KEY"
-	}
-	ids := make([]string, len(job.Targets))
-	evIntegrations := make([]notifiers.Integration, len(job.Targets))
-	for i, t := range job.Targets {
-		ids[i] = t.Config.ID
-		evIntegrations[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Owner: t.Config.Owner}
-	}
+	instructions := instructionsFor(k)
+	ids, evIntegrations := waiting(job.Targets, "")
 	w := a.human()
 	fmt.Fprintf(w, "\nRotation %s of %s (%s).\n", job.RotationID, k.ID, job.Reason)
 	if k.Owner != "" {
@@ -176,6 +168,26 @@ func (a *app) tellOwner(ctx context.Context, eng *rotation.Engine, job rotation.
 			a.log.Warn("notification not delivered; carrying on", "err", err)
 		}
 	}
+}
+
+// instructionsFor is what the key's owner must do at the provider.
+func instructionsFor(k config.Key) string {
+	if k.Instructions == "" && k.Provider == "actionnetwork" {
+		return "Action Network → Details → API & Sync → REVOKE & GENERATE NEW KEY"
+	}
+	return k.Instructions
+}
+
+// waiting lists the ids of targets, and each as an event's integration
+// waiting for the new key, with reason.
+func waiting(targets []rotation.Target, reason string) ([]string, []notifiers.Integration) {
+	ids := make([]string, len(targets))
+	evs := make([]notifiers.Integration, len(targets))
+	for i, t := range targets {
+		ids[i] = t.Config.ID
+		evs[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Reason: reason, Owner: t.Config.Owner}
+	}
+	return ids, evs
 }
 
 func orSomeone(owner string) string {
@@ -200,20 +212,41 @@ func (a *app) readKey(file string, k *config.Key) (secret.Key, error) {
 
 // runRotation runs the engine with a live view and reports the outcome.
 func (a *app) runRotation(ctx context.Context, eng *rotation.Engine, job rotation.Job, key secret.Key) error {
-	ids := make([]string, len(job.Targets))
-	for i, t := range job.Targets {
-		ids[i] = t.Config.ID
-	}
+	out, err := a.applyRotation(ctx, eng, job, key)
+	return a.report(out, err)
+}
+
+// applyRotation runs the engine with a live view on stderr.
+func (a *app) applyRotation(ctx context.Context, eng *rotation.Engine, job rotation.Job, key secret.Key) (*rotation.Outcome, error) {
+	ids, _ := waiting(job.Targets, "")
 	view := liveview.New(a.s.Err, isTerminal(a.s.Err), ids)
 	eng.Progress = view.Set
 	out, err := eng.Rotate(ctx, job, key)
 	view.Close()
-	return a.report(out, err)
+	return out, err
 }
 
 // report prints an outcome and maps it to an exit code: 0 all current,
 // 3 stored but not all current, 1 stopped before Vault was written.
 func (a *app) report(out *rotation.Outcome, err error) error {
+	if err != nil {
+		return rotationError(err)
+	}
+	code := ExitOK
+	if !out.AllCurrent() {
+		code = ExitDegraded
+	}
+	if a.json() {
+		writeJSON(a.s.Out, outcomeJSON(out, code))
+		return silent(code)
+	}
+	printOutcome(a.s.Out, out)
+	return silent(code)
+}
+
+// rotationError maps an error from the engine, which stored nothing, to
+// exit 1 with a hint.
+func rotationError(err error) error {
 	var refused *rotation.RefusedError
 	var notStored *rotation.NotStoredError
 	var locked *vaultstore.LockedError
@@ -226,19 +259,8 @@ func (a *app) report(out *rotation.Outcome, err error) error {
 		return exit(ExitStopped, locked, "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	case errors.Is(err, rotation.ErrNothingToResume):
 		return exit(ExitStopped, err, "")
-	case err != nil:
-		return exit(ExitStopped, err, "")
 	}
-	code := ExitOK
-	if !out.AllCurrent() {
-		code = ExitDegraded
-	}
-	if a.json() {
-		writeJSON(a.s.Out, outcomeJSON(out, code))
-		return silent(code)
-	}
-	printOutcome(a.s.Out, out)
-	return silent(code)
+	return exit(ExitStopped, err, "")
 }
 
 type outcomeDoc struct {

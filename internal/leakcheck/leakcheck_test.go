@@ -3,9 +3,10 @@ package leakcheck
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"github.com/rekey-dev/rekey/secret"
 	"strings"
 	"testing"
+
+	"github.com/rekey-dev/rekey/secret"
 )
 
 type fakeT struct{ failed int }

@@ -26,6 +26,11 @@ const (
 	DefaultMaxRetries = 3
 	// DefaultRetryAfter is the wait after a 429 that carries no Retry-After.
 	DefaultRetryAfter = time.Second
+	// MaxWait is the longest Retry-After a check waits out, even when its
+	// context has no deadline: a provider that asks for longer is
+	// answering "unknown" for now, and a person waiting at a terminal
+	// should hear so, not wait ten minutes.
+	MaxWait = time.Minute
 	// DefaultTimeout bounds one request when the caller gives no client.
 	DefaultTimeout = 30 * time.Second
 	// UserAgent is sent with every check.
@@ -133,6 +138,9 @@ func (p *Probe) Run(ctx context.Context, key secret.Key) providers.Result {
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
 			return finish(unknown(fmt.Sprintf("%s; its Retry-After of %s passes the deadline", limited, wait)))
+		}
+		if wait > MaxWait {
+			return finish(unknown(fmt.Sprintf("%s; its Retry-After of %s is longer than a check waits (%s)", limited, wait, MaxWait)))
 		}
 		log.Info("provider rate limited; waiting", "retry_after", wait, "attempt", attempt)
 		if err := sleep(ctx, wait); err != nil {
