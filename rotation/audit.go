@@ -88,6 +88,11 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	}
 	wg.Wait()
 	ka.Duration = e.now().Sub(start)
+	if ctx.Err() != nil {
+		// An audit cut short says unknown for what it did not reach;
+		// that is no finding to remember.
+		return ka
+	}
 
 	// Remember this audit, and say what changed since the last one.
 	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: map[string]integrations.Status{}}

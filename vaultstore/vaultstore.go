@@ -247,6 +247,27 @@ func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int,
 	return sec.VersionMetadata.Version, nil
 }
 
+// ListRecords lists the records directly under rel (sub-folders left
+// out). A folder with no records gives none and no error.
+func (s *Store) ListRecords(ctx context.Context, rel string) ([]string, error) {
+	p := s.mount + "/metadata/" + s.RecordPath(rel)
+	sec, err := s.c.Logical().ListWithContext(ctx, p)
+	if err != nil {
+		return nil, classify("vault: list "+p, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, nil
+	}
+	keys, _ := sec.Data["keys"].([]any)
+	var out []string
+	for _, k := range keys {
+		if name, ok := k.(string); ok && !strings.HasSuffix(name, "/") {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
 // classify turns a vault/api error into one of this package's classes,
 // keeping Vault's own message (which never holds a secret value).
 func classify(where string, err error) error {

@@ -139,3 +139,24 @@ func TestTruncate(t *testing.T) {
 		t.Fatalf("Truncate = %q", got)
 	}
 }
+
+func TestListRecords(t *testing.T) {
+	env := vaulttest.New(t)
+	s := New(env.Client, env.Mount, "rekey")
+	ctx := context.Background()
+	if got, err := s.ListRecords(ctx, "keys/an/rotations"); err != nil || len(got) != 0 {
+		t.Fatalf("empty folder: %v, %v", got, err)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if err := s.SaveRotation(ctx, &records.Rotation{ID: id, KeyID: "an"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PutRecord(ctx, "keys/an/rotations/sub/x", map[string]string{"a": "b"}, -1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListRecords(ctx, "keys/an/rotations")
+	if err != nil || len(got) != 2 || got[0] != "r1" || got[1] != "r2" {
+		t.Fatalf("ListRecords = %v, %v; want [r1 r2]", got, err)
+	}
+}

@@ -17,13 +17,16 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/internal/ghtest"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/vaultstore"
 )
 
 // faultCmds are testscript commands for the fault stories
@@ -77,7 +80,8 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 	//   wants SLACK_BOT_TOKEN as a bearer token; SLACK_URL is its API root.
 	//   Every message it accepts is written to $DUMPS for the leak check.
 	// slack fail STATUS N: answer the next N calls with STATUS (a 429
-	//   carries Retry-After: 1), before any failure queued later.
+	//   carries Retry-After: 1), after what was queued before.
+	// slack pass N: answer the next N calls (after what was queued) as usual.
 	// slack calls METHOD N: METHOD was answered ok exactly N times.
 	// slack said REGEXP: a message Slack accepted matches REGEXP.
 	"slack": cmdSlack,
@@ -89,20 +93,16 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 	//   the primary rate limit used up until SECONDS from now.
 	// gh holds OWNER/NAME SECRET KEYNAME: the secret holds keys/KEYNAME.
 	"gh": cmdGitHub,
-	// tmpfs DIR SIZE: mount a tmpfs of SIZE (64k) at DIR for the script
-	// (root only; the script is skipped, saying why, when it cannot).
+	// tmpfs DIR SIZE: mount a tmpfs of SIZE (64k) at DIR for the script.
+	// It needs root: stories that use it live in testdata/fault-root and
+	// start with `[!mount] skip`.
 	"tmpfs": func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 2 {
 			ts.Fatalf("usage: tmpfs DIR SIZE")
 		}
-		if os.Geteuid() != 0 {
-			ts.Skip("tmpfs: mounting a file system needs root")
-		}
 		dir := ts.MkAbs(args[0])
 		ts.Check(os.MkdirAll(dir, 0o755))
-		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+args[1]+",mode=0755"); err != nil {
-			ts.Skip(fmt.Sprintf("tmpfs: cannot mount a tmpfs here: %v", err))
-		}
+		ts.Check(syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+args[1]+",mode=0755"))
 		ts.Defer(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
 	},
 	// remount DIR ro|rw: make the tmpfs at DIR read-only (even for root)
@@ -116,6 +116,23 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 			flags |= syscall.MS_RDONLY
 		}
 		ts.Check(syscall.Mount("tmpfs", ts.MkAbs(args[0]), "tmpfs", flags, ""))
+	},
+	// wait-journal KEY INTEGRATION STATE: wait (up to 60s) until the
+	// journal of KEY's latest rotation in Vault records INTEGRATION in STATE.
+	"wait-journal": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 3 {
+			ts.Fatalf("usage: wait-journal KEY INTEGRATION STATE")
+		}
+		w := getWorld(ts)
+		store := vaultstore.New(w.vault.Client, w.vault.Mount, config.DefaultStatePath)
+		waitFor(ts, fmt.Sprintf("%s %s in the journal", args[1], args[2]), func() bool {
+			rec, err := store.LatestRotation(context.Background(), args[0])
+			if err != nil {
+				return false
+			}
+			r, ok := rec.Integrations[args[1]]
+			return ok && r.State == args[2]
+		})
 	},
 	// fill DIR: write DIR/filler until the file system is full.
 	"fill": func(ts *testscript.TestScript, neg bool, args []string) {
@@ -133,6 +150,44 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		}
 	},
 }
+
+// TestFaultScriptsAsRoot runs the fault stories that mount small file
+// systems (testdata/fault-root): a directory that is read-only even for
+// root, a disk that is full. Where a tmpfs cannot be mounted (not root, or
+// a kernel that refuses), the condition [mount] is false and they skip,
+// saying so.
+func TestFaultScriptsAsRoot(t *testing.T) {
+	srv := vaulttest.Shared(t)
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/fault-root",
+		RequireExplicitExec: true,
+		Setup:               func(e *testscript.Env) error { return setup(e, srv) },
+		Cmds:                allCmds(),
+		Condition: func(cond string) (bool, error) {
+			if cond != "mount" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			return canMount(), nil
+		},
+	})
+}
+
+// canMount reports whether this process may mount a tmpfs.
+var canMount = sync.OnceValue(func() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	dir, err := os.MkdirTemp("", "rekey-mount-probe")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(dir)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		return false
+	}
+	syscall.Unmount(dir, syscall.MNT_DETACH)
+	return true
+})
 
 // faultState is what the fault commands keep for one script.
 type faultState struct {
@@ -349,14 +404,21 @@ func (s *slackServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	code := 0
 	if len(s.fail) > 0 {
-		code := s.fail[0]
+		code = s.fail[0]
 		s.fail = s.fail[1:]
+	}
+	if code != 0 {
 		if code == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "1")
 		}
 		w.WriteHeader(code)
-		fmt.Fprintf(w, `{"ok":false,"error":%q}`, map[int]string{429: "ratelimited"}[code]+"")
+		if code == http.StatusTooManyRequests {
+			fmt.Fprint(w, `{"ok":false,"error":"ratelimited"}`)
+		} else {
+			fmt.Fprint(w, `{"ok":false,"error":"fatal_error"}`)
+		}
 		return
 	}
 	if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer "+s.token {
@@ -402,7 +464,10 @@ func cmdSlack(ts *testscript.TestScript, neg bool, args []string) {
 		st.slack = s
 		ts.Setenv("SLACK_BOT_TOKEN", s.token)
 		ts.Setenv("SLACK_URL", s.srv.URL+"/api/")
-	case "fail":
+	case "fail", "pass":
+		if args[0] == "pass" {
+			args = []string{"fail", "0", args[1]}
+		}
 		code, err := strconv.Atoi(args[1])
 		ts.Check(err)
 		n, err := strconv.Atoi(args[2])
@@ -477,5 +542,3 @@ func cmdGitHub(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("gh: unknown subcommand %s", args[0])
 	}
 }
-
-var _ = context.Background

@@ -18,45 +18,38 @@ import (
 
 // leakCmds are testscript commands for the leak, audit and scan stories.
 var leakCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	// slack on-alert generate NAME: when rekey posts a leak alert, the
+	// on-alert generate NAME: when rekey posts a leak alert to Slack, the
 	//   owner reads it and clicks REVOKE & GENERATE NEW KEY: every valid
 	//   key is revoked and a new one minted into keys/NAME, before Slack
 	//   answers (so before rekey asks for the new key).
-	// slack on-alert mint NAME: the owner reads it and pastes a valid key
+	// on-alert mint NAME: the owner reads it and pastes a valid key
 	//   without revoking anything (another list's key, say).
 	// (What was posted is in dumps/slack.log: grep it.)
-	"slack": func(ts *testscript.TestScript, neg bool, args []string) {
+	"on-alert": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
-		if len(args) < 2 {
-			ts.Fatalf("usage: slack on-alert generate|mint NAME")
+		if len(args) != 2 || (args[0] != "generate" && args[0] != "mint") {
+			ts.Fatalf("usage: on-alert generate|mint NAME")
 		}
-		switch args[0] {
-		case "on-alert":
-			if len(args) != 3 || (args[1] != "generate" && args[1] != "mint") {
-				ts.Fatalf("usage: slack on-alert generate|mint NAME")
+		work, how, name := ts.Getenv("WORK"), args[0], args[1]
+		w.slack.then(func(text string) bool {
+			if !strings.Contains(text, "leaked") {
+				return false
 			}
-			work, how, name := ts.Getenv("WORK"), args[1], args[2]
-			w.slack.then(func(text string) bool {
-				if !strings.Contains(text, "leaked") {
-					return false
+			if how == "generate" {
+				for _, k := range w.keys() {
+					w.sim.Revoke(k)
 				}
-				if how == "generate" {
-					for _, k := range w.keys() {
-						w.sim.Revoke(k)
-					}
-				}
-				os.WriteFile(work+"/keys/"+name, []byte(w.sim.Generate()+"\n"), 0o600)
-				return true
-			})
-		default:
-			ts.Fatalf("slack: unknown subcommand %s", args[0])
-		}
+			}
+			os.WriteFile(work+"/keys/"+name, []byte(w.sim.Generate()+"\n"), 0o600)
+			return true
+		})
 	},
-	// gh repo OWNER/NAME: the repository exists on GitHub.
-	// gh set OWNER/NAME SECRET NAME: the Actions secret holds keys/NAME,
+	// github repo OWNER/NAME: the repository exists on the world's GitHub
+	//   ($GH_URL; the fault stories' `gh start` replaces it with their own).
+	// github set OWNER/NAME SECRET NAME: the Actions secret holds keys/NAME,
 	//   written an hour ago by someone else.
-	// gh holds OWNER/NAME SECRET NAME: the secret holds keys/NAME.
-	"gh": func(ts *testscript.TestScript, neg bool, args []string) {
+	// github holds OWNER/NAME SECRET NAME: the secret holds keys/NAME.
+	"github": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
 		switch {
 		case len(args) == 2 && args[0] == "repo":
@@ -69,7 +62,7 @@ var leakCmds = map[string]func(ts *testscript.TestScript, neg bool, args []strin
 				ts.Fatalf("GitHub secret %s of %s holds %s: %v (it holds %s)", args[2], args[1], args[3], !neg, sec.Value.Fingerprint())
 			}
 		default:
-			ts.Fatalf("usage: gh repo OWNER/NAME | gh set|holds OWNER/NAME SECRET NAME")
+			ts.Fatalf("usage: github repo OWNER/NAME | github set|holds OWNER/NAME SECRET NAME")
 		}
 	},
 	// web set NAME: an administrator put keys/NAME in the widget's settings.

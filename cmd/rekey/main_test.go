@@ -76,9 +76,9 @@ func TestScripts(t *testing.T) {
 //
 //	$VAULT_ADDR $VAULT_TOKEN $VAULT_MOUNT  the mount (rekey's token)
 //	$AN_URL                                Action Network's API root
-//	$GH_URL $GH_TOKEN                      GitHub's API root and a token it accepts
+//	$GH_URL $GITHUB_TOKEN                  GitHub's API root and a token it accepts
 //	$WEB_URL $WEB_TOKEN                    the widget and its admin token
-//	$SLACK_URL $SLACK_TOKEN                Slack's API root (api_url) and a bot token
+//	$SLACK_URL $SLACK_BOT_TOKEN            Slack's API root (api_url) and a bot token
 //	$DOWN_URL                              a URL where nothing listens
 //	$DUMPS                                 $WORK/dumps, leak-checked; Slack posts go to dumps/slack.log
 type world struct {
@@ -87,7 +87,7 @@ type world struct {
 	an    *httptest.Server
 	gh    *ghtest.Server
 	web   *webtest.Server
-	slack *slackServer
+	slack *worldSlack
 	work  string
 }
 
@@ -112,7 +112,7 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 			return err
 		}
 	}
-	w.slack = newSlackServer(filepath.Join(e.WorkDir, "dumps", "slack.log"))
+	w.slack = newWorldSlack(filepath.Join(e.WorkDir, "dumps", "slack.log"))
 	down, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -126,11 +126,11 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 	e.Setenv("REKEY_TEST_CAPTURE", filepath.Join(e.WorkDir, ".capture"))
 	e.Setenv("DUMPS", filepath.Join(e.WorkDir, "dumps"))
 	e.Setenv("GH_URL", w.gh.URL)
-	e.Setenv("GH_TOKEN", w.gh.Token)
+	e.Setenv("GITHUB_TOKEN", w.gh.Token)
 	e.Setenv("WEB_URL", w.web.URL)
 	e.Setenv("WEB_TOKEN", w.web.Token)
 	e.Setenv("SLACK_URL", w.slack.URL+"/api/")
-	e.Setenv("SLACK_TOKEN", slackToken)
+	e.Setenv("SLACK_BOT_TOKEN", slackToken)
 	e.Setenv("DOWN_URL", downURL)
 	e.Defer(func() {
 		w.checkNoLeaks(e.T())
@@ -418,13 +418,13 @@ func readKey(ts *testscript.TestScript, name string) string {
 // slackToken is the bot token the Slack server accepts.
 const slackToken = "xoxb-rekey-test-0000000000-abcdefghijkl"
 
-// slackServer speaks the part of Slack's Web API rekey uses: POST
+// worldSlack speaks the part of Slack's Web API rekey uses: POST
 // /api/chat.postMessage and /api/chat.update, form-encoded, with a bearer
 // token, answering {"ok": true, ...} or {"ok": false, "error": ...} as
 // Slack does. It appends every message (method, channel, thread, text and
 // blocks) to a log file under dumps/, where the leak check reads it and
 // scripts grep it.
-type slackServer struct {
+type worldSlack struct {
 	*httptest.Server
 	log string
 
@@ -433,21 +433,21 @@ type slackServer struct {
 	onPost []func(text string) bool // run on each post until one returns true
 }
 
-func newSlackServer(logPath string) *slackServer {
-	s := &slackServer{log: logPath}
+func newWorldSlack(logPath string) *worldSlack {
+	s := &worldSlack{log: logPath}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
 
 // then runs f on every message posted from now on (before it is
 // answered) until f returns true.
-func (s *slackServer) then(f func(text string) bool) {
+func (s *worldSlack) then(f func(text string) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.onPost = append(s.onPost, f)
 }
 
-func (s *slackServer) serve(w http.ResponseWriter, r *http.Request) {
+func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 	answer := func(v map[string]any) {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		json.NewEncoder(w).Encode(v)

@@ -1,0 +1,158 @@
+package serve
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
+)
+
+// saidPath is the record, under the state path, of what the daemon has
+// already told the team, so that a restart or a new leader repeats nothing.
+const saidPath = "serve/said"
+
+// Said is what the daemon has told the team. It holds states, versions
+// and times, never a key.
+type Said struct {
+	// LastRound is when the latest audit round began.
+	LastRound time.Time `json:"last_round,omitzero"`
+	// By is the instance that ran it.
+	By   string              `json:"by,omitempty"`
+	Keys map[string]*KeySaid `json:"keys,omitempty"`
+}
+
+// KeySaid is what was said about one key.
+type KeySaid struct {
+	// Version is the key version the reminders below refer to; a new
+	// version starts the reminders afresh.
+	Version int `json:"version,omitempty"`
+	// Reminded lists the remind_before thresholds ("14d") already reminded
+	// for Version.
+	Reminded []string `json:"reminded,omitempty"`
+	// OverdueSent counts the days overdue already reminded: after the
+	// reminder of day n overdue (0 on the due day) it is n+1.
+	OverdueSent int `json:"overdue_sent,omitempty"`
+	// Integrations are the states last told, by integration id.
+	Integrations map[string]IntegrationSaid `json:"integrations,omitempty"`
+}
+
+// IntegrationSaid is one integration's state as last told, and as last seen.
+type IntegrationSaid struct {
+	// Alerted is the state the team last heard of (the first state seen,
+	// which was not announced, at first).
+	Alerted integrations.State `json:"alerted,omitempty"`
+	// Seen is the state the latest audit found.
+	Seen integrations.State `json:"seen,omitempty"`
+}
+
+func (k *KeySaid) clone() *KeySaid {
+	c := &KeySaid{Version: k.Version, OverdueSent: k.OverdueSent, Reminded: slices.Clone(k.Reminded)}
+	if k.Integrations != nil {
+		c.Integrations = make(map[string]IntegrationSaid, len(k.Integrations))
+		for id, s := range k.Integrations {
+			c.Integrations[id] = s
+		}
+	}
+	return c
+}
+
+// Change is one integration's change of state worth an alert.
+type Change struct {
+	ID       string
+	Previous integrations.State
+	State    integrations.State
+}
+
+// observe records that an audit found integration id in state got, and
+// reports whether the team must hear of it. The first state seen is a
+// baseline, not a change. A change to unknown (the check could not reach
+// its target) is told only when the next audit finds it unknown again,
+// so that one network blip does not send two alerts.
+func (k *KeySaid) observe(id string, got integrations.State) (Change, bool) {
+	if k.Integrations == nil {
+		k.Integrations = map[string]IntegrationSaid{}
+	}
+	s := k.Integrations[id]
+	defer func() { k.Integrations[id] = s }()
+	lastSeen := s.Seen
+	s.Seen = got
+	switch {
+	case s.Alerted == got:
+		return Change{}, false
+	case got == integrations.Unknown && lastSeen != integrations.Unknown:
+		return Change{}, false // wait for a second audit
+	case s.Alerted == "":
+		s.Alerted = got // baseline
+		return Change{}, false
+	}
+	c := Change{ID: id, Previous: s.Alerted, State: got}
+	s.Alerted = got
+	return c, true
+}
+
+// forget drops integrations that are no longer configured.
+func (k *KeySaid) forget(configured []string) {
+	for id := range k.Integrations {
+		if !slices.Contains(configured, id) {
+			delete(k.Integrations, id)
+		}
+	}
+}
+
+// Reminder is one reminder to send.
+type Reminder struct {
+	Due time.Time
+	// Before is the threshold reached ("7d"); empty when overdue.
+	Before string
+	// OverdueDays is how many whole days the key is overdue (0 on the due
+	// day); meaningful only when Before is empty.
+	OverdueDays int
+}
+
+// Overdue reports whether the reminder is for an overdue key.
+func (r Reminder) Overdue() bool { return r.Before == "" }
+
+// remind works out whether a key stored at stored (version), due every
+// every, needs a reminder at now, given the thresholds before (any
+// order), and records it as said in k. It reminds once per threshold per
+// version: when several thresholds were reached at once (the daemon was
+// down), it sends one, for the nearest. Once the key is due it reminds
+// once a day.
+func (k *KeySaid) remind(now, stored time.Time, version int, every time.Duration, before []config.Duration) (Reminder, bool) {
+	if every <= 0 || stored.IsZero() {
+		return Reminder{}, false
+	}
+	if k.Version != version {
+		k.Version, k.Reminded, k.OverdueSent = version, nil, 0
+	}
+	due := stored.Add(every)
+	if !now.Before(due) {
+		days := int(now.Sub(due) / (24 * time.Hour))
+		if days+1 <= k.OverdueSent {
+			return Reminder{}, false
+		}
+		k.OverdueSent = days + 1
+		return Reminder{Due: due, OverdueDays: days}, true
+	}
+	bs := slices.Clone(before)
+	sort.Slice(bs, func(i, j int) bool { return bs[i] > bs[j] })
+	var nearest string
+	for _, b := range bs {
+		if now.Before(due.Add(-b.D())) {
+			continue
+		}
+		label := b.String()
+		if slices.Contains(k.Reminded, label) {
+			nearest = ""
+			continue
+		}
+		k.Reminded = append(k.Reminded, label)
+		nearest = label
+	}
+	if nearest == "" {
+		return Reminder{}, false
+	}
+	return Reminder{Due: due, Before: nearest}, true
+}
