@@ -3,6 +3,7 @@ package vaultstore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -41,22 +42,31 @@ func Connect(ctx context.Context, cfg config.Vault, getenv func(string) string) 
 	if ns != "" {
 		c.SetNamespace(ns)
 	}
+	if err := login(ctx, c, cfg, getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// login sets the client's token: AppRole when configured, else the
+// variable named by token_env, else $VAULT_TOKEN.
+func login(ctx context.Context, c *vault.Client, cfg config.Vault, getenv func(string) string) error {
 	if a := cfg.Auth; a != nil {
 		roleID := getenv(a.RoleIDEnv)
 		if roleID == "" {
-			return nil, fmt.Errorf("vault: approle: $%s is not set", a.RoleIDEnv)
+			return fmt.Errorf("vault: approle: $%s is not set", a.RoleIDEnv)
 		}
 		if getenv(a.SecretIDEnv) == "" {
-			return nil, fmt.Errorf("vault: approle: $%s is not set", a.SecretIDEnv)
+			return fmt.Errorf("vault: approle: $%s is not set", a.SecretIDEnv)
 		}
 		auth, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{FromString: getenv(a.SecretIDEnv)}, approle.WithMountPath(a.Mount))
 		if err != nil {
-			return nil, fmt.Errorf("vault: approle: %w", err)
+			return fmt.Errorf("vault: approle: %w", err)
 		}
 		if _, err := c.Auth().Login(ctx, auth); err != nil {
-			return nil, classify("vault: approle login at "+vc.Address, err)
+			return classify("vault: approle login at "+c.Address(), err)
 		}
-		return c, nil
+		return nil
 	}
 	name := cfg.TokenEnv
 	if name == "" {
@@ -64,8 +74,77 @@ func Connect(ctx context.Context, cfg config.Vault, getenv func(string) string) 
 	}
 	tok := getenv(name)
 	if tok == "" {
-		return nil, fmt.Errorf("vault: no token: $%s is not set (or configure vault.auth)", name)
+		return fmt.Errorf("vault: no token: $%s is not set (or configure vault.auth)", name)
 	}
 	c.SetToken(tok)
-	return c, nil
+	return nil
+}
+
+// KeepLoggedIn keeps a long-running process's token alive until ctx ends:
+// it renews a renewable token as its lease runs down, and when the token
+// can be renewed no more (its max TTL), logs in again with AppRole. A
+// token that never expires needs nothing. It returns when ctx ends, or
+// when the token will expire and cannot be replaced (said in the log).
+func KeepLoggedIn(ctx context.Context, c *vault.Client, cfg config.Vault, getenv func(string) string, log *slog.Logger) {
+	for ctx.Err() == nil {
+		self, err := c.Auth().Token().LookupSelfWithContext(ctx)
+		if err != nil {
+			log.Warn("vault: could not look up the token; trying again in a minute", "err", classify("vault: token lookup", err).Error())
+			if !sleepCtx(ctx, time.Minute) {
+				return
+			}
+			continue
+		}
+		ttl, _ := self.TokenTTL()
+		if ttl == 0 {
+			return // a token that never expires (root)
+		}
+		if renewable, _ := self.TokenIsRenewable(); renewable {
+			sec, err := c.Auth().Token().RenewSelfWithContext(ctx, 0)
+			if err == nil && sec != nil && sec.Auth != nil {
+				w, err := c.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: sec})
+				if err == nil {
+					go w.Start()
+					select {
+					case <-ctx.Done():
+						w.Stop()
+						return
+					case err := <-w.DoneCh():
+						if err != nil {
+							log.Warn("vault: token renewal stopped", "err", classify("vault: token renewal", err).Error())
+						}
+					}
+					w.Stop()
+				}
+			}
+		}
+		if cfg.Auth == nil {
+			// Wait out what is left, then say the token is gone.
+			self, err := c.Auth().Token().LookupSelfWithContext(ctx)
+			if err == nil {
+				ttl, _ = self.TokenTTL()
+			}
+			log.Error("vault: the token cannot be renewed and expires; restart with a new token, or use vault.auth (AppRole)", "expires_in", ttl.String())
+			return
+		}
+		if err := login(ctx, c, cfg, getenv); err != nil {
+			log.Error("vault: could not log in again; trying again in a minute", "err", err.Error())
+			if !sleepCtx(ctx, time.Minute) {
+				return
+			}
+			continue
+		}
+		log.Info("vault: logged in again with AppRole")
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/serve"
+	"github.com/rekey-dev/rekey/vaultstore"
 )
 
 // ServeOptions are `rekey serve`'s flags.
@@ -67,6 +68,7 @@ func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
 	if err := a.connectVault(ctx); err != nil {
 		return err
 	}
+	go vaultstore.KeepLoggedIn(ctx, a.store.Client(), a.cfg.Vault, a.getenv, a.log)
 	srv, err := serve.New(serve.Options{
 		Serve:    sc,
 		Store:    a.store,
