@@ -44,3 +44,12 @@ path "secret/metadata/rekey/*" {
 path "sys/capabilities-self" {
   capabilities = ["update"]
 }
+
+# `rekey serve` keeps its own token alive: it looks the token up and renews
+# it as its lease runs down (also in Vault's default policy).
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
@@ -362,19 +363,6 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	if rec.Integrations == nil {
 		rec.Integrations = map[string]*records.Integration{}
 	}
-	var todo []Target
-	for _, t := range job.Targets {
-		r, ok := rec.Integrations[t.Config.ID]
-		if !ok {
-			r = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Updated: e.now()}
-			rec.Integrations[t.Config.ID] = r
-		}
-		if r.State == string(integrations.Current) {
-			continue
-		}
-		todo = append(todo, t)
-	}
-	rec.Phase, rec.Finished = records.PhaseStored, time.Time{}
 	versions, _, err := e.Store.Versions(ctx, job.Key.VaultPath)
 	if err != nil {
 		return nil, err
@@ -383,7 +371,47 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, t := range job.Targets {
+		if _, ok := rec.Integrations[t.Config.ID]; !ok {
+			rec.Integrations[t.Config.ID] = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Updated: e.now()}
+		}
+	}
+	todo := e.notCurrent(ctx, rec, want, job.Targets)
+	rec.Phase, rec.Finished = records.PhaseStored, time.Time{}
 	return e.finish(ctx, job, rec, cur.Key, want, todo, e.newOutbox(ctx))
+}
+
+// notCurrent returns the targets to apply again: every one not recorded
+// current, and every one recorded current that no longer is (a file put
+// back to an old key since). Those still current are left alone.
+func (e *Engine) notCurrent(ctx context.Context, rec *records.Rotation, want integrations.Expect, targets []Target) []Target {
+	again := make([]bool, len(targets))
+	sem := make(chan struct{}, e.Concurrency)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		r := rec.Integrations[t.Config.ID]
+		if r.State != string(integrations.Current) {
+			again[i] = true
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			octx, cancel := context.WithTimeout(ctx, e.Timeout)
+			defer cancel()
+			again[i] = integrations.Observe(octx, t.Integration, ExpectFor(want, r)).State != integrations.Current
+		}()
+	}
+	wg.Wait()
+	var todo []Target
+	for i, t := range targets {
+		if again[i] {
+			todo = append(todo, t)
+		}
+	}
+	return todo
 }
 
 // finish applies key to targets, verifies each, closes the record and

@@ -255,3 +255,28 @@ func TestBackoffGrowsWithJitter(t *testing.T) {
 		}
 	}
 }
+
+func TestResumeReappliesWhatDriftedBack(t *testing.T) {
+	old, key := secret.New("old-key-aaaaaaaaaaaa"), secret.New("new-key-bbbbbbbbbbbb")
+	store, _ := setup(t, old)
+	drifts, stays := &memTarget{id: "drifts", held: old}, &memTarget{id: "stays", held: old}
+	out, err := (&Engine{Store: store}).Rotate(context.Background(), job(drifts, stays), key)
+	if err != nil || !out.AllCurrent() {
+		t.Fatalf("rotate: %v %+v", err, out)
+	}
+	// Someone restores an old copy of one target's configuration.
+	drifts.mu.Lock()
+	drifts.held = old
+	drifts.mu.Unlock()
+	writes := stays.writes
+	out, err = (&Engine{Store: store}).Resume(context.Background(), job(drifts, stays))
+	if err != nil || !out.AllCurrent() {
+		t.Fatalf("resume: %v %+v", err, out)
+	}
+	if !drifts.held.Equal(key) {
+		t.Fatal("resume left the drifted target on the old key")
+	}
+	if stays.writes != writes || stays.attempts != 1 {
+		t.Fatalf("resume applied to a target that was still current (%d attempts)", stays.attempts)
+	}
+}

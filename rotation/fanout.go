@@ -117,7 +117,9 @@ func (j *journal) start(ctx context.Context) func() {
 }
 
 // fanOut applies key to every target, at most Concurrency at once, then
-// works out each one's state. One failure never stops the others.
+// works out each one's state. Targets start in the order given (the
+// configuration's), so the first ones listed are updated first when there
+// are more than Concurrency. One failure never stops the others.
 func (e *Engine) fanOut(ctx context.Context, j *journal, job Job, key secret.Key, want integrations.Expect, targets []Target) {
 	sem := make(chan struct{}, e.Concurrency)
 	var wg sync.WaitGroup
@@ -125,18 +127,16 @@ func (e *Engine) fanOut(ctx context.Context, j *journal, job Job, key secret.Key
 		j.mu.Lock()
 		prev := *j.rec.Integrations[t.Config.ID]
 		j.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				j.move(t.Config.ID, string(integrations.Unknown), "not applied: "+ctx.Err().Error(), "", nil)
-				return
-			}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			j.move(t.Config.ID, string(integrations.Unknown), "not applied: "+ctx.Err().Error(), "", nil)
+			continue
+		}
+		wg.Go(func() {
 			defer func() { <-sem }()
 			e.one(ctx, j, job, t, key, want, prev)
-		}()
+		})
 	}
 	wg.Wait()
 }
