@@ -428,6 +428,8 @@ var indexRE = regexp.MustCompile(`^(keys|integrations)\[(\d+)\]\.?(.*)$`)
 // decodeErrors turns a failed whole-file decode into located errors.
 func decodeErrors(path string, v *viper.Viper, err error) error {
 	field, msg := splitDecodeError(err)
+	// mapstructure names the root after the Go type ("config.Config").
+	field = strings.TrimPrefix(strings.TrimPrefix(field, "config.Config"), ".")
 	item := ""
 	if m := indexRE.FindStringSubmatch(field); m != nil {
 		item = m[1] + "[" + m[2] + "]"

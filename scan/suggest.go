@@ -95,11 +95,16 @@ func (s Suggestion) Entry(keyID string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// pathID makes an integration id from a path: /srv/www/.env -> srv-www-env.
+// pathID makes an integration id from the last three parts of a path:
+// /srv/www/.env -> srv-www-env, /home/u/sites/www/.env -> sites-www-env.
 func pathID(p string) string {
+	parts := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
+	if len(parts) > 3 {
+		parts = parts[len(parts)-3:]
+	}
 	var b strings.Builder
 	dash := false
-	for _, r := range strings.ToLower(p) {
+	for _, r := range strings.ToLower(strings.Join(parts, "/")) {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			if dash && b.Len() > 0 {
 				b.WriteByte('-')

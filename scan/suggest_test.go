@@ -107,3 +107,16 @@ func TestEntry(t *testing.T) {
 		}
 	}
 }
+
+func TestPathID(t *testing.T) {
+	for in, want := range map[string]string{
+		"/srv/www/.env":                     "srv-www-env",
+		"/tmp/TestX/001/www/backup/old.env": "www-backup-old-env",
+		"/.env":                             "env",
+		"/":                                 "file",
+	} {
+		if got := pathID(in); got != want {
+			t.Errorf("pathID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
