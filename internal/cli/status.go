@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -64,6 +66,8 @@ type RotationStatus struct {
 	Started      time.Time                       `json:"started"`
 	Finished     time.Time                       `json:"finished,omitzero"`
 	Integrations map[string]*records.Integration `json:"integrations"`
+	Timeline     []records.Mark                  `json:"timeline,omitempty"`
+	Containment  *rotation.Containment           `json:"containment,omitempty"`
 }
 
 func statusRun(ctx context.Context, a *app, o *StatusOptions) error {
@@ -118,7 +122,10 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 		ks.LastAudit = st.LastAudit
 	}
 	if r, err := a.store.LatestRotation(ctx, k.ID); err == nil {
-		ks.LastRotation = &RotationStatus{ID: r.ID, Reason: r.Reason, Phase: r.Phase, Operator: r.Operator, Started: r.Started, Finished: r.Finished, Integrations: r.Integrations}
+		ks.LastRotation = &RotationStatus{ID: r.ID, Reason: r.Reason, Phase: r.Phase, Operator: r.Operator, Started: r.Started, Finished: r.Finished, Integrations: r.Integrations, Timeline: r.Timeline}
+		if c, ok := rotation.ContainmentOf(r); ok {
+			ks.LastRotation.Containment = &c
+		}
 	}
 	return ks
 }
@@ -154,5 +161,12 @@ func printKeyStatus(a *app, ks KeyStatus) {
 			continue
 		}
 		fmt.Fprintf(w, "    %-11s %-16s %s\n", rec.State, in.ID, rec.Reason)
+	}
+	if c := r.Containment; c != nil {
+		if c.Contained.IsZero() {
+			fmt.Fprintf(w, "  leak declared %s; not contained yet: %s\n", c.Declared.Format(time.RFC3339), strings.Join(c.Open, "; "))
+		} else {
+			fmt.Fprintf(w, "  leak contained in %s (declared %s, contained %s)\n", c.TimeToContain.Round(time.Second), c.Declared.Format(time.RFC3339), c.Contained.Format(time.RFC3339))
+		}
 	}
 }
