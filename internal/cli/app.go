@@ -120,6 +120,42 @@ func (a *app) targets(keyID string) ([]rotation.Target, error) {
 	return out, nil
 }
 
+// open looks up a key and its integrations and logs in to Vault: what
+// every command about one key starts with.
+func (a *app) open(ctx context.Context, keyID string) (*config.Key, []rotation.Target, error) {
+	k, err := a.key(keyID)
+	if err != nil {
+		return nil, nil, err
+	}
+	targets, err := a.targets(k.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := a.connectVault(ctx); err != nil {
+		return nil, nil, err
+	}
+	return k, targets, nil
+}
+
+// selectKeys returns the keys named by ids, or every key when none is.
+func (a *app) selectKeys(ids ...string) ([]config.Key, error) {
+	var keys []config.Key
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		k, err := a.key(id)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, *k)
+	}
+	if len(keys) == 0 {
+		return a.cfg.Keys, nil
+	}
+	return keys, nil
+}
+
 // connectVault logs in to Vault. A failure stops the command (exit 1).
 func (a *app) connectVault(ctx context.Context) error {
 	if a.store != nil {

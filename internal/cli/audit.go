@@ -71,16 +71,9 @@ type auditDoc struct {
 }
 
 func auditRun(ctx context.Context, a *app, o *AuditOptions) error {
-	keys := a.cfg.Keys
-	if len(o.Keys) > 0 {
-		keys = nil
-		for _, id := range o.Keys {
-			k, err := a.key(id)
-			if err != nil {
-				return err
-			}
-			keys = append(keys, *k)
-		}
+	keys, err := a.selectKeys(o.Keys...)
+	if err != nil {
+		return err
 	}
 	var n notifiers.Notifier
 	if o.Notify {

@@ -42,13 +42,9 @@ type pinger interface {
 }
 
 func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
-	keys := a.cfg.Keys
-	if o.Key != "" {
-		k, err := a.key(o.Key)
-		if err != nil {
-			return err
-		}
-		keys = []config.Key{*k}
+	keys, err := a.selectKeys(o.Key)
+	if err != nil {
+		return err
 	}
 	ready := true
 	doc := map[string]any{"config": a.cfg.File}

@@ -40,11 +40,7 @@ func NewCmdConfirm(g *GlobalOptions, s Streams) *cobra.Command {
 }
 
 func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
-	k, err := a.key(o.Key)
-	if err != nil {
-		return err
-	}
-	targets, err := a.targets(k.ID)
+	k, targets, err := a.open(ctx, o.Key)
 	if err != nil {
 		return err
 	}
@@ -56,9 +52,6 @@ func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
 	}
 	if target == nil {
 		return exit(ExitUsage, fmt.Errorf("key %s has no integration %q in %s", k.ID, o.Integration, a.cfg.File), "")
-	}
-	if err := a.connectVault(ctx); err != nil {
-		return err
 	}
 	res, err := a.engine(nil).Confirm(ctx, rotation.Job{Key: *k, Targets: targets}, *target, o.Note)
 	var nm *rotation.NotManualError

@@ -124,15 +124,8 @@ type leakDoc struct {
 
 func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	declared := time.Now().UTC()
-	k, err := a.key(o.Key)
+	k, targets, err := a.open(ctx, o.Key)
 	if err != nil {
-		return err
-	}
-	targets, err := a.targets(k.ID)
-	if err != nil {
-		return err
-	}
-	if err := a.connectVault(ctx); err != nil {
 		return err
 	}
 	// The preflight checks the current version, the leaked key, with the

@@ -33,15 +33,8 @@ func NewCmdResume(g *GlobalOptions, s Streams) *cobra.Command {
 }
 
 func resumeRun(ctx context.Context, a *app, o *ResumeOptions) error {
-	k, err := a.key(o.Key)
+	k, targets, err := a.open(ctx, o.Key)
 	if err != nil {
-		return err
-	}
-	targets, err := a.targets(k.ID)
-	if err != nil {
-		return err
-	}
-	if err := a.connectVault(ctx); err != nil {
 		return err
 	}
 	n, err := a.notifier()

@@ -63,15 +63,8 @@ func addKeyFlags(cmd *cobra.Command, yes, dryRun *bool, file *string, allow *boo
 }
 
 func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
-	k, err := a.key(o.Key)
+	k, targets, err := a.open(ctx, o.Key)
 	if err != nil {
-		return err
-	}
-	targets, err := a.targets(k.ID)
-	if err != nil {
-		return err
-	}
-	if err := a.connectVault(ctx); err != nil {
 		return err
 	}
 	pf := a.runPreflight(ctx, k, targets)

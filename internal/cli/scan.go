@@ -338,16 +338,9 @@ type scanDoc struct {
 }
 
 func scanRun(ctx context.Context, a *app, o *ScanOptions) error {
-	keys := a.cfg.Keys
-	if len(o.Keys) > 0 {
-		keys = nil
-		for _, id := range o.Keys {
-			k, err := a.key(id)
-			if err != nil {
-				return err
-			}
-			keys = append(keys, *k)
-		}
+	keys, err := a.selectKeys(o.Keys...)
+	if err != nil {
+		return err
 	}
 	if err := a.connectVault(ctx); err != nil {
 		return err

@@ -71,13 +71,9 @@ type RotationStatus struct {
 }
 
 func statusRun(ctx context.Context, a *app, o *StatusOptions) error {
-	keys := a.cfg.Keys
-	if o.Key != "" {
-		k, err := a.key(o.Key)
-		if err != nil {
-			return err
-		}
-		keys = []config.Key{*k}
+	keys, err := a.selectKeys(o.Key)
+	if err != nil {
+		return err
 	}
 	if err := a.connectVault(ctx); err != nil {
 		return err
