@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -120,16 +121,24 @@ func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, i
 		}
 	}
 	sortInts(nums)
+	// Read the versions at once: a rotation reads them all before it may
+	// store the new key, and one after another they added up.
+	kvs := make([]KeyVersion, len(nums))
+	errs := make([]error, len(nums))
+	var wg sync.WaitGroup
+	for i, n := range nums {
+		wg.Go(func() { kvs[i], errs[i] = s.ReadKeyVersion(ctx, vaultPath, n) })
+	}
+	wg.Wait()
 	out := make([]KeyVersion, 0, len(nums))
-	for _, n := range nums {
-		kv, err := s.ReadKeyVersion(ctx, vaultPath, n)
-		if errors.Is(err, ErrNotFound) {
+	for i := range nums {
+		if errors.Is(errs[i], ErrNotFound) {
 			continue
 		}
-		if err != nil {
-			return nil, 0, err
+		if errs[i] != nil {
+			return nil, 0, errs[i]
 		}
-		out = append(out, kv)
+		out = append(out, kvs[i])
 	}
 	return out, md.CurrentVersion, nil
 }
@@ -226,25 +235,48 @@ func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error)
 
 // PutRecord writes v as the JSON record at rel. With cas >= 0 the write is
 // check-and-set on that version (0: must not exist); -1 writes blindly.
+//
+// The record is marshalled once and sent as it is, in a KV v2 write body
+// {"options": {"cas": N}, "data": <record>}: a rotation's record grows
+// with its integrations and is written while they are updated, and
+// decoding it into a map to have the client encode it again doubled the
+// time and CPU each write took.
 func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int, error) {
 	p := s.RecordPath(rel)
+	where := fmt.Sprintf("vault: write record %s/%s", s.mount, p)
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
 	}
-	var data map[string]any
-	if err := json.Unmarshal(b, &data); err != nil {
-		return 0, err
+	if len(b) == 0 || b[0] != '{' {
+		return 0, fmt.Errorf("%s: a record must be a JSON object", where)
 	}
-	var opts []vault.KVOption
+	body := make([]byte, 0, len(b)+40)
+	body = append(body, '{')
 	if cas >= 0 {
-		opts = append(opts, vault.WithCheckAndSet(cas))
+		body = append(body, `"options":{"cas":`...)
+		body = strconv.AppendInt(body, int64(cas), 10)
+		body = append(body, "},"...)
 	}
-	sec, err := s.c.KVv2(s.mount).Put(ctx, p, data, opts...)
+	body = append(body, `"data":`...)
+	body = append(body, b...)
+	body = append(body, '}')
+	sec, err := s.c.Logical().WriteBytesWithContext(ctx, s.mount+"/data/"+p, body)
 	if err != nil {
-		return 0, classify(fmt.Sprintf("vault: write record %s/%s", s.mount, p), err)
+		return 0, classify(where, err)
 	}
-	return sec.VersionMetadata.Version, nil
+	if sec == nil || sec.Data == nil {
+		return 0, fmt.Errorf("%s: no version in Vault's answer", where)
+	}
+	n, ok := sec.Data["version"].(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("%s: no version in Vault's answer", where)
+	}
+	version, err := n.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("%s: version %q in Vault's answer: %w", where, n, err)
+	}
+	return int(version), nil
 }
 
 // ListRecords lists the records directly under rel (sub-folders left
