@@ -57,7 +57,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		g: g, s: s, cfg: cfg,
 		log:    slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level})),
 		getenv: os.Getenv,
-		http:   &http.Client{Timeout: cfg.Rotation.Timeout.D()},
+		http:   httpClient(cfg),
 	}
 	// Check each key's provider settings and build every integration
 	// once, to validate their fields.
@@ -81,6 +81,16 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		return nil, exit(ExitUsage, errs, "")
 	}
 	return a, nil
+}
+
+// httpClient is the client integrations and providers share: a request
+// takes at most rotation.timeout, and as many connections to one host stay
+// open as integrations are updated at once (many http integrations often
+// talk to one host).
+func httpClient(cfg *config.Config) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = cfg.Rotation.Concurrency
+	return &http.Client{Timeout: cfg.Rotation.Timeout.D(), Transport: t}
 }
 
 func configHint(path string, err error) string {

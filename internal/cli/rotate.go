@@ -231,9 +231,13 @@ func (a *app) report(out *rotation.Outcome, err error) error {
 	}
 	if a.json() {
 		writeJSON(a.s.Out, outcomeJSON(out, code))
-		return silent(code)
+	} else {
+		printOutcome(a.s.Out, out)
 	}
-	printOutcome(a.s.Out, out)
+	if out.RecordErr != nil {
+		return exit(code, fmt.Errorf("the outcome above could not be recorded in Vault: %w", out.RecordErr),
+			"run `rekey resume "+out.Rotation.KeyID+"` once Vault answers, so the records catch up")
+	}
 	return silent(code)
 }
 
@@ -269,17 +273,23 @@ type outcomeDoc struct {
 	Finished       time.Time         `json:"finished"`
 	Integrations   []rotation.Result `json:"integrations"`
 	Timeline       []records.Mark    `json:"timeline,omitempty"`
-	ExitCode       int               `json:"exit_code"`
+	// RecordError says the outcome could not be written to Vault.
+	RecordError string `json:"record_error,omitempty"`
+	ExitCode    int    `json:"exit_code"`
 }
 
 func outcomeJSON(out *rotation.Outcome, code int) outcomeDoc {
 	r := out.Rotation
-	return outcomeDoc{
+	doc := outcomeDoc{
 		RotationID: r.ID, Key: r.KeyID, Reason: r.Reason, Phase: r.Phase,
 		OldVersion: r.OldVersion, OldFingerprint: r.OldFingerprint,
 		NewVersion: r.NewVersion, NewFingerprint: r.NewFingerprint,
 		Started: r.Started, Finished: r.Finished, Integrations: out.Results, Timeline: r.Timeline, ExitCode: code,
 	}
+	if out.RecordErr != nil {
+		doc.RecordError = out.RecordErr.Error()
+	}
+	return doc
 }
 
 func printOutcome(w io.Writer, out *rotation.Outcome) {
