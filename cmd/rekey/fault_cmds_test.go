@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,8 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,9 +22,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/internal/ghtest"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
-	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -85,14 +82,6 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 	// slack calls METHOD N: METHOD was answered ok exactly N times.
 	// slack said REGEXP: a message Slack accepted matches REGEXP.
 	"slack": cmdSlack,
-	// gh start: a GitHub API server (internal/ghtest); GH_URL is its
-	//   api_url and GITHUB_TOKEN its token.
-	// gh repo OWNER/NAME: the repository exists.
-	// gh seed OWNER/NAME SECRET KEYNAME: the secret holds keys/KEYNAME.
-	// gh ratelimit N SECONDS: the next N requests are answered 403 with
-	//   the primary rate limit used up until SECONDS from now.
-	// gh holds OWNER/NAME SECRET KEYNAME: the secret holds keys/KEYNAME.
-	"gh": cmdGitHub,
 	// tmpfs DIR SIZE: mount a tmpfs of SIZE (64k) at DIR for the script.
 	// It needs root: stories that use it live in testdata/fault-root and
 	// start with `[!mount] skip`.
@@ -194,8 +183,6 @@ type faultState struct {
 	private bool
 	proxy   *vaultProxy
 	hang    *hangProvider
-	slack   *slackServer
-	gh      *ghtest.Server
 }
 
 var faultStates sync.Map // *world → *faultState
@@ -383,91 +370,16 @@ func cmdHangProvider(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// slackServer speaks the two Slack Web API methods rekey calls with a bot
-// token, as Slack does: form-encoded POSTs, {"ok": ...} JSON answers, 429
-// with Retry-After when rate limited.
-type slackServer struct {
-	token string
-	dumps string
-	srv   *httptest.Server
-
-	mu    sync.Mutex
-	fail  []int
-	calls map[string]int
-	texts []string
-	seq   int
-}
-
-func (s *slackServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	method := strings.TrimPrefix(r.URL.Path, "/api/")
-	body, _ := io.ReadAll(r.Body)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	code := 0
-	if len(s.fail) > 0 {
-		code = s.fail[0]
-		s.fail = s.fail[1:]
-	}
-	if code != 0 {
-		if code == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
-		w.WriteHeader(code)
-		if code == http.StatusTooManyRequests {
-			fmt.Fprint(w, `{"ok":false,"error":"ratelimited"}`)
-		} else {
-			fmt.Fprint(w, `{"ok":false,"error":"fatal_error"}`)
-		}
-		return
-	}
-	if r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer "+s.token {
-		fmt.Fprint(w, `{"ok":false,"error":"not_authed"}`)
-		return
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil || form.Get("channel") == "" {
-		fmt.Fprint(w, `{"ok":false,"error":"invalid_arguments"}`)
-		return
-	}
-	s.seq++
-	s.calls[method]++
-	s.texts = append(s.texts, form.Get("text"))
-	os.WriteFile(filepath.Join(s.dumps, fmt.Sprintf("slack-%03d-%s.txt", s.seq, method)), body, 0o600)
-	ts := fmt.Sprintf("1700000000.%06d", s.seq)
-	switch method {
-	case "chat.postMessage":
-		if t := form.Get("thread_ts"); t != "" {
-			fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q,"message":{"text":"","thread_ts":%q}}`, form.Get("channel"), ts, t)
-			return
-		}
-		fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q,"message":{"text":""}}`, form.Get("channel"), ts)
-	case "chat.update":
-		fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q,"text":""}`, form.Get("channel"), form.Get("ts"))
-	default:
-		fmt.Fprint(w, `{"ok":false,"error":"unknown_method"}`)
-	}
-}
-
+// cmdSlack drives the world's Slack ($SLACK_URL):
+//
+//	slack fail STATUS N   answer the next N calls with STATUS (429 with Retry-After: 1)
+//	slack pass N          answer the next N calls normally (before failures queued after)
+//	slack calls METHOD N  METHOD was answered ok N times
+//	slack said REGEXP     a message's text matches REGEXP
 func cmdSlack(ts *testscript.TestScript, neg bool, args []string) {
-	w := getWorld(ts)
-	st := w.faults()
-	if len(args) == 0 || (args[0] != "start" && st.slack == nil) {
-		ts.Fatalf("usage: slack start | fail STATUS N | calls METHOD N | said REGEXP (after start)")
-	}
-	s := st.slack
-	switch args[0] {
-	case "start":
-		s = &slackServer{token: "xoxb-test-" + strconv.FormatInt(time.Now().UnixNano(), 36), dumps: ts.Getenv("DUMPS"), calls: map[string]int{}}
-		s.srv = httptest.NewServer(s)
-		ts.Defer(s.srv.Close)
-		st.slack = s
-		ts.Setenv("SLACK_BOT_TOKEN", s.token)
-		ts.Setenv("SLACK_URL", s.srv.URL+"/api/")
-	case "fail", "pass":
-		if args[0] == "pass" {
-			args = []string{"fail", "0", args[1]}
-		}
+	s := getWorld(ts).slack
+	switch {
+	case len(args) == 3 && (args[0] == "fail"):
 		code, err := strconv.Atoi(args[1])
 		ts.Check(err)
 		n, err := strconv.Atoi(args[2])
@@ -477,7 +389,15 @@ func cmdSlack(ts *testscript.TestScript, neg bool, args []string) {
 			s.fail = append(s.fail, code)
 		}
 		s.mu.Unlock()
-	case "calls":
+	case len(args) == 2 && args[0] == "pass":
+		n, err := strconv.Atoi(args[1])
+		ts.Check(err)
+		s.mu.Lock()
+		for range n {
+			s.fail = append(s.fail, 0)
+		}
+		s.mu.Unlock()
+	case len(args) == 3 && args[0] == "calls":
 		want, err := strconv.Atoi(args[2])
 		ts.Check(err)
 		s.mu.Lock()
@@ -486,59 +406,16 @@ func cmdSlack(ts *testscript.TestScript, neg bool, args []string) {
 		if (got == want) == neg {
 			ts.Fatalf("slack: %s answered ok %d times, want %d", args[1], got, want)
 		}
-	case "said":
+	case len(args) == 2 && args[0] == "said":
 		re, err := regexp.Compile(args[1])
 		ts.Check(err)
 		s.mu.Lock()
-		found := false
-		for _, t := range s.texts {
-			found = found || re.MatchString(t)
-		}
+		found := slices.ContainsFunc(s.texts, re.MatchString)
 		s.mu.Unlock()
 		if found == neg {
 			ts.Fatalf("slack: a message matching %q: %v, want %v", args[1], found, !neg)
 		}
 	default:
-		ts.Fatalf("slack: unknown subcommand %s", args[0])
-	}
-}
-
-func cmdGitHub(ts *testscript.TestScript, neg bool, args []string) {
-	w := getWorld(ts)
-	st := w.faults()
-	if len(args) == 0 || (args[0] != "start" && st.gh == nil) {
-		ts.Fatalf("usage: gh start | repo R | seed R SECRET NAME | ratelimit N SECONDS | holds R SECRET NAME")
-	}
-	g := st.gh
-	switch args[0] {
-	case "start":
-		g = ghtest.Start(ghtest.Options{})
-		ts.Defer(func() {
-			g.Close()
-			if v := g.Violations(); len(v) > 0 {
-				ts.Fatalf("GitHub protocol violations: %v", v)
-			}
-		})
-		st.gh = g
-		ts.Setenv("GH_URL", g.URL)
-		ts.Setenv("GITHUB_TOKEN", g.Token)
-	case "repo":
-		g.AddRepo(args[1])
-	case "seed":
-		now := time.Now().Add(-24 * time.Hour)
-		g.SetSecret(ghtest.Repo(args[1]), args[2], ghtest.Secret{Value: secret.New(readKey(ts, args[3])), CreatedAt: now, UpdatedAt: now})
-	case "ratelimit":
-		n, err := strconv.Atoi(args[1])
-		ts.Check(err)
-		secs, err := strconv.Atoi(args[2])
-		ts.Check(err)
-		g.RateLimit(n, http.StatusForbidden, time.Now().Add(time.Duration(secs)*time.Second))
-	case "holds":
-		sec, ok := g.Secret(ghtest.Repo(args[1]), args[2])
-		if (ok && sec.Value.Equal(secret.New(readKey(ts, args[3])))) == neg {
-			ts.Fatalf("GitHub secret %s of %s holds %s: want %v", args[2], args[1], sec.Value.Fingerprint(), !neg)
-		}
-	default:
-		ts.Fatalf("gh: unknown subcommand %s", args[0])
+		ts.Fatalf("usage: slack fail STATUS N | pass N | calls METHOD N | said REGEXP")
 	}
 }

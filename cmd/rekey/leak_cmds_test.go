@@ -44,11 +44,12 @@ var leakCmds = map[string]func(ts *testscript.TestScript, neg bool, args []strin
 			return true
 		})
 	},
-	// github repo OWNER/NAME: the repository exists on the world's GitHub
-	//   ($GH_URL; the fault stories' `gh start` replaces it with their own).
+	// github repo OWNER/NAME: the repository exists on the world's GitHub ($GH_URL).
 	// github set OWNER/NAME SECRET NAME: the Actions secret holds keys/NAME,
 	//   written an hour ago by someone else.
 	// github holds OWNER/NAME SECRET NAME: the secret holds keys/NAME.
+	// github ratelimit N SECONDS: the next N requests are answered 403 with
+	//   the primary rate limit used up until SECONDS from now.
 	"github": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
 		switch {
@@ -61,8 +62,14 @@ var leakCmds = map[string]func(ts *testscript.TestScript, neg bool, args []strin
 			if (ok && sec.Value.Equal(secret.New(readKey(ts, args[3])))) == neg {
 				ts.Fatalf("GitHub secret %s of %s holds %s: %v (it holds %s)", args[2], args[1], args[3], !neg, sec.Value.Fingerprint())
 			}
+		case len(args) == 3 && args[0] == "ratelimit":
+			n, err := strconv.Atoi(args[1])
+			ts.Check(err)
+			secs, err := strconv.Atoi(args[2])
+			ts.Check(err)
+			w.gh.RateLimit(n, http.StatusForbidden, time.Now().Add(time.Duration(secs)*time.Second))
 		default:
-			ts.Fatalf("usage: github repo OWNER/NAME | github set|holds OWNER/NAME SECRET NAME")
+			ts.Fatalf("usage: github repo OWNER/NAME | github set|holds OWNER/NAME SECRET NAME | github ratelimit N SECONDS")
 		}
 	},
 	// web set NAME: an administrator put keys/NAME in the widget's settings.

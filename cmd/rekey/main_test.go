@@ -431,10 +431,13 @@ type worldSlack struct {
 	mu     sync.Mutex
 	n      int
 	onPost []func(text string) bool // run on each post until one returns true
+	fail   []int                    // statuses for the next calls (0: answer normally)
+	calls  map[string]int           // calls answered ok, by method
+	texts  []string                 // text of every message answered ok
 }
 
 func newWorldSlack(logPath string) *worldSlack {
-	s := &worldSlack{log: logPath}
+	s := &worldSlack{log: logPath, calls: map[string]int{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -455,6 +458,26 @@ func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 	method, ok := strings.CutPrefix(r.URL.Path, "/api/")
 	if r.Method != http.MethodPost || !ok {
 		http.NotFound(w, r)
+		return
+	}
+	s.mu.Lock()
+	code := 0
+	if len(s.fail) > 0 {
+		code, s.fail = s.fail[0], s.fail[1:]
+	}
+	s.mu.Unlock()
+	switch code {
+	case 0:
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(code)
+		fmt.Fprint(w, `{"ok":false,"error":"ratelimited"}`)
+		return
+	default:
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(code)
+		fmt.Fprint(w, "<html><body>Slack is having trouble</body></html>")
 		return
 	}
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
@@ -489,6 +512,8 @@ func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 		f.Close()
 	}
 	hooks := s.onPost
+	s.calls[method]++
+	s.texts = append(s.texts, form.Get("text"))
 	s.mu.Unlock()
 	switch method {
 	case "chat.postMessage":
