@@ -280,3 +280,23 @@ func TestResumeReappliesWhatDriftedBack(t *testing.T) {
 		t.Fatalf("resume applied to a target that was still current (%d attempts)", stays.attempts)
 	}
 }
+
+func TestEarlierVersionIsRefused(t *testing.T) {
+	older, old := secret.New("older-key-cccccccccccc"), secret.New("old-key-aaaaaaaaaaaa")
+	store, _ := setup(t, older)
+	if _, err := store.WriteKey(context.Background(), "an/main", old, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	m := &memTarget{id: "m", held: old}
+	_, err := (&Engine{Store: store}).Rotate(context.Background(), job(m), older)
+	var re *RefusedError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "earlier version") {
+		t.Fatalf("err = %v, want a refusal naming version 1 as an earlier version", err)
+	}
+	if m.attempts != 0 {
+		t.Fatal("an integration was touched")
+	}
+	if cur, _ := store.ReadKey(context.Background(), "an/main"); cur.Version != 2 {
+		t.Fatalf("Vault version %d after a refused key", cur.Version)
+	}
+}
