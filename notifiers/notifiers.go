@@ -63,6 +63,14 @@ type Notifier interface {
 	Notify(ctx context.Context, ev Event) error
 }
 
+// Threader is a notifier that threads a rotation's events under its first
+// message, and can say where that is, or be told, so that a later process
+// (`rekey resume`, `rekey confirm`) replies in the same thread.
+type Threader interface {
+	Thread(rotationID string) (channel, ts string, ok bool)
+	ResumeThread(rotationID, channel, ts string)
+}
+
 // Multi sends each event to every notifier and returns the first error.
 type Multi []Notifier
 
@@ -75,4 +83,25 @@ func (m Multi) Notify(ctx context.Context, ev Event) error {
 		}
 	}
 	return first
+}
+
+// Thread implements Threader with the first notifier that threads.
+func (m Multi) Thread(rotationID string) (channel, ts string, ok bool) {
+	for _, n := range m {
+		if t, is := n.(Threader); is {
+			if c, ts, ok := t.Thread(rotationID); ok {
+				return c, ts, true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// ResumeThread implements Threader for every notifier that threads.
+func (m Multi) ResumeThread(rotationID, channel, ts string) {
+	for _, n := range m {
+		if t, is := n.(Threader); is {
+			t.ResumeThread(rotationID, channel, ts)
+		}
+	}
 }

@@ -55,6 +55,15 @@ type Rotation struct {
 	// Timeline marks the moments of an incident (leak declared, old key
 	// confirmed dead, new key stored, each integration current).
 	Timeline []Mark `json:"timeline,omitempty"`
+	// Thread is where the rotation's notifications are threaded (a Slack
+	// channel and message), so resume and confirm reply in the same one.
+	Thread *Thread `json:"thread,omitempty"`
+}
+
+// Thread names the first message of a rotation's notifications.
+type Thread struct {
+	Channel string `json:"channel"`
+	TS      string `json:"ts"`
 }
 
 // Integration is one integration's record within a rotation.

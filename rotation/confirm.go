@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 )
 
@@ -57,5 +58,22 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	if err := e.Store.SaveRotation(ctx, rec); err != nil {
 		return Result{}, err
 	}
-	return Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner}, nil
+	res := Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner}
+
+	// Tell the rotation's thread; when this was the last one, the outcome.
+	e.resumeThread(rec)
+	e.notify(ctx, notifiers.Event{
+		Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: rec.ID, Reason: rec.Reason,
+		Fingerprint:  want.Current,
+		Title:        fmt.Sprintf("%s confirmed by %s: %s", t.Config.ID, r.ConfirmedBy, st.State),
+		Text:         st.Reason,
+		Integrations: []notifiers.Integration{{ID: t.Config.ID, Type: t.Config.Type, State: string(st.State), Reason: st.Reason, Owner: t.Config.Owner}},
+	})
+	job.Reason = rec.Reason
+	if all := (&Outcome{Rotation: rec, Results: results(job, rec)}); all.AllCurrent() {
+		ev := finishedEvent(job, rec, all)
+		ev.At = now
+		e.notify(ctx, ev)
+	}
+	return res, nil
 }

@@ -338,6 +338,7 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.resumeThread(rec)
 	cur, err := e.Store.ReadKey(ctx, job.Key.VaultPath)
 	if err != nil {
 		return nil, err
@@ -434,6 +435,7 @@ func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key
 	if allCurrent && job.Reason == "leak" {
 		rec.Timeline = append(rec.Timeline, records.Mark{At: rec.Finished, What: "every integration current"})
 	}
+	e.rememberThread(rec)
 	j.mu.Unlock()
 	outcome := &Outcome{Rotation: rec, Results: results(job, rec)}
 	if err := e.flushFinal(ctx, j); err != nil {
@@ -530,6 +532,22 @@ func finishedEvent(job Job, rec *records.Rotation, out *Outcome) notifiers.Event
 		ev.Text = "Run `rekey resume " + job.Key.ID + "` after fixing failures; manual integrations need `rekey confirm " + job.Key.ID + " INTEGRATION`."
 	}
 	return ev
+}
+
+// rememberThread records where the notifier threads rec's messages.
+func (e *Engine) rememberThread(rec *records.Rotation) {
+	if t, ok := e.Notifier.(notifiers.Threader); ok {
+		if channel, ts, ok := t.Thread(rec.ID); ok {
+			rec.Thread = &records.Thread{Channel: channel, TS: ts}
+		}
+	}
+}
+
+// resumeThread tells the notifier where rec's messages are threaded.
+func (e *Engine) resumeThread(rec *records.Rotation) {
+	if t, ok := e.Notifier.(notifiers.Threader); ok && rec.Thread != nil {
+		t.ResumeThread(rec.ID, rec.Thread.Channel, rec.Thread.TS)
+	}
 }
 
 func (e *Engine) notify(ctx context.Context, ev notifiers.Event) {

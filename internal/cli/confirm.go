@@ -53,7 +53,11 @@ func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
 	if target == nil {
 		return exit(ExitUsage, fmt.Errorf("key %s has no integration %q in %s", k.ID, o.Integration, a.cfg.File), "")
 	}
-	res, err := a.engine(nil).Confirm(ctx, rotation.Job{Key: *k, Targets: targets}, *target, o.Note)
+	n, err := a.notifier()
+	if err != nil {
+		return exit(ExitUsage, err, "")
+	}
+	res, err := a.engine(n).Confirm(ctx, rotation.Job{Key: *k, Targets: targets}, *target, o.Note)
 	var nm *rotation.NotManualError
 	var locked *vaultstore.LockedError
 	switch {
