@@ -46,7 +46,7 @@ func resumeRun(ctx context.Context, a *app, o *ResumeOptions) error {
 	for i, t := range targets {
 		ids[i] = t.Config.ID
 	}
-	view := liveview.New(a.s.Err, isTerminal(a.s.Err), ids)
+	view := liveview.New(a.s.Err, a.liveTerminal(), ids)
 	eng.Progress = view.Set
 	out, err := eng.Resume(ctx, rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "resume"})
 	view.Close()

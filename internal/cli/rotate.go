@@ -212,7 +212,7 @@ func (a *app) runRotation(ctx context.Context, eng *rotation.Engine, job rotatio
 // applyRotation runs the engine with a live view on stderr.
 func (a *app) applyRotation(ctx context.Context, eng *rotation.Engine, job rotation.Job, key secret.Key) (*rotation.Outcome, error) {
 	ids, _ := waiting(job.Targets, "")
-	view := liveview.New(a.s.Err, isTerminal(a.s.Err), ids)
+	view := liveview.New(a.s.Err, a.liveTerminal(), ids)
 	eng.Progress = view.Set
 	out, err := eng.Rotate(ctx, job, key)
 	view.Close()

@@ -12,3 +12,10 @@ func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
+
+// liveTerminal reports whether the live view may redraw lines in place:
+// stderr is a terminal, and the console notifier is not printing on it
+// at the same time (its messages would be drawn over).
+func (a *app) liveTerminal() bool {
+	return isTerminal(a.s.Err) && !a.cfg.Notify.Console
+}
