@@ -136,6 +136,11 @@ func (e *Engine) checkTimeout() time.Duration {
 	return time.Minute
 }
 
+// MinKeyLen is the shortest key rekey stores. Action Network's keys are 32
+// characters; a shorter paste is a mistake, and a key short enough could
+// be recovered from its fingerprint.
+const MinKeyLen = 16
+
 // RefusedError means the new key was refused before anything was written.
 type RefusedError struct{ Reason string }
 
@@ -199,6 +204,11 @@ func (o *Outcome) AllCurrent() bool {
 func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore.KeyVersion, []vaultstore.KeyVersion, error) {
 	if key.IsZero() {
 		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: "it is empty"}
+	}
+	if key.Len() < MinKeyLen {
+		// A fingerprint is shown everywhere; a key this short could be
+		// found from it by trying them all.
+		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: fmt.Sprintf("it is %d bytes long; API keys are at least %d (a partial paste?)", key.Len(), MinKeyLen)}
 	}
 	cur, err := e.Store.ReadKey(ctx, job.Key.VaultPath)
 	if err != nil && !errors.Is(err, vaultstore.ErrNotFound) {

@@ -184,6 +184,7 @@ func TestRefusedKeysChangeNothing(t *testing.T) {
 		want    string
 	}{
 		{"empty", secret.New(""), validChecker{}, "empty"},
+		{"too short", secret.New("abc123"), validChecker{}, "6 bytes long"},
 		{"current", old, validChecker{}, "current version"},
 		{"invalid", secret.New("bad-key-cccccccccccc"), fixedChecker{Validity: providers.Invalid, Reason: "401"}, "rejected"},
 		{"unknown", secret.New("new-key-dddddddddddd"), fixedChecker{Validity: providers.Unknown, Reason: "429"}, "could not check"},

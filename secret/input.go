@@ -32,10 +32,16 @@ func (in Input) Read() (Key, error) {
 	if in.File != "" {
 		f, err := os.Open(in.File)
 		if err != nil {
-			return Key{}, fmt.Errorf("new key file: %w", err)
+			// Not the path: a key passed by mistake as the path would be
+			// printed.
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return Key{}, fmt.Errorf("new key file: cannot open it: %w", err)
 		}
 		defer f.Close()
-		return readLine(f, "new key file "+in.File)
+		return readLine(f, "the new key file")
 	}
 	stdin := in.Stdin
 	if stdin == nil {

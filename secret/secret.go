@@ -27,6 +27,9 @@ func New(value string) Key { return Key{v: value} }
 // in argv or a child's environment.
 func (k Key) Reveal() string { return k.v }
 
+// Len is the key's length in bytes.
+func (k Key) Len() int { return len(k.v) }
+
 // IsZero reports whether the key is empty.
 func (k Key) IsZero() bool { return k.v == "" }
 

@@ -101,3 +101,11 @@ func TestInputPipe(t *testing.T) {
 		t.Fatalf("read %v from stdin", k)
 	}
 }
+
+func TestInputFileErrorDoesNotEchoThePath(t *testing.T) {
+	// Someone passes the key itself where the path goes.
+	_, err := Input{File: raw}.Read()
+	if err == nil || strings.Contains(err.Error(), raw) {
+		t.Fatalf("err = %v; want an error without the path", err)
+	}
+}

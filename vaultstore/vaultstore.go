@@ -300,15 +300,23 @@ func (s *Store) ListRecords(ctx context.Context, rel string) ([]string, error) {
 	return out, nil
 }
 
-// classify turns a vault/api error into one of this package's classes,
-// keeping Vault's own message (which never holds a secret value).
+// Classify turns an error from the Vault client into one of this
+// package's classes, prefixed with where. It keeps Vault's own error
+// messages, which never hold a secret value, but never a body that is not
+// Vault's JSON: a proxy's error page can quote the request, key and token
+// included.
+func Classify(where string, err error) error { return classify(where, err) }
+
 func classify(where string, err error) error {
 	if errors.Is(err, vault.ErrSecretNotFound) {
 		return fmt.Errorf("%s: %w", where, ErrNotFound)
 	}
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
+		msg := "an answer that is not Vault's"
+		if !re.RawError {
+			msg = Truncate(strings.Join(re.Errors, "; "), 300)
+		}
 		switch {
 		case strings.Contains(msg, "check-and-set parameter did not match"):
 			return fmt.Errorf("%s: %w", where, ErrConflict)

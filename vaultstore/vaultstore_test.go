@@ -3,7 +3,12 @@ package vaultstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +163,28 @@ func TestListRecords(t *testing.T) {
 	got, err := s.ListRecords(ctx, "keys/an/rotations")
 	if err != nil || len(got) != 2 || got[0] != "r1" || got[1] != "r2" {
 		t.Fatalf("ListRecords = %v, %v; want [r1 r2]", got, err)
+	}
+}
+
+// TestProxyPagesStayOutOfErrors: something in front of Vault answers with
+// an HTML page that quotes the request it got, key and token included.
+// Nothing of that page may reach the error.
+func TestProxyPagesStayOutOfErrors(t *testing.T) {
+	const key, token = "proxied-key-0123456789abcdef", "hvs.proxiedtoken0123456789"
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprintf(w, "<html>bad gateway for %s token=%s body=%s</html>", r.URL, r.Header.Get("X-Vault-Token"), body)
+	}))
+	defer proxy.Close()
+	s := New(vaulttest.NewClient(t, proxy.URL, token), "secret", "rekey")
+	_, err := s.WriteKey(context.Background(), "an/main", secret.New(key), 1, nil)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	leakcheck.Assert(t, "error", []byte(err.Error()), key, token)
+	if strings.Contains(err.Error(), "html") {
+		t.Fatalf("the proxy's page is in the error: %v", err)
 	}
 }

@@ -296,6 +296,22 @@ func keepMode(info fs.FileInfo) fs.FileMode {
 	return info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 }
 
+// staleTemp is how old a temporary file of a write must be for sweepTemps
+// to take it for one left by a rekey that was killed mid-write.
+const staleTemp = 10 * time.Minute
+
+// sweepTemps removes temporary files that an earlier write of base left in
+// dir when it was killed between creating and renaming them: they hold a
+// copy of the file, key included.
+func sweepTemps(dir, base string) {
+	old, _ := filepath.Glob(filepath.Join(dir, "."+base+".rekey-*"))
+	for _, p := range old {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleTemp {
+			os.Remove(p)
+		}
+	}
+}
+
 // writeAtomic replaces path with data: a temporary file in the same
 // directory, written, given the owner of expect and mode, synced, then
 // renamed over path, unless path is no longer the file expect describes.
@@ -303,6 +319,7 @@ func keepMode(info fs.FileInfo) fs.FileMode {
 // what the new file is, for a later writeAtomic to expect.
 func writeAtomic(path string, data []byte, mode fs.FileMode, expect fs.FileInfo) (fs.FileInfo, error) {
 	dir, base := filepath.Split(path)
+	sweepTemps(dir, base)
 	tmp, err := os.CreateTemp(dir, "."+base+".rekey-*")
 	if err != nil {
 		return nil, osError("create a temporary file beside", path, err)

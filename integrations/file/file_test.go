@@ -639,3 +639,31 @@ func TestObserve(t *testing.T) {
 		t.Errorf("file gone: %+v, want failing", s)
 	}
 }
+
+func TestStaleTempFilesAreSwept(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, ".env")
+	if err := os.WriteFile(p, []byte("K=old-key-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "..env.rekey-12345") // as writeAtomic names them
+	fresh := filepath.Join(dir, "..env.rekey-67890")
+	other := filepath.Join(dir, ".other.rekey-1")
+	for _, f := range []string{stale, fresh, other} {
+		if err := os.WriteFile(f, []byte("K=old-key-0123456789\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-time.Hour)
+	os.Chtimes(stale, long, long)
+	os.Chtimes(other, long, long)
+	sweepTemps(dir+"/", ".env")
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("a temporary file left an hour ago is still there")
+	}
+	for _, f := range []string{fresh, other} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s was removed: %v", filepath.Base(f), err)
+		}
+	}
+}

@@ -145,6 +145,15 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		v.target += " in namespace " + ns
 	}
 
+	// rekey's own token may write every key it manages: it goes to rekey's
+	// own Vault only. Another address needs a token of its own.
+	own := h.Config.Vault.Address
+	if own == "" {
+		own = getenv("VAULT_ADDR")
+	}
+	if f.Address != "" && f.TokenEnv == "" && strings.TrimRight(f.Address, "/") != strings.TrimRight(own, "/") {
+		return nil, h.Config.Required(in, "token_env", "with an address other than rekey's own Vault (rekey's token is not sent to another Vault)")
+	}
 	switch {
 	case f.TokenEnv != "":
 		v.tokenEnv = f.TokenEnv

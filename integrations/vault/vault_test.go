@@ -143,6 +143,7 @@ func TestConfigErrors(t *testing.T) {
 		{"no field", map[string]any{"field": nil}, nil, "field"},
 		{"no address anywhere", nil, map[string]string{}, "address"},
 		{"bad address", map[string]any{"address": "vault.example:8200"}, nil, "address"},
+		{"another Vault without its own token", map[string]any{"address": "https://vault.reporting.example:8200"}, nil, "token_env"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -311,7 +312,7 @@ func TestFailuresAreClassified(t *testing.T) {
 			return map[string]any{"mount": f.vault.Mount + "-v1"}
 		}, integrations.ErrInvalid, false, "is not a KV version 2 mount"},
 		{"nothing listening", func(t *testing.T, f *fixture) map[string]any {
-			return map[string]any{"address": "http://127.0.0.1:1"}
+			return map[string]any{"address": "http://127.0.0.1:1", "token_env": "VAULT_TOKEN"}
 		}, integrations.ErrTransient, true, "connection refused"},
 	}
 	for _, c := range cases {
@@ -364,7 +365,7 @@ func TestAddressAndNamespaceDefaults(t *testing.T) {
 	// An explicit address does not inherit rekey's namespace.
 	g := newFixture(t)
 	g.cfg = config.Vault{Address: "http://127.0.0.1:1", Namespace: "team-a"}
-	in = g.build(t, map[string]any{"address": g.proxy.URL})
+	in = g.build(t, map[string]any{"address": g.proxy.URL, "token_env": "VAULT_TOKEN"})
 	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, integrations.ErrNotFound) {
 		t.Fatalf("Read: %v", err)
 	}

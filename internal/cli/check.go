@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/vaultstore"
 )
 
 // CheckOptions are `rekey check`'s arguments.
@@ -139,7 +140,7 @@ func (a *app) vaultCapabilities(ctx context.Context, k config.Key) []string {
 	for path, caps := range need {
 		have, err := a.store.Client().Sys().CapabilitiesSelfWithContext(ctx, path)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: %v", path, err))
+			problems = append(problems, vaultstore.Classify(path, err).Error())
 			continue
 		}
 		if slices.Contains(have, "root") {

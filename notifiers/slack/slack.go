@@ -111,15 +111,17 @@ func New(opts Options) (*Notifier, error) {
 		return nil, fmt.Errorf("slack: retries must not be negative, got %d", opts.Retries)
 	}
 
-	hc := opts.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
-	if hc.Timeout == 0 {
-		c := *hc
-		c.Timeout = DefaultTimeout
+	hc := &http.Client{}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient
 		hc = &c
 	}
+	if hc.Timeout == 0 {
+		hc.Timeout = DefaultTimeout
+	}
+	// Slack's API and webhooks never redirect; following one would send
+	// the token on, and Go puts the webhook URL (a secret) in Referer.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	n := &Notifier{
 		channel: opts.Channel,
 		http:    hc,

@@ -809,8 +809,32 @@ func TestHTTPClientTimeout(t *testing.T) {
 	}
 	short := &http.Client{Timeout: time.Second}
 	n, _ = New(Options{WebhookURL: "https://hooks.slack.com" + webhookPath, HTTPClient: short})
-	if n.http != short {
-		t.Errorf("a client with its own timeout was replaced")
+	if n.http.Timeout != time.Second || short.CheckRedirect != nil {
+		t.Errorf("a client's own timeout was not kept, or the caller's client was changed")
+	}
+}
+
+// A redirect is never followed: the token would go on, and the webhook
+// URL (a secret) would be sent along as the Referer.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var got []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Referer")+" "+r.Header.Get("Authorization"))
+	}))
+	defer elsewhere.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/landing", http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	hook, _ := New(Options{WebhookURL: redirect.URL + webhookPath})
+	bot, _ := New(Options{Token: testToken, Channel: testChannel, APIURL: redirect.URL + "/api/"})
+	for _, n := range []*Notifier{hook, bot} {
+		if err := n.Notify(context.Background(), started("r1")); err == nil {
+			t.Error("a redirect was taken for a delivery")
+		}
+	}
+	if len(got) > 0 {
+		t.Fatalf("the redirect was followed: %q", got)
 	}
 }
 
