@@ -237,7 +237,7 @@ func sameYAML(t *testing.T, a, b *yaml.Node, targets map[*yaml.Node]bool, value,
 	// Comments are not compared node by node: yaml.v3 attaches a comment
 	// to a different node depending on the style of a nearby scalar
 	// ("0: 0\n#" and "0: \"0\"\n#"). Their bytes are checked by
-	// checkOutside, and all of them together by sameComments.
+	// checkOutside, and all of them together through yamlComments.
 	if a.Kind != b.Kind || a.Style != b.Style || a.Tag != b.Tag || a.Value != b.Value || a.Anchor != b.Anchor ||
 		len(a.Content) != len(b.Content) {
 		t.Fatalf("%s: nodes differ:\n%+v\n%+v", at, *a, *b)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -103,12 +104,30 @@ func yamlFind(doc *yaml.Node, field string) ([]yamlMatch, error) {
 				}
 			}
 		}
-		cur = next
+		cur = lastOccurrences(next)
 	}
 	if len(cur) == 0 {
 		return nil, fmt.Errorf("field %s: %w", field, errNoField)
 	}
 	return cur, nil
+}
+
+// lastOccurrences drops every match that comes again later in ms. Through
+// an alias the same node can be reached more than once, and a mapping
+// that repeats a key and aliases itself ("a: &x\n  b: *x\n  b: *x") would
+// otherwise double the matches at every step of a long path. The last
+// match, which a read takes, stays the same node.
+func lastOccurrences(ms []yamlMatch) []yamlMatch {
+	seen := make(map[yamlMatch]bool, len(ms))
+	out := make([]yamlMatch, 0, len(ms))
+	for i := len(ms) - 1; i >= 0; i-- {
+		if !seen[ms[i]] {
+			seen[ms[i]] = true
+			out = append(out, ms[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // yamlScalarValue is what a read gives for a node, or why it gives nothing.
