@@ -153,16 +153,10 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	if !integrationsReady(pf) {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably stay broken once the leaked key is revoked.\n")
 	}
-	if err := a.confirm(o.Yes, fmt.Sprintf("Respond to the leak of %s now? Every integration breaks when the leaked key is revoked, until it gets the new one.", k.ID)); err != nil {
+	eng, err := a.confirmedEngine(o.Yes, o.AllowUnverified, fmt.Sprintf("Respond to the leak of %s now? Every integration breaks when the leaked key is revoked, until it gets the new one.", k.ID))
+	if err != nil {
 		return err
 	}
-
-	n, err := a.notifier()
-	if err != nil {
-		return exit(ExitUsage, err, "")
-	}
-	eng := a.engine(n)
-	eng.AllowUnverified = o.AllowUnverified
 	job := rotation.Job{
 		Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "leak", Leak: true,
 		RotationID: rotation.NewID(declared),

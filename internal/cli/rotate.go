@@ -90,16 +90,10 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if !pf.ready() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably fail too, and stay broken once the old key is revoked.\n")
 	}
-	if err := a.confirm(o.Yes, fmt.Sprintf("Rotate %s now? The old key stops working the moment it is revoked.", k.ID)); err != nil {
+	eng, err := a.confirmedEngine(o.Yes, o.AllowUnverified, fmt.Sprintf("Rotate %s now? The old key stops working the moment it is revoked.", k.ID))
+	if err != nil {
 		return err
 	}
-
-	n, err := a.notifier()
-	if err != nil {
-		return exit(ExitUsage, err, "")
-	}
-	eng := a.engine(n)
-	eng.AllowUnverified = o.AllowUnverified
 	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: rotation.NewID(time.Now())}
 	a.tellOwner(ctx, eng, job, false)
 
@@ -108,6 +102,21 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 		return err
 	}
 	return a.runRotation(ctx, eng, job, key)
+}
+
+// confirmedEngine asks before going on (unless yes), then builds the
+// engine that stores a new key, with the configured notifiers.
+func (a *app) confirmedEngine(yes, allowUnverified bool, question string) (*rotation.Engine, error) {
+	if err := a.confirm(yes, question); err != nil {
+		return nil, err
+	}
+	n, err := a.notifier()
+	if err != nil {
+		return nil, exit(ExitUsage, err, "")
+	}
+	eng := a.engine(n)
+	eng.AllowUnverified = allowUnverified
+	return eng, nil
 }
 
 // human is where text meant for a person goes: stdout, or stderr when
