@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -51,6 +53,11 @@ func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 	doc := map[string]any{"config": a.cfg.File}
 	w := a.human()
 	fmt.Fprintf(w, "ok   config    %s: %d keys, %d integrations\n", a.cfg.File, len(a.cfg.Keys), len(a.cfg.Integrations))
+	warnings := a.cleartextURLs()
+	for _, warn := range warnings {
+		fmt.Fprintf(w, "WARN config    %s\n", warn)
+	}
+	doc["warnings"] = warnings
 
 	// Slack.
 	if n, err := a.notifier(); err != nil {
@@ -123,6 +130,35 @@ func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 		return silent(ExitStopped)
 	}
 	return nil
+}
+
+// cleartextURLs lists the places where rekey would send a key or a token
+// over plain http to a host that is not this machine.
+func (a *app) cleartextURLs() []string {
+	var out []string
+	check := func(what, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" {
+			return
+		}
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return
+		}
+		out = append(out, fmt.Sprintf("%s %s is plain http: what rekey sends there crosses the network unencrypted", what, raw))
+	}
+	vaultAddr := a.cfg.Vault.Address
+	if vaultAddr == "" {
+		vaultAddr = a.getenv("VAULT_ADDR")
+	}
+	check("vault address", vaultAddr)
+	if sc := a.cfg.Notify.Slack; sc != nil {
+		check("notify.slack.api_url", sc.APIURL)
+	}
+	for _, k := range a.cfg.Keys {
+		check("keys "+k.ID+" provider_url", k.ProviderURL)
+		check("keys "+k.ID+" verify_url", k.VerifyURL)
+	}
+	return out
 }
 
 // vaultCapabilities asks Vault what the token may do on the paths a
