@@ -52,6 +52,10 @@ type Rotation struct {
 
 	Integrations map[string]*Integration `json:"integrations"`
 	Journal      []Transition            `json:"journal"`
+	// JournalParts is how many full parts of the journal are stored in
+	// records of their own before Journal (the store's business: a record
+	// read through the store has the whole journal in Journal).
+	JournalParts int `json:"journal_parts,omitempty"`
 	// Timeline marks the moments of an incident (leak declared, old key
 	// confirmed dead, new key stored, each integration current).
 	Timeline []Mark `json:"timeline,omitempty"`

@@ -8,14 +8,47 @@ import (
 	"github.com/rekey-dev/rekey/records"
 )
 
+// JournalPart is how many transitions one journal record holds. A
+// rotation's journal grows with its integrations; Vault limits one entry
+// (1 MiB with integrated storage), so full parts are written once each
+// under keys/<key>/journals/<rotation>/<n>, and the rotation's own record
+// keeps the rest.
+const JournalPart = 1000
+
 // SaveRotation writes a rotation's record (blind: the rotation lock
-// serialises writers).
+// serialises writers), and any full journal part not written yet.
 func (s *Store) SaveRotation(ctx context.Context, r *records.Rotation) error {
-	_, err := s.PutRecord(ctx, "keys/"+r.KeyID+"/rotations/"+r.ID, r, -1)
+	full := len(r.Journal) / JournalPart
+	s.mu.Lock()
+	done := s.journalDone[r.ID]
+	s.mu.Unlock()
+	for n := done; n < full; n++ {
+		part := r.Journal[n*JournalPart : (n+1)*JournalPart]
+		if _, err := s.PutRecord(ctx, journalPath(r.KeyID, r.ID, n), journalRecord{Transitions: part}, -1); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.journalDone == nil {
+			s.journalDone = map[string]int{}
+		}
+		s.journalDone[r.ID] = n + 1
+		s.mu.Unlock()
+	}
+	head := *r
+	head.Journal, head.JournalParts = r.Journal[full*JournalPart:], full
+	_, err := s.PutRecord(ctx, "keys/"+r.KeyID+"/rotations/"+r.ID, &head, -1)
 	return err
 }
 
-// Rotation reads one rotation's record.
+type journalRecord struct {
+	Transitions []records.Transition `json:"transitions"`
+}
+
+func journalPath(keyID, rotationID string, n int) string {
+	return fmt.Sprintf("keys/%s/journals/%s/%06d", keyID, rotationID, n)
+}
+
+// Rotation reads one rotation's record, with its whole journal.
 func (s *Store) Rotation(ctx context.Context, keyID, id string) (*records.Rotation, error) {
 	var r records.Rotation
 	if _, err := s.GetRecord(ctx, "keys/"+keyID+"/rotations/"+id, &r); err != nil {
@@ -23,6 +56,24 @@ func (s *Store) Rotation(ctx context.Context, keyID, id string) (*records.Rotati
 	}
 	if r.Integrations == nil {
 		r.Integrations = map[string]*records.Integration{}
+	}
+	if r.JournalParts > 0 {
+		journal := make([]records.Transition, 0, r.JournalParts*JournalPart+len(r.Journal))
+		for n := range r.JournalParts {
+			var part journalRecord
+			if _, err := s.GetRecord(ctx, journalPath(keyID, id, n), &part); err != nil {
+				return nil, fmt.Errorf("vault: rotation %s: journal part %d: %w", id, n, err)
+			}
+			journal = append(journal, part.Transitions...)
+		}
+		r.Journal = append(journal, r.Journal...)
+		s.mu.Lock()
+		if s.journalDone == nil {
+			s.journalDone = map[string]int{}
+		}
+		s.journalDone[id] = max(s.journalDone[id], r.JournalParts)
+		s.mu.Unlock()
+		r.JournalParts = 0
 	}
 	return &r, nil
 }

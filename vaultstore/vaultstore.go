@@ -37,6 +37,9 @@ type Store struct {
 	c         *vault.Client
 	mount     string
 	statePath string
+
+	mu          sync.Mutex
+	journalDone map[string]int // rotation id → journal parts already written
 }
 
 // New returns a Store for mount, keeping records under statePath.

@@ -188,3 +188,49 @@ func TestProxyPagesStayOutOfErrors(t *testing.T) {
 		t.Fatalf("the proxy's page is in the error: %v", err)
 	}
 }
+
+// TestLongJournalIsStoredInParts: a rotation of thousands of integrations
+// has a journal too large for one Vault entry; it round-trips whole, and
+// each full part is written once however often the record is saved.
+func TestLongJournalIsStoredInParts(t *testing.T) {
+	env := vaulttest.New(t)
+	s := New(env.Client, env.Mount, "rekey")
+	ctx := context.Background()
+	r := &records.Rotation{ID: "r1", KeyID: "an", Integrations: map[string]*records.Integration{}}
+	for i := range 2*JournalPart + 10 {
+		r.Journal = append(r.Journal, records.Transition{Integration: fmt.Sprintf("i%05d", i), From: "waiting", To: "applying"})
+		if i%700 == 0 {
+			if err := s.SaveRotation(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.SaveRotation(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := (New(env.Client, env.Mount, "rekey")).Rotation(ctx, "an", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Journal) != len(r.Journal) || got.JournalParts != 0 {
+		t.Fatalf("read back %d transitions (%d parts), want %d", len(got.Journal), got.JournalParts, len(r.Journal))
+	}
+	for i := range got.Journal {
+		if got.Journal[i].Integration != r.Journal[i].Integration {
+			t.Fatalf("transition %d is %s, want %s", i, got.Journal[i].Integration, r.Journal[i].Integration)
+		}
+	}
+	for n := range 2 {
+		md, err := env.Client.KVv2(env.Mount).GetMetadata(ctx, "rekey/keys/an/journals/r1/"+fmt.Sprintf("%06d", n))
+		if err != nil {
+			t.Fatalf("journal part %d: %v", n, err)
+		}
+		if md.CurrentVersion != 1 {
+			t.Fatalf("journal part %d written %d times, want once", n, md.CurrentVersion)
+		}
+	}
+	// The rotations folder lists rotations only.
+	if ids, err := s.ListRecords(ctx, "keys/an/rotations"); err != nil || len(ids) != 1 {
+		t.Fatalf("rotations listed: %v, %v", ids, err)
+	}
+}
