@@ -115,9 +115,6 @@ func (rv readVerifier) Verify(ctx context.Context) error { return rv.Exec.runVer
 // New builds an exec integration from its configuration item.
 func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
 	cfg := h.Config
-	if cfg == nil {
-		cfg = &config.Config{}
-	}
 	var s settings
 	if err := cfg.DecodeSettings(in, &s); err != nil {
 		return nil, err

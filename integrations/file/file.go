@@ -105,9 +105,6 @@ var (
 // New builds a file integration from its configuration item.
 func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
 	cfg := h.Config
-	if cfg == nil {
-		cfg = &config.Config{}
-	}
 	var s settings
 	if err := cfg.DecodeSettings(in, &s); err != nil {
 		return nil, err

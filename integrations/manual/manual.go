@@ -74,9 +74,6 @@ var (
 // New builds a manual integration from its configuration item.
 func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
 	cfg := h.Config
-	if cfg == nil {
-		cfg = &config.Config{}
-	}
 	var s settings
 	if err := cfg.DecodeSettings(in, &s); err != nil {
 		return nil, err
@@ -96,7 +93,6 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	case p.HTTP != nil && p.Exec != nil:
 		return nil, cfg.Invalid(in, "verify", "give http or exec, not both")
 	case p.HTTP != nil:
-		h.Config = cfg
 		probe, err := httpint.NewProbe(h, in, "verify.http", p.HTTP)
 		if err != nil {
 			return nil, err
