@@ -2,7 +2,6 @@ package rotation
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/rekey-dev/rekey/integrations"
@@ -62,31 +61,18 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	}
 	ka.Current = want.Current
 	ka.Integrations = make([]AuditResult, len(job.Targets))
-	sem := make(chan struct{}, e.Concurrency)
-	var wg sync.WaitGroup
-	for i, t := range job.Targets {
-		var r *records.Integration
+	for i, st := range e.observeAll(ctx, want, rec, job.Targets) {
+		t := job.Targets[i]
 		if rec != nil {
-			r = rec.Integrations[t.Config.ID]
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			octx, cancel := context.WithTimeout(ctx, e.Timeout)
-			st := integrations.Observe(octx, t.Integration, ExpectFor(want, r))
-			cancel()
-			if st.State == integrations.Unknown && r != nil && r.State == string(integrations.Failing) {
+			if r := rec.Integrations[t.Config.ID]; st.State == integrations.Unknown && r != nil && r.State == string(integrations.Failing) {
 				st.Reason += "; the last rotation recorded: " + r.Reason
 			}
-			ka.Integrations[i] = AuditResult{
-				Result:      Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner},
-				Fingerprint: st.Fingerprint,
-			}
-		}()
+		}
+		ka.Integrations[i] = AuditResult{
+			Result:      Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner},
+			Fingerprint: st.Fingerprint,
+		}
 	}
-	wg.Wait()
 	ka.Duration = e.now().Sub(start)
 	if ctx.Err() != nil {
 		// An audit cut short says unknown for what it did not reach;

@@ -396,33 +396,46 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 // current, and every one recorded current that no longer is (a file put
 // back to an old key since). Those still current are left alone.
 func (e *Engine) notCurrent(ctx context.Context, rec *records.Rotation, want integrations.Expect, targets []Target) []Target {
-	again := make([]bool, len(targets))
-	sem := make(chan struct{}, e.Concurrency)
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		r := rec.Integrations[t.Config.ID]
-		if r.State != string(integrations.Current) {
-			again[i] = true
-			continue
+	var recorded []Target
+	for _, t := range targets {
+		if rec.Integrations[t.Config.ID].State == string(integrations.Current) {
+			recorded = append(recorded, t)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			octx, cancel := context.WithTimeout(ctx, e.Timeout)
-			defer cancel()
-			again[i] = integrations.Observe(octx, t.Integration, ExpectFor(want, r)).State != integrations.Current
-		}()
 	}
-	wg.Wait()
-	var todo []Target
-	for i, t := range targets {
-		if again[i] {
+	stillCurrent := map[string]bool{}
+	for i, st := range e.observeAll(ctx, want, rec, recorded) {
+		stillCurrent[recorded[i].Config.ID] = st.State == integrations.Current
+	}
+	var todo []Target // in configuration order
+	for _, t := range targets {
+		if !stillCurrent[t.Config.ID] {
 			todo = append(todo, t)
 		}
 	}
 	return todo
+}
+
+// observeAll works out the state of each target, against its record in rec
+// (which may be nil), at most Concurrency at once, each within Timeout.
+func (e *Engine) observeAll(ctx context.Context, want integrations.Expect, rec *records.Rotation, targets []Target) []integrations.Status {
+	out := make([]integrations.Status, len(targets))
+	sem := make(chan struct{}, e.Concurrency)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		var r *records.Integration
+		if rec != nil {
+			r = rec.Integrations[t.Config.ID]
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			octx, cancel := context.WithTimeout(ctx, e.Timeout)
+			defer cancel()
+			out[i] = integrations.Observe(octx, t.Integration, ExpectFor(want, r))
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // finish applies key to targets, verifies each, closes the record and
