@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -523,16 +524,8 @@ func orderedIDs(job Job, rec *records.Rotation) []string {
 			rest = append(rest, id)
 		}
 	}
-	sortStrings(rest)
+	slices.Sort(rest)
 	return append(ids, rest...)
-}
-
-func sortStrings(a []string) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
 }
 
 func finishedEvent(job Job, rec *records.Rotation, out *Outcome) notifiers.Event {

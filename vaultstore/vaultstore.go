@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +124,7 @@ func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, i
 			nums = append(nums, n)
 		}
 	}
-	sortInts(nums)
+	slices.Sort(nums)
 	// Read the versions at once: a rotation reads them all before it may
 	// store the new key, and one after another they added up.
 	kvs := make([]KeyVersion, len(nums))
@@ -144,14 +145,6 @@ func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, i
 		out = append(out, kvs[i])
 	}
 	return out, md.CurrentVersion, nil
-}
-
-func sortInts(a []int) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
 }
 
 // WriteKey stores key as a new version of vaultPath with check-and-set on
