@@ -18,6 +18,7 @@ import (
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // Integration is one place that holds a copy of a key.
@@ -28,8 +29,8 @@ type Integration interface {
 	// Apply makes the target hold req.Key. It is idempotent: when the target
 	// already holds the key it writes nothing and returns Changed false.
 	// It honours ctx promptly. A failure is classified by wrapping one of
-	// ErrTransient (the engine retries), ErrUnauthorized, ErrNotFound,
-	// ErrConflict or ErrInvalid; it may be a *RetryAfterError. Errors name
+	// failure.ErrTransient (the engine retries), failure.ErrUnauthorized, failure.ErrNotFound,
+	// failure.ErrConflict or failure.ErrInvalid; it may be a *RetryAfterError. Errors name
 	// the target, never the key, and never include a response body.
 	Apply(ctx context.Context, req ApplyRequest) (ApplyResult, error)
 }
@@ -40,7 +41,7 @@ type ApplyRequest struct {
 	RotationID string
 	// Last is what rekey last recorded writing to this integration, if
 	// anything. Write-only targets use it to stay idempotent.
-	Last Written
+	Last state.Written
 }
 
 // ApplyResult says what Apply did.
@@ -49,21 +50,15 @@ type ApplyResult struct {
 	At      time.Time // when the target was written (or found current)
 }
 
-// Written is a record of rekey writing a key to an integration.
-type Written struct {
-	Fingerprint string    `json:"fingerprint,omitempty"`
-	At          time.Time `json:"at,omitzero"`
-}
-
 // Reader is an integration that can read back the key its target holds.
-// A target that holds no key returns an error wrapping ErrNotFound; one
-// that cannot be reached wraps ErrTransient.
+// A target that holds no key returns an error wrapping failure.ErrNotFound; one
+// that cannot be reached wraps failure.ErrTransient.
 type Reader interface {
 	Read(ctx context.Context) (secret.Key, error)
 }
 
 // Verifier is an integration that can prove its target works with the key
-// it holds. nil means it works. An error wrapping ErrTransient means the
+// it holds. nil means it works. An error wrapping failure.ErrTransient means the
 // probe could not tell (unknown); any other error means it does not work.
 type Verifier interface {
 	Verify(ctx context.Context) error

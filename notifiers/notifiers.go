@@ -5,6 +5,8 @@ package notifiers
 import (
 	"context"
 	"time"
+
+	"github.com/rekey-dev/rekey/state"
 )
 
 // Kind is what an event is about.
@@ -47,13 +49,13 @@ type Event struct {
 
 // Integration is one integration's state in an event.
 type Integration struct {
-	ID     string `json:"id"`
-	Type   string `json:"type"`
-	State  string `json:"state"`
-	Reason string `json:"reason,omitempty"`
-	Owner  string `json:"owner,omitempty"`
+	ID     string      `json:"id"`
+	Type   string      `json:"type"`
+	State  state.State `json:"state"`
+	Reason string      `json:"reason,omitempty"`
+	Owner  string      `json:"owner,omitempty"`
 	// Previous is the state before a change (StateChanged events).
-	Previous string `json:"previous,omitempty"`
+	Previous state.State `json:"previous,omitempty"`
 }
 
 // Notifier tells the team about an event. Notify may retry internally; an

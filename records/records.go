@@ -7,7 +7,7 @@ package records
 import (
 	"time"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // Phase is how far a rotation got.
@@ -23,14 +23,6 @@ const (
 	PhaseDone Phase = "done"
 	// PhaseAborted: stopped before Vault was written; nothing changed.
 	PhaseAborted Phase = "aborted"
-)
-
-// Progress states an integration passes through during a rotation, beside
-// the final states of integrations.State.
-const (
-	Waiting   = "waiting"
-	Applying  = "applying"
-	Verifying = "verifying"
 )
 
 // Rotation is one run that replaces a key.
@@ -72,13 +64,13 @@ type Thread struct {
 
 // Integration is one integration's record within a rotation.
 type Integration struct {
-	ID        string               `json:"id"`
-	Type      string               `json:"type"`
-	State     string               `json:"state"` // a progress state or an integrations.State
-	Reason    string               `json:"reason,omitempty"`
-	Attempts  int                  `json:"attempts,omitempty"`
-	Written   integrations.Written `json:"written,omitzero"`
-	Confirmed integrations.Written `json:"confirmed,omitzero"`
+	ID        string        `json:"id"`
+	Type      string        `json:"type"`
+	State     state.State   `json:"state"` // a progress state or an outcome
+	Reason    string        `json:"reason,omitempty"`
+	Attempts  int           `json:"attempts,omitempty"`
+	Written   state.Written `json:"written,omitzero"`
+	Confirmed state.Written `json:"confirmed,omitzero"`
 	// ConfirmedBy and Note record who confirmed a manual integration.
 	ConfirmedBy string    `json:"confirmed_by,omitempty"`
 	Note        string    `json:"note,omitempty"`
@@ -87,27 +79,18 @@ type Integration struct {
 
 // Transition is one journal line: an integration moving between states.
 type Transition struct {
-	At          time.Time `json:"at"`
-	Integration string    `json:"integration"`
-	From        string    `json:"from"`
-	To          string    `json:"to"`
-	Fingerprint string    `json:"fingerprint,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
+	At          time.Time   `json:"at"`
+	Integration string      `json:"integration"`
+	From        state.State `json:"from"`
+	To          state.State `json:"to"`
+	Fingerprint string      `json:"fingerprint,omitempty"`
+	Reason      string      `json:"reason,omitempty"`
 }
 
 // Mark is one moment of an incident timeline.
 type Mark struct {
 	At   time.Time `json:"at"`
 	What string    `json:"what"`
-}
-
-// Final reports whether s is an outcome rather than a progress state.
-func Final(s string) bool {
-	switch s {
-	case Waiting, Applying, Verifying, "":
-		return false
-	}
-	return true
 }
 
 // Lock says who holds a key's rotation lock and since when.
@@ -140,7 +123,7 @@ type CompromisedVersion struct {
 
 // Audit is one audit of a key's integrations.
 type Audit struct {
-	At           time.Time                      `json:"at"`
-	Duration     time.Duration                  `json:"duration_ns"`
-	Integrations map[string]integrations.Status `json:"integrations"`
+	At           time.Time               `json:"at"`
+	Duration     time.Duration           `json:"duration_ns"`
+	Integrations map[string]state.Status `json:"integrations"`
 }

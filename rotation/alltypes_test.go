@@ -21,6 +21,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/webtest"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -126,9 +127,9 @@ integrations:
 		t.Fatal(err)
 	}
 	for _, r := range out.Results {
-		want := integrations.Current
+		want := state.Current
 		if r.ID == "callhub" {
-			want = integrations.Pending
+			want = state.Pending
 		}
 		if r.State != want {
 			t.Errorf("%s (%s) is %s (%s), want %s", r.ID, r.Type, r.State, r.Reason, want)
@@ -138,7 +139,7 @@ integrations:
 	// A person pastes the key in CallHub, then confirms; its probe passes.
 	callhub.SetHolds(key)
 	res, err := eng.Confirm(ctx, job, job.Targets[2], "pasted")
-	if err != nil || res.State != integrations.Current {
+	if err != nil || res.State != state.Current {
 		t.Fatalf("confirm callhub: %+v, %v", res, err)
 	}
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // AuditResult is one integration's state as an audit found it.
@@ -13,7 +13,7 @@ type AuditResult struct {
 	Result
 	Fingerprint string `json:"fingerprint,omitempty"`
 	// Previous is the state the last audit found, when it differs.
-	Previous integrations.State `json:"previous,omitempty"`
+	Previous state.State `json:"previous,omitempty"`
 }
 
 // KeyAudit is an audit of one key's integrations.
@@ -33,7 +33,7 @@ func (a *KeyAudit) AllCurrent() bool {
 		return false
 	}
 	for _, r := range a.Integrations {
-		if r.State != integrations.Current {
+		if r.State != state.Current {
 			return false
 		}
 	}
@@ -54,7 +54,7 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 		for _, t := range job.Targets {
 			ka.Integrations = append(ka.Integrations, AuditResult{Result: Result{
 				ID: t.Config.ID, Type: t.Config.Type, Owner: t.Config.Owner,
-				State: integrations.Unknown, Reason: "could not read the key's versions from Vault: " + err.Error(),
+				State: state.Unknown, Reason: "could not read the key's versions from Vault: " + err.Error(),
 			}})
 		}
 		return ka
@@ -64,7 +64,7 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	for i, st := range e.observeAll(ctx, want, rec, job.Targets) {
 		t := job.Targets[i]
 		if rec != nil {
-			if r := rec.Integrations[t.Config.ID]; st.State == integrations.Unknown && r != nil && r.State == string(integrations.Failing) {
+			if r := rec.Integrations[t.Config.ID]; st.State == state.Unknown && r != nil && r.State == state.Failing {
 				st.Reason += "; the last rotation recorded: " + r.Reason
 			}
 		}
@@ -81,9 +81,9 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	}
 
 	// Remember this audit, and say what changed since the last one.
-	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: map[string]integrations.Status{}}
+	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: map[string]state.Status{}}
 	for _, r := range ka.Integrations {
-		audit.Integrations[r.ID] = integrations.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint}
+		audit.Integrations[r.ID] = state.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint}
 	}
 	err = e.Store.UpdateKeyState(context.WithoutCancel(ctx), job.Key.ID, func(st *records.KeyState) {
 		if prev := st.LastAudit; prev != nil {

@@ -39,6 +39,7 @@ import (
 	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -204,8 +205,8 @@ func BenchmarkRotateHTTP(b *testing.B) {
 				var lastApplied atomic.Int64
 				e := &Engine{Store: store, Concurrency: benchConcurrency, Timeout: 30 * time.Second, Retries: 1}
 				start := time.Now()
-				e.Progress = func(id, state, detail string) {
-					if state == "verifying" {
+				e.Progress = func(id string, st state.State, detail string) {
+					if st == state.Verifying {
 						lastApplied.Store(int64(time.Since(start)))
 					}
 				}

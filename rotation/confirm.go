@@ -7,6 +7,7 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // NotManualError means confirm was asked of an integration rekey updates itself.
@@ -47,12 +48,12 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	}
 	now := e.now()
 	from := r.State
-	r.Confirmed = integrations.Written{Fingerprint: want.Current, At: now}
+	r.Confirmed = state.Written{Fingerprint: want.Current, At: now}
 	r.ConfirmedBy, r.Note = operatorName(e.Operator), note
 	st := integrations.Observe(ctx, t.Integration, ExpectFor(want, r))
-	r.State, r.Reason, r.Updated = string(st.State), st.Reason, now
+	r.State, r.Reason, r.Updated = st.State, st.Reason, now
 	rec.Journal = append(rec.Journal, records.Transition{At: now, Integration: t.Config.ID, From: from, To: r.State, Fingerprint: want.Current, Reason: "confirmed by " + r.ConfirmedBy + ": " + st.Reason})
-	if st.State == integrations.Current && rec.Reason == "leak" {
+	if st.State == state.Current && rec.Reason == "leak" {
 		rec.Timeline = append(rec.Timeline, records.Mark{At: now, What: t.Config.ID + " current (confirmed)"})
 	}
 	if err := e.Store.SaveRotation(ctx, rec); err != nil {
@@ -67,7 +68,7 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 		Fingerprint:  want.Current,
 		Title:        fmt.Sprintf("%s confirmed by %s: %s", t.Config.ID, r.ConfirmedBy, st.State),
 		Text:         st.Reason,
-		Integrations: []notifiers.Integration{{ID: t.Config.ID, Type: t.Config.Type, State: string(st.State), Reason: st.Reason, Owner: t.Config.Owner}},
+		Integrations: []notifiers.Integration{{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner}},
 	})
 	job.Reason = rec.Reason
 	if all := (&Outcome{Rotation: rec, Results: results(job, rec)}); all.AllCurrent() {

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // Marks of an incident timeline. The engine adds "new key … stored", one
@@ -77,13 +77,13 @@ func ContainmentOf(rec *records.Rotation) (c Containment, ok bool) {
 	}
 	for _, id := range ids {
 		r := rec.Integrations[id]
-		if r.State != string(integrations.Current) {
+		if r.State != state.Current {
 			all = false
-			state := r.State
-			if state == "" {
-				state = "unknown"
+			st := r.State
+			if st == "" {
+				st = state.Unknown
 			}
-			c.Open = append(c.Open, id+" "+state)
+			c.Open = append(c.Open, id+" "+string(st))
 			continue
 		}
 		at := currentSince(rec, id)
@@ -111,7 +111,7 @@ func ContainmentOf(rec *records.Rotation) (c Containment, ok bool) {
 func currentSince(rec *records.Rotation, id string) time.Time {
 	var at time.Time
 	for _, t := range rec.Journal {
-		if t.Integration == id && t.To == string(integrations.Current) && t.At.After(at) {
+		if t.Integration == id && t.To == state.Current && t.At.After(at) {
 			at = t.At
 		}
 	}

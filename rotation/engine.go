@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -66,7 +68,7 @@ type Engine struct {
 	Notifier notifiers.Notifier // may be nil
 	Logger   *slog.Logger       // may be nil
 	// Progress, if set, is told of every state an integration enters.
-	Progress func(integrationID, state, detail string)
+	Progress func(integrationID string, s state.State, detail string)
 
 	Concurrency int
 	Timeout     time.Duration // per attempt
@@ -168,11 +170,11 @@ func NewID(now time.Time) string {
 
 // Result is one integration's outcome.
 type Result struct {
-	ID     string             `json:"id"`
-	Type   string             `json:"type"`
-	State  integrations.State `json:"state"`
-	Reason string             `json:"reason,omitempty"`
-	Owner  string             `json:"owner,omitempty"`
+	ID     string      `json:"id"`
+	Type   string      `json:"type"`
+	State  state.State `json:"state"`
+	Reason string      `json:"reason,omitempty"`
+	Owner  string      `json:"owner,omitempty"`
 }
 
 // Outcome is what a rotation, resume or confirm ended with.
@@ -192,7 +194,7 @@ func (o *Outcome) AllCurrent() bool {
 		return false
 	}
 	for _, r := range o.Results {
-		if r.State != integrations.Current {
+		if r.State != state.Current {
 			return false
 		}
 	}
@@ -212,7 +214,7 @@ func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore
 		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: fmt.Sprintf("it is %d bytes long; API keys are at least %d (a partial paste?)", key.Len(), MinKeyLen)}
 	}
 	cur, err := e.Store.ReadKey(ctx, job.Key.VaultPath)
-	if err != nil && !errors.Is(err, vaultstore.ErrNotFound) {
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
 		return cur, nil, err
 	}
 	var versions []vaultstore.KeyVersion
@@ -283,7 +285,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 		Timeline:       job.Timeline,
 	}
 	for _, t := range job.Targets {
-		rec.Integrations[t.Config.ID] = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Updated: rec.Started}
+		rec.Integrations[t.Config.ID] = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: state.Waiting, Updated: rec.Started}
 	}
 	// The plan is on record before Vault is written, so a crash at any
 	// later point leaves enough for `rekey resume`.
@@ -343,7 +345,7 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	defer stopRenew()
 
 	rec, err := e.Store.LatestRotation(ctx, job.Key.ID)
-	if errors.Is(err, vaultstore.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return nil, fmt.Errorf("key %s has no rotation on record: %w", job.Key.ID, ErrNothingToResume)
 	}
 	if err != nil {
@@ -385,7 +387,7 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	}
 	for _, t := range job.Targets {
 		if _, ok := rec.Integrations[t.Config.ID]; !ok {
-			rec.Integrations[t.Config.ID] = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Updated: e.now()}
+			rec.Integrations[t.Config.ID] = &records.Integration{ID: t.Config.ID, Type: t.Config.Type, State: state.Waiting, Updated: e.now()}
 		}
 	}
 	todo := e.notCurrent(ctx, rec, want, job.Targets)
@@ -399,13 +401,13 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 func (e *Engine) notCurrent(ctx context.Context, rec *records.Rotation, want integrations.Expect, targets []Target) []Target {
 	var recorded []Target
 	for _, t := range targets {
-		if rec.Integrations[t.Config.ID].State == string(integrations.Current) {
+		if rec.Integrations[t.Config.ID].State == state.Current {
 			recorded = append(recorded, t)
 		}
 	}
 	stillCurrent := map[string]bool{}
 	for i, st := range e.observeAll(ctx, want, rec, recorded) {
-		stillCurrent[recorded[i].Config.ID] = st.State == integrations.Current
+		stillCurrent[recorded[i].Config.ID] = st.State == state.Current
 	}
 	var todo []Target // in configuration order
 	for _, t := range targets {
@@ -418,8 +420,8 @@ func (e *Engine) notCurrent(ctx context.Context, rec *records.Rotation, want int
 
 // observeAll works out the state of each target, against its record in rec
 // (which may be nil), at most Concurrency at once, each within Timeout.
-func (e *Engine) observeAll(ctx context.Context, want integrations.Expect, rec *records.Rotation, targets []Target) []integrations.Status {
-	out := make([]integrations.Status, len(targets))
+func (e *Engine) observeAll(ctx context.Context, want integrations.Expect, rec *records.Rotation, targets []Target) []state.Status {
+	out := make([]state.Status, len(targets))
 	sem := make(chan struct{}, e.Concurrency)
 	var wg sync.WaitGroup
 	for i, t := range targets {
@@ -452,7 +454,7 @@ func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key
 	rec.Phase, rec.Finished = records.PhaseDone, e.now()
 	allCurrent := true
 	for _, r := range rec.Integrations {
-		if r.State != string(integrations.Current) {
+		if r.State != state.Current {
 			allCurrent = false
 		}
 	}
@@ -498,9 +500,9 @@ func results(job Job, rec *records.Rotation) []Result {
 	out := make([]Result, 0, len(rec.Integrations))
 	for _, in := range orderedIDs(job, rec) {
 		r := rec.Integrations[in]
-		res := Result{ID: r.ID, Type: r.Type, State: integrations.State(r.State), Reason: r.Reason, Owner: owners[r.ID]}
-		if !records.Final(r.State) {
-			res.State, res.Reason = integrations.Unknown, "not reached: "+r.State
+		res := Result{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: owners[r.ID]}
+		if !r.State.Final() {
+			res.State, res.Reason = state.Unknown, "not reached: "+string(r.State)
 		}
 		out = append(out, res)
 	}
@@ -536,10 +538,10 @@ func finishedEvent(job Job, rec *records.Rotation, out *Outcome) notifiers.Event
 	}
 	var notCurrent int
 	for _, r := range out.Results {
-		if r.State != integrations.Current {
+		if r.State != state.Current {
 			notCurrent++
 		}
-		ev.Integrations = append(ev.Integrations, notifiers.Integration{ID: r.ID, Type: r.Type, State: string(r.State), Reason: r.Reason, Owner: r.Owner})
+		ev.Integrations = append(ev.Integrations, notifiers.Integration{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: r.Owner})
 	}
 	if notCurrent == 0 {
 		ev.Title = fmt.Sprintf("Rotation of %s done: all %d integrations current on %s", job.Key.ID, len(out.Results), rec.NewFingerprint)
@@ -629,7 +631,7 @@ func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expec
 		return want, nil, err
 	}
 	rec, err := e.Store.LatestRotation(ctx, key.ID)
-	if err != nil && !errors.Is(err, vaultstore.ErrNotFound) {
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
 		return want, nil, err
 	}
 	return want, rec, nil

@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -111,21 +113,21 @@ func TestRotateRetriesTransientOnly(t *testing.T) {
 	old, key := secret.New("old-key-aaaaaaaaaaaa"), secret.New("new-key-bbbbbbbbbbbb")
 	store, env := setup(t, old)
 	flaky := &memTarget{id: "flaky", held: old, failures: []error{
-		fmt.Errorf("mem: status 503: %w", integrations.ErrTransient),
-		&integrations.RetryAfterError{After: 10 * time.Millisecond, Err: errors.New("mem: 429")},
+		fmt.Errorf("mem: status 503: %w", failure.ErrTransient),
+		&failure.RetryAfterError{After: 10 * time.Millisecond, Err: errors.New("mem: 429")},
 	}}
-	broken := &memTarget{id: "broken", held: old, failures: []error{fmt.Errorf("mem: status 401: %w", integrations.ErrUnauthorized)}}
+	broken := &memTarget{id: "broken", held: old, failures: []error{fmt.Errorf("mem: status 401: %w", failure.ErrUnauthorized)}}
 	fine := &memTarget{id: "fine", held: old}
 	e := &Engine{Store: store, Retries: 3, Backoff: time.Millisecond}
 	out, err := e.Rotate(context.Background(), job(flaky, broken, fine), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := map[string]integrations.State{}
+	states := map[string]state.State{}
 	for _, r := range out.Results {
 		states[r.ID] = r.State
 	}
-	if states["flaky"] != integrations.Current || states["fine"] != integrations.Current || states["broken"] != integrations.Failing {
+	if states["flaky"] != state.Current || states["fine"] != state.Current || states["broken"] != state.Failing {
 		t.Fatalf("states = %v", states)
 	}
 	if flaky.attempts != 3 {
@@ -148,7 +150,7 @@ func TestRotateRetriesTransientOnly(t *testing.T) {
 	var moves []string
 	for _, tr := range rec.Journal {
 		if tr.Integration == "fine" {
-			moves = append(moves, tr.From+">"+tr.To)
+			moves = append(moves, string(tr.From)+">"+string(tr.To))
 		}
 	}
 	if got := strings.Join(moves, " "); got != "waiting>applying applying>verifying verifying>current" {

@@ -7,10 +7,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // journal holds a rotation's record while integrations update, and writes
@@ -30,25 +32,25 @@ func newJournal(e *Engine, rec *records.Rotation, out *outbox) *journal {
 }
 
 // move records an integration entering state.
-func (j *journal) move(id, state, reason, fingerprint string, change func(*records.Integration)) {
+func (j *journal) move(id string, to state.State, reason, fingerprint string, change func(*records.Integration)) {
 	now := j.e.now()
 	j.mu.Lock()
 	r := j.rec.Integrations[id]
 	from := r.State
-	r.State, r.Reason, r.Updated = state, reason, now
+	r.State, r.Reason, r.Updated = to, reason, now
 	if change != nil {
 		change(r)
 	}
-	j.rec.Journal = append(j.rec.Journal, records.Transition{At: now, Integration: id, From: from, To: state, Fingerprint: fingerprint, Reason: reason})
-	if state == string(integrations.Current) && j.rec.Reason == "leak" {
+	j.rec.Journal = append(j.rec.Journal, records.Transition{At: now, Integration: id, From: from, To: to, Fingerprint: fingerprint, Reason: reason})
+	if to == state.Current && j.rec.Reason == "leak" {
 		j.rec.Timeline = append(j.rec.Timeline, records.Mark{At: now, What: id + " current"})
 	}
 	j.dirty = true
 	j.mu.Unlock()
 	if j.e.Progress != nil {
-		j.e.Progress(id, state, reason)
+		j.e.Progress(id, to, reason)
 	}
-	j.e.logger().Debug("integration", "id", id, "from", from, "to", state, "reason", reason)
+	j.e.logger().Debug("integration", "id", id, "from", from, "to", to, "reason", reason)
 }
 
 // snapshot copies the record under the lock, cheaply: every
@@ -130,7 +132,7 @@ func (e *Engine) fanOut(ctx context.Context, j *journal, job Job, key secret.Key
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			j.move(t.Config.ID, string(integrations.Unknown), "not applied: "+ctx.Err().Error(), "", nil)
+			j.move(t.Config.ID, state.Unknown, "not applied: "+ctx.Err().Error(), "", nil)
 			continue
 		}
 		wg.Go(func() {
@@ -144,14 +146,14 @@ func (e *Engine) fanOut(ctx context.Context, j *journal, job Job, key secret.Key
 func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key secret.Key, want integrations.Expect, prev records.Integration) {
 	id := t.Config.ID
 	fp := key.Fingerprint()
-	j.move(id, records.Applying, "", fp, nil)
+	j.move(id, state.Applying, "", fp, nil)
 	req := integrations.ApplyRequest{Key: key, RotationID: j.rec.ID, Last: prev.Written}
 	res, attempts, err := e.apply(ctx, t.Integration, req)
 	if err != nil {
-		j.move(id, string(integrations.Failing), err.Error(), fp, func(r *records.Integration) { r.Attempts += attempts })
+		j.move(id, state.Failing, err.Error(), fp, func(r *records.Integration) { r.Attempts += attempts })
 		return
 	}
-	written := integrations.Written{Fingerprint: fp, At: res.At}
+	written := state.Written{Fingerprint: fp, At: res.At}
 	if written.At.IsZero() {
 		written.At = e.now()
 	}
@@ -161,17 +163,17 @@ func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key sec
 			Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: j.rec.ID, Reason: job.Reason,
 			Fingerprint: fp, Owner: t.Config.Owner, Instructions: t.Config.Instructions,
 			Title:        t.Config.Owner + ": please update " + id + " with the new key (" + fp + "), then run `rekey confirm " + job.Key.ID + " " + id + "`",
-			Integrations: []notifiers.Integration{{ID: id, Type: t.Config.Type, State: string(integrations.Pending), Owner: t.Config.Owner}},
+			Integrations: []notifiers.Integration{{ID: id, Type: t.Config.Type, State: state.Pending, Owner: t.Config.Owner}},
 		})
 	}
-	j.move(id, records.Verifying, "", fp, func(r *records.Integration) {
+	j.move(id, state.Verifying, "", fp, func(r *records.Integration) {
 		r.Attempts += attempts
 		r.Written = written
 	})
 	vctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	st := integrations.Observe(vctx, t.Integration, ExpectFor(want, &records.Integration{Written: written, Confirmed: prev.Confirmed}))
 	cancel()
-	j.move(id, string(st.State), st.Reason, st.Fingerprint, nil)
+	j.move(id, st.State, st.Reason, st.Fingerprint, nil)
 }
 
 // apply runs Apply with a per-attempt timeout, retrying transient failures
@@ -186,10 +188,10 @@ func (e *Engine) apply(ctx context.Context, in integrations.Integration, req int
 			return res, attempt + 1, nil
 		}
 		lastErr = err
-		if ctx.Err() != nil || !integrations.IsTransient(err) || attempt == e.Retries {
+		if ctx.Err() != nil || !failure.IsTransient(err) || attempt == e.Retries {
 			return res, attempt + 1, err
 		}
-		wait := integrations.RetryAfter(err)
+		wait := failure.RetryAfter(err)
 		if wait > e.MaxRetryWait {
 			// Not worth holding the rotation (and its lock) for: fail
 			// now, saying how long; `rekey resume` picks it up later.

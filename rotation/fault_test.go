@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -114,7 +116,7 @@ func TestFailingNotifierDoesNotFailRotation(t *testing.T) {
 	old, key := secret.New("old-key-aaaaaaaaaaaa"), secret.New("new-key-bbbbbbbbbbbb")
 	store, _ := setup(t, old)
 	var logs bytes.Buffer
-	n := &gateNotifier{fail: fmt.Errorf("slack: post to C1: status 500: %w", integrations.ErrTransient)}
+	n := &gateNotifier{fail: fmt.Errorf("slack: post to C1: status 500: %w", failure.ErrTransient)}
 	e := &Engine{Store: store, Notifier: n, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	out, err := e.Rotate(context.Background(), job(&memTarget{id: "a", held: old}, &memTarget{id: "b", held: old}), key)
 	if err != nil || !out.AllCurrent() {
@@ -142,10 +144,10 @@ func TestHangingIntegrationTimesOut(t *testing.T) {
 	for _, r := range out.Results {
 		got[r.ID] = r
 	}
-	if got["fine"].State != integrations.Current {
+	if got["fine"].State != state.Current {
 		t.Errorf("fine = %+v", got["fine"])
 	}
-	if got["hang"].State != integrations.Failing || !strings.Contains(got["hang"].Reason, "deadline exceeded") {
+	if got["hang"].State != state.Failing || !strings.Contains(got["hang"].Reason, "deadline exceeded") {
 		t.Errorf("hang = %+v, want failing with the deadline in the reason", got["hang"])
 	}
 	if out.Rotation.Integrations["hang"].Attempts != 3 {
@@ -163,10 +165,10 @@ func TestLongRetryAfterIsNotWaited(t *testing.T) {
 	old, key := secret.New("old-key-aaaaaaaaaaaa"), secret.New("new-key-bbbbbbbbbbbb")
 	store, _ := setup(t, old)
 	limited := &memTarget{id: "ci", held: old, failures: []error{
-		&integrations.RetryAfterError{After: time.Hour, Err: errors.New("github: put secret K in o/r: status 403: rate limit used up")},
+		&failure.RetryAfterError{After: time.Hour, Err: errors.New("github: put secret K in o/r: status 403: rate limit used up")},
 	}}
 	short := &memTarget{id: "short", held: old, failures: []error{
-		&integrations.RetryAfterError{After: 20 * time.Millisecond, Err: errors.New("http: apply: status 429")},
+		&failure.RetryAfterError{After: 20 * time.Millisecond, Err: errors.New("http: apply: status 429")},
 	}}
 	e := &Engine{Store: store, Retries: 3, MaxRetryWait: time.Second}
 	start := time.Now()
@@ -180,11 +182,11 @@ func TestLongRetryAfterIsNotWaited(t *testing.T) {
 	for _, r := range out.Results {
 		switch r.ID {
 		case "ci":
-			if r.State != integrations.Failing || !strings.Contains(r.Reason, "retry after 1h0m0s") {
+			if r.State != state.Failing || !strings.Contains(r.Reason, "retry after 1h0m0s") {
 				t.Errorf("ci = %+v, want failing, saying how long it asked to wait", r)
 			}
 		case "short":
-			if r.State != integrations.Current {
+			if r.State != state.Current {
 				t.Errorf("short = %+v, want current after a short wait", r)
 			}
 		}
@@ -207,7 +209,7 @@ func TestResumeAfterCrashRightAfterWrite(t *testing.T) {
 	// on record, the key stored without this rotation's metadata.
 	rec := &records.Rotation{ID: "20260101T000000Z-abcdef", KeyID: "an", Reason: "manual", Started: time.Now().UTC(),
 		Phase: records.PhasePlanned, OldVersion: 1, OldFingerprint: old.Fingerprint(), NewFingerprint: key.Fingerprint(),
-		Integrations: map[string]*records.Integration{"m": {ID: "m", Type: "mem", State: records.Waiting}}}
+		Integrations: map[string]*records.Integration{"m": {ID: "m", Type: "mem", State: state.Waiting}}}
 	if err := store.SaveRotation(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +262,7 @@ type failingSaves struct {
 func (f *failingSaves) SaveRotation(ctx context.Context, r *records.Rotation) error {
 	if f.broken.Load() {
 		f.saves.Add(1)
-		return fmt.Errorf("vault: write record: status 503: Vault is sealed: %w", vaultstore.ErrUnavailable)
+		return fmt.Errorf("vault: write record: status 503: Vault is sealed: %w", failure.ErrTransient)
 	}
 	return f.Store.SaveRotation(ctx, r)
 }
@@ -276,8 +278,8 @@ func TestUnrecordedOutcomeIsNotAllCurrent(t *testing.T) {
 	var logs bytes.Buffer
 	m := &memTarget{id: "m", held: old}
 	e := &Engine{Store: store, Backoff: time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Progress: func(id, state, detail string) {
-			if state == records.Applying {
+		Progress: func(id string, st state.State, detail string) {
+			if st == state.Applying {
 				store.broken.Store(true) // the key is stored; Vault goes away
 			}
 		}}
@@ -288,7 +290,7 @@ func TestUnrecordedOutcomeIsNotAllCurrent(t *testing.T) {
 	if out.RecordErr == nil || out.AllCurrent() {
 		t.Fatalf("outcome = %+v, want RecordErr and not AllCurrent", out)
 	}
-	if len(out.Results) != 1 || out.Results[0].State != integrations.Current || !m.held.Equal(key) {
+	if len(out.Results) != 1 || out.Results[0].State != state.Current || !m.held.Equal(key) {
 		t.Fatalf("results = %+v", out.Results)
 	}
 	if n := store.saves.Load(); n < 4 {
@@ -311,8 +313,8 @@ func TestIntegrationsStartInConfigurationOrder(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var order []string
-	e := &Engine{Store: store, Concurrency: 1, Progress: func(id, state, detail string) {
-		if state == records.Applying {
+	e := &Engine{Store: store, Concurrency: 1, Progress: func(id string, st state.State, detail string) {
+		if st == state.Applying {
 			mu.Lock()
 			order = append(order, id)
 			mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -103,7 +104,7 @@ func (l *lease) tick(ctx context.Context, now time.Time) (string, error) {
 			l.version, l.renewedAt, l.seen = v, now, rec
 			l.mu.Unlock()
 			return "", nil
-		case errors.Is(err, vaultstore.ErrConflict):
+		case errors.Is(err, failure.ErrConflict):
 			l.mu.Lock()
 			l.held = false
 			l.mu.Unlock()
@@ -131,7 +132,7 @@ func (l *lease) tick(ctx context.Context, now time.Time) (string, error) {
 	}
 	rec := l.record(now, now)
 	v, err := l.store.PutRecord(ctx, leasePath, rec, version)
-	if errors.Is(err, vaultstore.ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
 		return "", nil // someone moved first; look again next tick
 	}
 	if err != nil {
@@ -147,7 +148,7 @@ func (l *lease) tick(ctx context.Context, now time.Time) (string, error) {
 func (l *lease) read(ctx context.Context, now time.Time) (LeaseRecord, error) {
 	var rec LeaseRecord
 	v, err := l.store.GetRecord(ctx, leasePath, &rec)
-	if errors.Is(err, vaultstore.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		rec, v, err = LeaseRecord{}, 0, nil
 	}
 	if err != nil {
@@ -177,7 +178,7 @@ func (l *lease) release(ctx context.Context, now time.Time) (bool, error) {
 	rec := l.me
 	rec.Held, rec.Acquired, rec.Released = false, acquired, now
 	v, err := l.store.PutRecord(ctx, leasePath, rec, version)
-	if errors.Is(err, vaultstore.ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
 		return false, nil // taken over meanwhile: not ours to free
 	}
 	if err != nil {

@@ -7,15 +7,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // States lists every integration state, so that rekey_integrations has a
 // series (possibly 0) for each and an alert on "stale > 0" clears itself.
-var States = []integrations.State{
-	integrations.Current, integrations.Stale, integrations.Compromised,
-	integrations.Pending, integrations.Failing, integrations.Unknown,
+var States = []state.State{
+	state.Current, state.Stale, state.Compromised,
+	state.Pending, state.Failing, state.Unknown,
 }
 
 // Rotation outcomes, as rekey_rotations labels them.
@@ -33,7 +33,7 @@ func Outcome(r *records.Rotation) string {
 		return OutcomeAborted
 	case records.PhaseDone:
 		for _, in := range r.Integrations {
-			if in.State != string(integrations.Current) {
+			if in.State != state.Current {
 				return OutcomeIncomplete
 			}
 		}
@@ -47,7 +47,7 @@ type keyFigures struct {
 	version     int
 	stored      time.Time // when the current version was stored
 	rotateEvery time.Duration
-	states      map[integrations.State]int
+	states      map[state.State]int
 	audited     bool
 	auditAt     time.Time
 	auditTook   time.Duration

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // saidPath is the record, under the state path, of what the daemon has
@@ -42,9 +42,9 @@ type KeySaid struct {
 type IntegrationSaid struct {
 	// Alerted is the state the team last heard of (the first state seen,
 	// which was not announced, at first).
-	Alerted integrations.State `json:"alerted,omitempty"`
+	Alerted state.State `json:"alerted,omitempty"`
 	// Seen is the state the latest audit found.
-	Seen integrations.State `json:"seen,omitempty"`
+	Seen state.State `json:"seen,omitempty"`
 }
 
 func (k *KeySaid) clone() *KeySaid {
@@ -61,8 +61,8 @@ func (k *KeySaid) clone() *KeySaid {
 // Change is one integration's change of state worth an alert.
 type Change struct {
 	ID       string
-	Previous integrations.State
-	State    integrations.State
+	Previous state.State
+	State    state.State
 }
 
 // observe records that an audit found integration id in state got, and
@@ -70,7 +70,7 @@ type Change struct {
 // baseline, not a change. A change to unknown (the check could not reach
 // its target) is told only when the next audit finds it unknown again,
 // so that one network blip does not send two alerts.
-func (k *KeySaid) observe(id string, got integrations.State) (Change, bool) {
+func (k *KeySaid) observe(id string, got state.State) (Change, bool) {
 	if k.Integrations == nil {
 		k.Integrations = map[string]IntegrationSaid{}
 	}
@@ -81,7 +81,7 @@ func (k *KeySaid) observe(id string, got integrations.State) (Change, bool) {
 	switch {
 	case s.Alerted == got:
 		return Change{}, false
-	case got == integrations.Unknown && lastSeen != integrations.Unknown:
+	case got == state.Unknown && lastSeen != state.Unknown:
 		return Change{}, false // wait for a second audit
 	case s.Alerted == "":
 		s.Alerted = got // baseline

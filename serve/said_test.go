@@ -7,33 +7,33 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/state"
 )
 
 func TestObserve(t *testing.T) {
 	const (
-		cur = integrations.Current
-		st  = integrations.Stale
-		unk = integrations.Unknown
-		fl  = integrations.Failing
-		cmp = integrations.Compromised
+		cur = state.Current
+		st  = state.Stale
+		unk = state.Unknown
+		fl  = state.Failing
+		cmp = state.Compromised
 	)
 	tests := []struct {
 		name string
-		seen []integrations.State
+		seen []state.State
 		want string // the alerts, "prev>state" separated by spaces
 	}{
-		{"first state is a baseline", []integrations.State{st}, ""},
-		{"steady", []integrations.State{cur, cur, cur}, ""},
-		{"one change, one alert", []integrations.State{cur, st, st, st}, "current>stale"},
-		{"there and back", []integrations.State{cur, st, cur}, "current>stale stale>current"},
-		{"one unknown is a blip", []integrations.State{cur, unk, cur}, ""},
-		{"unknown twice is told once", []integrations.State{cur, unk, unk, unk}, "current>unknown"},
-		{"back from unknown", []integrations.State{cur, unk, unk, cur}, "current>unknown unknown>current"},
-		{"blip then real change", []integrations.State{cur, unk, fl}, "current>failing"},
-		{"unknown at first waits for a known state", []integrations.State{unk, cur, st}, "current>stale"},
-		{"unknown from the start becomes the baseline", []integrations.State{unk, unk, cur}, "unknown>current"},
-		{"compromised", []integrations.State{st, cmp}, "stale>compromised"},
+		{"first state is a baseline", []state.State{st}, ""},
+		{"steady", []state.State{cur, cur, cur}, ""},
+		{"one change, one alert", []state.State{cur, st, st, st}, "current>stale"},
+		{"there and back", []state.State{cur, st, cur}, "current>stale stale>current"},
+		{"one unknown is a blip", []state.State{cur, unk, cur}, ""},
+		{"unknown twice is told once", []state.State{cur, unk, unk, unk}, "current>unknown"},
+		{"back from unknown", []state.State{cur, unk, unk, cur}, "current>unknown unknown>current"},
+		{"blip then real change", []state.State{cur, unk, fl}, "current>failing"},
+		{"unknown at first waits for a known state", []state.State{unk, cur, st}, "current>stale"},
+		{"unknown from the start becomes the baseline", []state.State{unk, unk, cur}, "unknown>current"},
+		{"compromised", []state.State{st, cmp}, "stale>compromised"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,8 +56,8 @@ func TestObserve(t *testing.T) {
 
 func TestForget(t *testing.T) {
 	var k KeySaid
-	k.observe("a", integrations.Current)
-	k.observe("b", integrations.Current)
+	k.observe("a", state.Current)
+	k.observe("b", state.Current)
 	k.forget([]string{"a"})
 	if _, ok := k.Integrations["b"]; ok || len(k.Integrations) != 1 {
 		t.Errorf("after forget: %v", k.Integrations)

@@ -31,10 +31,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -164,7 +165,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 
-	if err := s.tickLease(ctx); errors.Is(err, vaultstore.ErrUnauthorized) {
+	if err := s.tickLease(ctx); errors.Is(err, failure.ErrUnauthorized) {
 		return err
 	}
 
@@ -277,7 +278,7 @@ func (s *Server) work(ctx context.Context) {
 func (s *Server) loadSaid(ctx context.Context) (*Said, int, error) {
 	var said Said
 	v, err := s.opts.Store.GetRecord(ctx, saidPath, &said)
-	if errors.Is(err, vaultstore.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return &Said{Keys: map[string]*KeySaid{}}, 0, nil
 	}
 	if err != nil {
@@ -349,13 +350,13 @@ func (s *Server) auditKey(ctx context.Context, job rotation.Job, prev *KeySaid) 
 	cur, kerr := s.opts.Store.ReadKey(ctx, job.Key.VaultPath)
 	s.refreshKey(ctx, job, cur, kerr)
 
-	counts := map[integrations.State]int{}
+	counts := map[state.State]int{}
 	for _, r := range ka.Integrations {
 		counts[r.State]++
 	}
-	log.Info("audited", "fingerprint", ka.Current, "took", ka.Duration.String(), "current", counts[integrations.Current],
-		"stale", counts[integrations.Stale], "compromised", counts[integrations.Compromised], "pending", counts[integrations.Pending],
-		"failing", counts[integrations.Failing], "unknown", counts[integrations.Unknown])
+	log.Info("audited", "fingerprint", ka.Current, "took", ka.Duration.String(), "current", counts[state.Current],
+		"stale", counts[state.Stale], "compromised", counts[state.Compromised], "pending", counts[state.Pending],
+		"failing", counts[state.Failing], "unknown", counts[state.Unknown])
 
 	// Alerts: only when the key itself could be read, so that Vault being
 	// away is not taken for every integration changing.
@@ -385,7 +386,7 @@ func (s *Server) auditKey(ctx context.Context, job rotation.Job, prev *KeySaid) 
 
 	// Reminders.
 	switch {
-	case errors.Is(kerr, vaultstore.ErrNotFound):
+	case errors.Is(kerr, failure.ErrNotFound):
 		log.Warn("the key has no version in Vault; no reminders until it has one")
 	case kerr != nil:
 		// refreshKey logged it; remind next round.
@@ -452,7 +453,7 @@ func storedAt(cur vaultstore.KeyVersion) time.Time {
 func eventIntegrations(ka *rotation.KeyAudit) []notifiers.Integration {
 	var out []notifiers.Integration
 	for _, r := range ka.Integrations {
-		out = append(out, notifiers.Integration{ID: r.ID, Type: r.Type, State: string(r.State), Reason: r.Reason, Owner: r.Owner})
+		out = append(out, notifiers.Integration{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: r.Owner})
 	}
 	return out
 }
@@ -466,11 +467,11 @@ func stateChanged(job rotation.Job, ka *rotation.KeyAudit, changes []Change) not
 	for _, c := range changes {
 		for _, in := range all {
 			if in.ID == c.ID {
-				in.Previous = string(c.Previous)
+				in.Previous = c.Previous
 				ev.Integrations = append(ev.Integrations, in)
 			}
 		}
-		if c.State == integrations.Compromised {
+		if c.State == state.Compromised {
 			ev.Urgent = true
 		}
 	}
@@ -534,7 +535,7 @@ func (s *Server) refreshKey(ctx context.Context, job rotation.Job, cur vaultstor
 	f := &keyFigures{rotateEvery: job.Key.RotateEvery.D()}
 	if kerr == nil {
 		f.version, f.stored = cur.Version, storedAt(cur)
-	} else if !errors.Is(kerr, vaultstore.ErrNotFound) {
+	} else if !errors.Is(kerr, failure.ErrNotFound) {
 		s.vaultError("read the key", kerr)
 	}
 	st, _, err := s.opts.Store.KeyState(ctx, job.Key.ID)
@@ -544,7 +545,7 @@ func (s *Server) refreshKey(ctx context.Context, job rotation.Job, cur vaultstor
 	}
 	if a := st.LastAudit; a != nil {
 		f.audited, f.auditAt, f.auditTook = true, a.At, a.Duration
-		f.states = map[integrations.State]int{}
+		f.states = map[state.State]int{}
 		for _, in := range a.Integrations {
 			f.states[in.State]++
 		}

@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // A due key gets one reminder per threshold, not one per audit; a new
@@ -139,7 +139,7 @@ func TestStateChangeAlertsOnce(t *testing.T) {
 	if n := len(w.slack.texts()); n != 0 {
 		t.Fatalf("%d messages for the first audit, want none (nothing changed)", n)
 	}
-	if got := w.said().Keys["an-main"].Integrations["site-env"]; got.Alerted != integrations.Current {
+	if got := w.said().Keys["an-main"].Integrations["site-env"]; got.Alerted != state.Current {
 		t.Fatalf("baseline %+v", got)
 	}
 
@@ -179,7 +179,7 @@ func TestStateChangeAlertsOnce(t *testing.T) {
 	w.slack.setFail("ratelimited_forever")
 	w.clock.Add(time.Hour)
 	two.step(ctx)
-	if got := w.said().Keys["an-main"].Integrations["site-env"].Alerted; got != integrations.Current {
+	if got := w.said().Keys["an-main"].Integrations["site-env"].Alerted; got != state.Current {
 		t.Fatalf("an alert Slack refused is recorded as said (%s)", got)
 	}
 	w.slack.setFail("")

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
 )
 
@@ -41,7 +42,7 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	for attempt := 0; attempt < 3; attempt++ {
 		var cur records.Lock
 		v, err := s.GetRecord(ctx, rel, &cur)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		if err != nil && !errors.Is(err, failure.ErrNotFound) {
 			return nil, err
 		}
 		now := time.Now()
@@ -53,7 +54,7 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 		rec.Since = now.UTC()
 		rec.Expires = now.Add(ttl).UTC()
 		nv, err := s.PutRecord(ctx, rel, rec, v)
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, failure.ErrConflict) {
 			continue // someone moved first; look again
 		}
 		if err != nil {
@@ -65,7 +66,7 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	if _, err := s.GetRecord(ctx, rel, &cur); err == nil && cur.Held {
 		return nil, &LockedError{KeyID: keyID, Holder: cur}
 	}
-	return nil, fmt.Errorf("vault: lock %s: %w", keyID, ErrConflict)
+	return nil, fmt.Errorf("vault: lock %s: %w", keyID, failure.ErrConflict)
 }
 
 // abandoned reports whether a held lock may be taken over.
@@ -91,7 +92,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 	rec := l.rec
 	rec.Expires = time.Now().Add(l.ttl).UTC()
 	v, err := l.s.PutRecord(ctx, l.rel, rec, l.version)
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
 		var cur records.Lock
 		l.s.GetRecord(ctx, l.rel, &cur)
 		return &LockedError{Holder: cur}
@@ -106,7 +107,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 // Release frees the lock if this lease still holds it.
 func (l *Lease) Release(ctx context.Context) error {
 	_, err := l.s.PutRecord(ctx, l.rel, records.Lock{Held: false}, l.version)
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, failure.ErrConflict) {
 		return nil // taken over after expiry: not ours to free
 	}
 	return err
@@ -116,7 +117,7 @@ func (l *Lease) Release(ctx context.Context) error {
 func (s *Store) ReadLock(ctx context.Context, keyID string) (records.Lock, error) {
 	var cur records.Lock
 	_, err := s.GetRecord(ctx, "keys/"+keyID+"/lock", &cur)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return records.Lock{}, nil
 	}
 	return cur, err

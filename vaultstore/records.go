@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
 )
 
@@ -78,14 +79,14 @@ func (s *Store) Rotation(ctx context.Context, keyID, id string) (*records.Rotati
 	return &r, nil
 }
 
-// LatestRotation reads the key's latest rotation, or ErrNotFound.
+// LatestRotation reads the key's latest rotation, or failure.ErrNotFound.
 func (s *Store) LatestRotation(ctx context.Context, keyID string) (*records.Rotation, error) {
 	st, _, err := s.KeyState(ctx, keyID)
 	if err != nil {
 		return nil, err
 	}
 	if st.LatestRotation == "" {
-		return nil, fmt.Errorf("vault: key %s has no rotation on record: %w", keyID, ErrNotFound)
+		return nil, fmt.Errorf("vault: key %s has no rotation on record: %w", keyID, failure.ErrNotFound)
 	}
 	return s.Rotation(ctx, keyID, st.LatestRotation)
 }
@@ -95,7 +96,7 @@ func (s *Store) LatestRotation(ctx context.Context, keyID string) (*records.Rota
 func (s *Store) KeyState(ctx context.Context, keyID string) (*records.KeyState, int, error) {
 	var st records.KeyState
 	v, err := s.GetRecord(ctx, "keys/"+keyID+"/state", &st)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return &records.KeyState{}, 0, nil
 	}
 	if err != nil {
@@ -114,7 +115,7 @@ func (s *Store) UpdateKeyState(ctx context.Context, keyID string, change func(*r
 		}
 		change(st)
 		_, err = s.PutRecord(ctx, "keys/"+keyID+"/state", st, v)
-		if errors.Is(err, ErrConflict) && attempt < 10 {
+		if errors.Is(err, failure.ErrConflict) && attempt < 10 {
 			continue
 		}
 		return err

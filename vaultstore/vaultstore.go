@@ -19,19 +19,12 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/secret"
 )
 
 // Field is the KV field that holds a key's value.
 const Field = "api_key"
-
-// Errors, classified where they are born.
-var (
-	ErrNotFound     = errors.New("not found")
-	ErrConflict     = errors.New("check-and-set conflict")
-	ErrUnauthorized = errors.New("permission denied")
-	ErrUnavailable  = errors.New("vault unavailable")
-)
 
 // Store reads and writes keys and records in one KV v2 mount.
 type Store struct {
@@ -67,7 +60,7 @@ type KeyVersion struct {
 func (v KeyVersion) Fingerprint() string { return v.Key.Fingerprint() }
 
 // ReadKey reads the current version of the key at vaultPath. A path with
-// no live version is ErrNotFound.
+// no live version is failure.ErrNotFound.
 func (s *Store) ReadKey(ctx context.Context, vaultPath string) (KeyVersion, error) {
 	sec, err := s.c.KVv2(s.mount).Get(ctx, vaultPath)
 	if err != nil {
@@ -87,11 +80,11 @@ func (s *Store) ReadKeyVersion(ctx context.Context, vaultPath string, version in
 
 func (s *Store) keyVersion(_ context.Context, vaultPath string, sec *vault.KVSecret) (KeyVersion, error) {
 	if sec == nil || sec.VersionMetadata == nil || sec.Data == nil {
-		return KeyVersion{}, fmt.Errorf("vault: read %s/%s: %w", s.mount, vaultPath, ErrNotFound)
+		return KeyVersion{}, fmt.Errorf("vault: read %s/%s: %w", s.mount, vaultPath, failure.ErrNotFound)
 	}
 	v, ok := sec.Data[Field].(string)
 	if !ok {
-		return KeyVersion{}, fmt.Errorf("vault: read %s/%s: field %s missing or not a string: %w", s.mount, vaultPath, Field, ErrNotFound)
+		return KeyVersion{}, fmt.Errorf("vault: read %s/%s: field %s missing or not a string: %w", s.mount, vaultPath, Field, failure.ErrNotFound)
 	}
 	kv := KeyVersion{
 		Version: sec.VersionMetadata.Version,
@@ -136,7 +129,7 @@ func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, i
 	wg.Wait()
 	out := make([]KeyVersion, 0, len(nums))
 	for i := range nums {
-		if errors.Is(errs[i], ErrNotFound) {
+		if errors.Is(errs[i], failure.ErrNotFound) {
 			continue
 		}
 		if errs[i] != nil {
@@ -151,7 +144,7 @@ func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, i
 // cas (0: the path must not exist yet), then records meta as custom
 // metadata. If the write's answer is lost or ambiguous, it reads back and
 // reports success when the current version holds exactly this key. A CAS
-// mismatch is ErrConflict.
+// mismatch is failure.ErrConflict.
 func (s *Store) WriteKey(ctx context.Context, vaultPath string, key secret.Key, cas int, meta map[string]string) (int, error) {
 	where := fmt.Sprintf("vault: write %s/%s", s.mount, vaultPath)
 	sec, err := s.c.KVv2(s.mount).Put(ctx, vaultPath, map[string]any{Field: key.Reveal()}, vault.WithCheckAndSet(cas))
@@ -209,7 +202,7 @@ func (s *Store) RecordPath(parts ...string) string {
 }
 
 // GetRecord reads the JSON record at rel (under the state path) into dst
-// and returns its version. A missing record is ErrNotFound.
+// and returns its version. A missing record is failure.ErrNotFound.
 func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error) {
 	p := s.RecordPath(rel)
 	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
@@ -217,7 +210,7 @@ func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error)
 		return 0, classify(fmt.Sprintf("vault: read record %s/%s", s.mount, p), err)
 	}
 	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
-		return 0, fmt.Errorf("vault: read record %s/%s: %w", s.mount, p, ErrNotFound)
+		return 0, fmt.Errorf("vault: read record %s/%s: %w", s.mount, p, failure.ErrNotFound)
 	}
 	b, err := json.Marshal(sec.Data)
 	if err != nil {
@@ -305,7 +298,7 @@ func Classify(where string, err error) error { return classify(where, err) }
 
 func classify(where string, err error) error {
 	if errors.Is(err, vault.ErrSecretNotFound) {
-		return fmt.Errorf("%s: %w", where, ErrNotFound)
+		return fmt.Errorf("%s: %w", where, failure.ErrNotFound)
 	}
 	var re *vault.ResponseError
 	if errors.As(err, &re) {
@@ -315,18 +308,18 @@ func classify(where string, err error) error {
 		}
 		switch {
 		case strings.Contains(msg, "check-and-set parameter did not match"):
-			return fmt.Errorf("%s: %w", where, ErrConflict)
+			return fmt.Errorf("%s: %w", where, failure.ErrConflict)
 		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
-			return fmt.Errorf("%s: %s: %w", where, msg, ErrUnauthorized)
+			return fmt.Errorf("%s: %s: %w", where, msg, failure.ErrUnauthorized)
 		case re.StatusCode == http.StatusNotFound:
-			return fmt.Errorf("%s: %w", where, ErrNotFound)
+			return fmt.Errorf("%s: %w", where, failure.ErrNotFound)
 		case re.StatusCode == http.StatusServiceUnavailable || re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests:
-			return fmt.Errorf("%s: status %d: %s: %w", where, re.StatusCode, msg, ErrUnavailable)
+			return fmt.Errorf("%s: status %d: %s: %w", where, re.StatusCode, msg, failure.ErrTransient)
 		}
 		return fmt.Errorf("%s: status %d: %s", where, re.StatusCode, msg)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: %w", where, err)
 	}
-	return fmt.Errorf("%s: %v: %w", where, err, ErrUnavailable)
+	return fmt.Errorf("%s: %v: %w", where, err, failure.ErrTransient)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/records"
@@ -24,15 +25,15 @@ func TestKeyVersionsAndCAS(t *testing.T) {
 	ctx := context.Background()
 	k1, k2 := secret.New("first-key-0123456789"), secret.New("second-key-0123456789")
 
-	if _, err := s.ReadKey(ctx, "an/main"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("ReadKey of a missing path: %v, want ErrNotFound", err)
+	if _, err := s.ReadKey(ctx, "an/main"); !errors.Is(err, failure.ErrNotFound) {
+		t.Fatalf("ReadKey of a missing path: %v, want failure.ErrNotFound", err)
 	}
 	v, err := s.WriteKey(ctx, "an/main", k1, 0, map[string]string{"managed-by": "rekey"})
 	if err != nil || v != 1 {
 		t.Fatalf("first write: version %d, %v", v, err)
 	}
-	if _, err := s.WriteKey(ctx, "an/main", k2, 0, nil); !errors.Is(err, ErrConflict) {
-		t.Fatalf("stale CAS: %v, want ErrConflict", err)
+	if _, err := s.WriteKey(ctx, "an/main", k2, 0, nil); !errors.Is(err, failure.ErrConflict) {
+		t.Fatalf("stale CAS: %v, want failure.ErrConflict", err)
 	}
 	if v, err = s.WriteKey(ctx, "an/main", k2, 1, map[string]string{"reason": "manual"}); err != nil || v != 2 {
 		t.Fatalf("second write: version %d, %v", v, err)
@@ -55,8 +56,8 @@ func TestWriteRefusedWithoutPermission(t *testing.T) {
 	ro := vaulttest.NewClient(t, env.Addr, env.TokenWithPolicy(t, env.ReadOnlyPolicy()))
 	s := New(ro, env.Mount, "rekey")
 	_, err := s.WriteKey(context.Background(), "an/main", secret.New("some-key-value-123"), 0, nil)
-	if !errors.Is(err, ErrUnauthorized) {
-		t.Fatalf("write with a read-only token: %v, want ErrUnauthorized", err)
+	if !errors.Is(err, failure.ErrUnauthorized) {
+		t.Fatalf("write with a read-only token: %v, want failure.ErrUnauthorized", err)
 	}
 	leakcheck.Assert(t, "error", []byte(err.Error()), "some-key-value-123")
 }
@@ -180,8 +181,8 @@ func TestProxyPagesStayOutOfErrors(t *testing.T) {
 	defer proxy.Close()
 	s := New(vaulttest.NewClient(t, proxy.URL, token), "secret", "rekey")
 	_, err := s.WriteKey(context.Background(), "an/main", secret.New(key), 1, nil)
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("err = %v, want ErrUnavailable", err)
+	if !errors.Is(err, failure.ErrTransient) {
+		t.Fatalf("err = %v, want failure.ErrTransient", err)
 	}
 	leakcheck.Assert(t, "error", []byte(err.Error()), key, token)
 	if strings.Contains(err.Error(), "html") {

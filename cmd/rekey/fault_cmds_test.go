@@ -120,7 +120,7 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 				return false
 			}
 			r, ok := rec.Integrations[args[1]]
-			return ok && r.State == args[2]
+			return ok && string(r.State) == args[2]
 		})
 	},
 	// fill DIR: write DIR/filler until the file system is full.

@@ -22,7 +22,7 @@
 //     wrapping context.Canceled and writes nothing; Apply and Observe
 //     against a target that hangs return promptly once their context ends.
 //   - classify: a transient failure of the target gives an error that
-//     integrations.IsTransient accepts, so the engine retries it, and the
+//     failure.IsTransient accepts, so the engine retries it, and the
 //     next Apply succeeds; a permanent failure gives one it does not.
 //   - every check ends by searching what it saw (errors, Observe's
 //     reasons, the probe's logs) for every key in every encoding
@@ -55,9 +55,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // T is the part of *testing.T the suite uses. Fatalf must stop the
@@ -180,7 +182,7 @@ func newKeys() keySet {
 func (k keySet) all() []string { return []string{k.old.Reveal(), k.cur.Reveal(), k.stranger.Reveal()} }
 
 // expect is what the engine would know after storing cur over old.
-func (k keySet) expect(oldState integrations.VersionState, rotatedAt time.Time, last integrations.Written) integrations.Expect {
+func (k keySet) expect(oldState integrations.VersionState, rotatedAt time.Time, last state.Written) integrations.Expect {
 	return integrations.Expect{
 		Versions:  map[string]integrations.VersionState{k.old.Fingerprint(): oldState, k.cur.Fingerprint(): integrations.VersionCurrent},
 		Current:   k.cur.Fingerprint(),
@@ -212,7 +214,7 @@ func start(t T, target Target, keys keySet, initial secret.Key) *session {
 	return s
 }
 
-func (s *session) apply(ctx context.Context, k secret.Key, last integrations.Written) (integrations.ApplyResult, error) {
+func (s *session) apply(ctx context.Context, k secret.Key, last state.Written) (integrations.ApplyResult, error) {
 	s.mu.Lock()
 	s.n++
 	rotation := fmt.Sprintf("conformance-%d", s.n)
@@ -222,7 +224,7 @@ func (s *session) apply(ctx context.Context, k secret.Key, last integrations.Wri
 	return res, err
 }
 
-func (s *session) mustApply(k secret.Key, last integrations.Written) integrations.Written {
+func (s *session) mustApply(k secret.Key, last state.Written) state.Written {
 	s.t.Helper()
 	res, err := s.apply(context.Background(), k, last)
 	if err != nil {
@@ -232,10 +234,10 @@ func (s *session) mustApply(k secret.Key, last integrations.Written) integration
 	if at.IsZero() {
 		at = time.Now()
 	}
-	return integrations.Written{Fingerprint: k.Fingerprint(), At: at}
+	return state.Written{Fingerprint: k.Fingerprint(), At: at}
 }
 
-func (s *session) observe(ctx context.Context, want integrations.Expect) integrations.Status {
+func (s *session) observe(ctx context.Context, want integrations.Expect) state.Status {
 	st := integrations.Observe(ctx, s.in, want)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -243,7 +245,7 @@ func (s *session) observe(ctx context.Context, want integrations.Expect) integra
 	return st
 }
 
-func (s *session) wantState(want integrations.Expect, state integrations.State, why string) {
+func (s *session) wantState(want integrations.Expect, state state.State, why string) {
 	s.t.Helper()
 	if st := s.observe(context.Background(), want); st.State != state {
 		s.t.Errorf("%s: Observe = %s (%s), want %s", why, st.State, st.Reason, state)
@@ -278,13 +280,13 @@ func checkApply(t T, target Target, k keySet) {
 	s := start(t, target, k, secret.Key{})
 	defer s.finish()
 	if isManual(s.in) {
-		res, err := s.apply(context.Background(), k.cur, integrations.Written{})
+		res, err := s.apply(context.Background(), k.cur, state.Written{})
 		if err != nil || res.Changed || s.probe.Writes() != 0 {
 			t.Errorf("manual Apply = %+v, %v with %d writes; want nothing done and Changed false", res, err, s.probe.Writes())
 		}
 		return
 	}
-	res, err := s.apply(context.Background(), k.cur, integrations.Written{})
+	res, err := s.apply(context.Background(), k.cur, state.Written{})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -302,7 +304,7 @@ func checkApply(t T, target Target, k keySet) {
 func checkIdempotent(t T, target Target, k keySet) {
 	s := start(t, target, k, secret.Key{})
 	defer s.finish()
-	last := s.mustApply(k.cur, integrations.Written{})
+	last := s.mustApply(k.cur, state.Written{})
 	before := s.probe.Writes()
 	for i := range 2 {
 		res, err := s.apply(context.Background(), k.cur, last)
@@ -323,7 +325,7 @@ func checkIdempotent(t T, target Target, k keySet) {
 	}
 	r := start(t, target, k, k.cur)
 	defer r.finish()
-	res, err := r.apply(context.Background(), k.cur, integrations.Written{})
+	res, err := r.apply(context.Background(), k.cur, state.Written{})
 	if err != nil || res.Changed || r.probe.Writes() != 0 {
 		t.Errorf("Apply to a target that already held the key, with no record: %+v, %v, %d writes; want nothing written",
 			res, err, r.probe.Writes())
@@ -334,19 +336,19 @@ func checkCurrent(t T, target Target, k keySet) {
 	s := start(t, target, k, secret.Key{})
 	defer s.finish()
 	rotated := time.Now()
-	last := s.mustApply(k.cur, integrations.Written{})
+	last := s.mustApply(k.cur, state.Written{})
 	want := k.expect(integrations.VersionSuperseded, rotated, last)
 	if isManual(s.in) {
-		s.wantState(want, integrations.Pending, "manual integration before confirmation")
+		s.wantState(want, state.Pending, "manual integration before confirmation")
 		if !s.probe.SetHolds(t, k.cur) {
 			t.Fatalf("a manual target must let the test play the person (SetHolds)")
 		}
-		want.Confirmed = integrations.Written{Fingerprint: k.cur.Fingerprint(), At: time.Now()}
-		s.wantState(want, integrations.Current, "manual integration confirmed with the current version")
+		want.Confirmed = state.Written{Fingerprint: k.cur.Fingerprint(), At: time.Now()}
+		s.wantState(want, state.Current, "manual integration confirmed with the current version")
 		return
 	}
 	st := s.observe(context.Background(), want)
-	if st.State != integrations.Current {
+	if st.State != state.Current {
 		t.Fatalf("after Apply: Observe = %s (%s), want current", st.State, st.Reason)
 	}
 	if _, ok := s.in.(integrations.Reader); ok && st.Fingerprint != k.cur.Fingerprint() {
@@ -372,20 +374,20 @@ func checkStale(t T, target Target, k keySet) {
 	// rekey wrote the old version; the new one was stored since.
 	for _, c := range []struct {
 		state integrations.VersionState
-		want  integrations.State
+		want  state.State
 	}{
-		{integrations.VersionSuperseded, integrations.Stale},
-		{integrations.VersionCompromised, integrations.Compromised},
+		{integrations.VersionSuperseded, state.Stale},
+		{integrations.VersionCompromised, state.Compromised},
 	} {
 		s := first
 		if c.state != integrations.VersionSuperseded {
 			s = start(t, target, k, secret.Key{})
 		}
-		lastOld := s.mustApply(k.old, integrations.Written{})
+		lastOld := s.mustApply(k.old, state.Written{})
 		rotated := time.Now()
 		s.wantState(k.expect(c.state, rotated, lastOld), c.want, fmt.Sprintf("rekey wrote the %s version before the rotation", c.state))
 		lastCur := s.mustApply(k.cur, lastOld)
-		s.wantState(k.expect(c.state, rotated, lastCur), integrations.Current, "after Apply of the current version")
+		s.wantState(k.expect(c.state, rotated, lastCur), state.Current, "after Apply of the current version")
 		if got := s.probe.Holds(t); !got.Equal(k.cur) {
 			t.Errorf("after Apply the target holds %v, want %v", got, k.cur)
 		}
@@ -394,7 +396,7 @@ func checkStale(t T, target Target, k keySet) {
 
 	// The target held the old version from before rekey knew it.
 	s := start(t, target, k, k.old)
-	s.wantState(k.expect(integrations.VersionSuperseded, time.Now(), integrations.Written{}), integrations.Stale,
+	s.wantState(k.expect(integrations.VersionSuperseded, time.Now(), state.Written{}), state.Stale,
 		"the target held the superseded version from before the rotation")
 	s.finish()
 
@@ -405,39 +407,39 @@ func checkStale(t T, target Target, k keySet) {
 	s = start(t, target, k, secret.Key{})
 	defer s.finish()
 	rotated := time.Now()
-	last := s.mustApply(k.cur, integrations.Written{})
+	last := s.mustApply(k.cur, state.Written{})
 	if !s.probe.SetHolds(t, k.old) {
 		t.Logf("the target cannot be set by the test; put-back checks skipped")
 		return
 	}
-	s.wantState(k.expect(integrations.VersionSuperseded, rotated, last), integrations.Stale, "someone put the superseded version back")
-	s.wantState(k.expect(integrations.VersionCompromised, rotated, last), integrations.Compromised, "someone put the compromised version back")
+	s.wantState(k.expect(integrations.VersionSuperseded, rotated, last), state.Stale, "someone put the superseded version back")
+	s.wantState(k.expect(integrations.VersionCompromised, rotated, last), state.Compromised, "someone put the compromised version back")
 	s.probe.SetHolds(t, k.stranger)
-	s.wantState(k.expect(integrations.VersionSuperseded, rotated, last), integrations.Failing, "the target holds a key rekey never issued")
+	s.wantState(k.expect(integrations.VersionSuperseded, rotated, last), state.Failing, "the target holds a key rekey never issued")
 }
 
 func staleManual(t T, target Target, k keySet) {
 	s := start(t, target, k, k.old)
 	defer s.finish()
 	rotated := time.Now()
-	if _, err := s.apply(context.Background(), k.cur, integrations.Written{}); err != nil {
+	if _, err := s.apply(context.Background(), k.cur, state.Written{}); err != nil {
 		t.Fatalf("manual Apply: %v", err)
 	}
-	want := k.expect(integrations.VersionSuperseded, rotated, integrations.Written{})
-	s.wantState(want, integrations.Pending, "a manual target holding the superseded version, not confirmed")
+	want := k.expect(integrations.VersionSuperseded, rotated, state.Written{})
+	s.wantState(want, state.Pending, "a manual target holding the superseded version, not confirmed")
 
-	want.Confirmed = integrations.Written{Fingerprint: k.old.Fingerprint(), At: rotated.Add(-time.Hour)}
-	s.wantState(want, integrations.Pending, "confirmed only with the superseded version")
+	want.Confirmed = state.Written{Fingerprint: k.old.Fingerprint(), At: rotated.Add(-time.Hour)}
+	s.wantState(want, state.Pending, "confirmed only with the superseded version")
 
-	compromised := k.expect(integrations.VersionCompromised, rotated, integrations.Written{})
+	compromised := k.expect(integrations.VersionCompromised, rotated, state.Written{})
 	compromised.Confirmed = want.Confirmed
-	s.wantState(compromised, integrations.Compromised, "last confirmed with the compromised version")
+	s.wantState(compromised, state.Compromised, "last confirmed with the compromised version")
 
 	if !s.probe.SetHolds(t, k.cur) {
 		t.Fatalf("a manual target must let the test play the person (SetHolds)")
 	}
-	want.Confirmed = integrations.Written{Fingerprint: k.cur.Fingerprint(), At: time.Now()}
-	s.wantState(want, integrations.Current, "confirmed with the current version")
+	want.Confirmed = state.Written{Fingerprint: k.cur.Fingerprint(), At: time.Now()}
+	s.wantState(want, state.Current, "confirmed with the current version")
 }
 
 func checkCancel(t T, target Target, k keySet) {
@@ -445,11 +447,11 @@ func checkCancel(t T, target Target, k keySet) {
 	defer s.finish()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := s.apply(ctx, k.cur, integrations.Written{})
+	_, err := s.apply(ctx, k.cur, state.Written{})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Apply with a cancelled context: %v, want an error wrapping context.Canceled", err)
 	}
-	if integrations.IsTransient(err) {
+	if failure.IsTransient(err) {
 		t.Errorf("Apply with a cancelled context: %v is transient; the engine would retry a cancelled run", err)
 	}
 	if s.probe.Writes() != 0 || (!isManual(s.in) && !s.probe.Holds(t).Equal(k.old)) {
@@ -462,7 +464,7 @@ func checkCancel(t T, target Target, k keySet) {
 			return
 		}
 		returned, err := bounded(func(ctx context.Context) error {
-			_, err := s.apply(ctx, k.cur, integrations.Written{})
+			_, err := s.apply(ctx, k.cur, state.Written{})
 			return err
 		})
 		switch {
@@ -478,9 +480,9 @@ func checkCancel(t T, target Target, k keySet) {
 			t.Logf("the target cannot hang; hung-target checks skipped")
 			return
 		}
-		want := k.expect(integrations.VersionSuperseded, time.Now(), integrations.Written{})
-		want.Confirmed = integrations.Written{Fingerprint: k.cur.Fingerprint(), At: time.Now()}
-		var st integrations.Status
+		want := k.expect(integrations.VersionSuperseded, time.Now(), state.Written{})
+		want.Confirmed = state.Written{Fingerprint: k.cur.Fingerprint(), At: time.Now()}
+		var st state.Status
 		returned, _ := bounded(func(ctx context.Context) error {
 			st = s.observe(ctx, want)
 			return nil
@@ -488,8 +490,8 @@ func checkCancel(t T, target Target, k keySet) {
 		switch {
 		case !returned:
 			t.Errorf("Observe against a hung target did not return within %v of its context ending", promptly)
-		case st.State == integrations.Unknown:
-		case !isManual(s.in) && st.State == integrations.Stale:
+		case st.State == state.Unknown:
+		case !isManual(s.in) && st.State == state.Stale:
 			// The hang was not on Observe's path (a file read back
 			// without its reload command); it saw what is there.
 		default:
@@ -537,19 +539,19 @@ func checkClassify(t T, target Target, k keySet) {
 			err = v.Verify(context.Background())
 			s.saw(err)
 		} else {
-			_, err = s.apply(context.Background(), k.cur, integrations.Written{})
+			_, err = s.apply(context.Background(), k.cur, state.Written{})
 		}
 		switch {
 		case err == nil:
 			t.Errorf("a %s failure of the target: no error", f)
-		case f == Transient && !integrations.IsTransient(err):
+		case f == Transient && !failure.IsTransient(err):
 			t.Errorf("a transient failure gave %v, which the engine would not retry", err)
-		case f == Permanent && integrations.IsTransient(err):
+		case f == Permanent && failure.IsTransient(err):
 			t.Errorf("a permanent failure gave %v, which the engine would retry", err)
 		}
 		if f == Transient && !isManual(s.in) {
 			// What the engine's retry does: the next attempt succeeds.
-			if _, err := s.apply(context.Background(), k.cur, integrations.Written{}); err != nil {
+			if _, err := s.apply(context.Background(), k.cur, state.Written{}); err != nil {
 				t.Errorf("Apply after a transient failure: %v", err)
 			} else if got := s.probe.Holds(t); !got.Equal(k.cur) {
 				t.Errorf("after the retried Apply the target holds %v", got)

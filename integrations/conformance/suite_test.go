@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -95,16 +96,16 @@ func (m *mem) Apply(ctx context.Context, req integrations.ApplyRequest) (integra
 	case f == 0:
 	case m.bug == "puts the key in its error":
 		m.fail = 0
-		return integrations.ApplyResult{}, fmt.Errorf("mem: target refused %q: %w", req.Key.Reveal(), integrations.ErrTransient)
+		return integrations.ApplyResult{}, fmt.Errorf("mem: target refused %q: %w", req.Key.Reveal(), failure.ErrTransient)
 	case m.bug == "misclassifies" && f == Transient:
 		m.fail = 0
 		return integrations.ApplyResult{}, errors.New("mem: target busy")
 	case f == Transient:
 		m.fail = 0
-		return integrations.ApplyResult{}, fmt.Errorf("mem: target busy: %w", integrations.ErrTransient)
+		return integrations.ApplyResult{}, fmt.Errorf("mem: target busy: %w", failure.ErrTransient)
 	default:
 		m.fail = 0
-		return integrations.ApplyResult{}, fmt.Errorf("mem: target refused: %w", integrations.ErrUnauthorized)
+		return integrations.ApplyResult{}, fmt.Errorf("mem: target refused: %w", failure.ErrUnauthorized)
 	}
 	if m.held.Equal(req.Key) && m.bug != "writes every time" {
 		return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
@@ -144,7 +145,7 @@ func (r memReader) Read(ctx context.Context) (secret.Key, error) {
 		return r.asked, nil
 	}
 	if r.held.IsZero() {
-		return secret.Key{}, fmt.Errorf("mem: holds nothing: %w", integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("mem: holds nothing: %w", failure.ErrNotFound)
 	}
 	return r.held, nil
 }

@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/internal/command"
 	"github.com/rekey-dev/rekey/secret"
@@ -155,7 +156,7 @@ func (e *Exec) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 		return integrations.ApplyResult{}, fmt.Errorf("exec: %s: %w", e.id, err)
 	}
 	if req.Key.IsZero() {
-		return integrations.ApplyResult{}, fmt.Errorf("exec: %s: the key is empty: %w", e.id, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("exec: %s: the key is empty: %w", e.id, failure.ErrInvalid)
 	}
 	if e.read != nil {
 		held, err := e.readKey(ctx)
@@ -181,7 +182,7 @@ func (e *Exec) readKey(ctx context.Context) (secret.Key, error) {
 	}
 	v := strings.TrimSpace(string(out))
 	if v == "" {
-		return secret.Key{}, fmt.Errorf("exec: %s: read: %s printed nothing: %w", e.id, filepath.Base(e.read[0]), integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("exec: %s: read: %s printed nothing: %w", e.id, filepath.Base(e.read[0]), failure.ErrNotFound)
 	}
 	return secret.New(v), nil
 }

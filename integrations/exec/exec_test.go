@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 func randomKey(t *testing.T) string {
@@ -172,7 +174,7 @@ func TestApplyRefusesKeyInEnvironment(t *testing.T) {
 	apply, _ := target(t, dir)
 	integ := build(t, env(t, key), map[string]any{"apply": []string{apply}, "env": []string{"API_KEY=${REKEY_TEST_KEY_0}"}})
 	_, err := integ.Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(key)})
-	if !errors.Is(err, integrations.ErrInvalid) || !strings.Contains(err.Error(), "API_KEY") {
+	if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), "API_KEY") {
 		t.Fatalf("error %v, want invalid naming API_KEY", err)
 	}
 	leakFree(t, "Apply error", err, key)
@@ -187,10 +189,10 @@ func TestExitStatuses(t *testing.T) {
 		class     error
 		transient bool
 	}{
-		{1, integrations.ErrInvalid, false},
-		{2, integrations.ErrInvalid, false},
-		{75, integrations.ErrTransient, true},
-		{77, integrations.ErrUnauthorized, false},
+		{1, failure.ErrInvalid, false},
+		{2, failure.ErrInvalid, false},
+		{75, failure.ErrTransient, true},
+		{77, failure.ErrUnauthorized, false},
 	} {
 		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
 			key := randomKey(t)
@@ -203,7 +205,7 @@ func TestExitStatuses(t *testing.T) {
 			ctx := context.Background()
 
 			_, err := integ.Apply(ctx, integrations.ApplyRequest{Key: secret.New(key)})
-			if !errors.Is(err, tc.class) || integrations.IsTransient(err) != tc.transient {
+			if !errors.Is(err, tc.class) || failure.IsTransient(err) != tc.transient {
 				t.Errorf("Apply error %v, want %v", err, tc.class)
 			}
 			leakFree(t, "Apply error", err, key)
@@ -230,9 +232,9 @@ func TestRead(t *testing.T) {
 		class      error
 	}{
 		{"trimmed", "printf '  %s \\r\\n\\n' " + key, key, nil},
-		{"nothing", "exit 0", "", integrations.ErrNotFound},
-		{"white space only", "echo '   '", "", integrations.ErrNotFound},
-		{"too much", "head -c 70000 /dev/zero | tr '\\0' a", "", integrations.ErrInvalid},
+		{"nothing", "exit 0", "", failure.ErrNotFound},
+		{"white space only", "echo '   '", "", failure.ErrNotFound},
+		{"too much", "head -c 70000 /dev/zero | tr '\\0' a", "", failure.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			read := script(t, t.TempDir(), "read.sh", tc.body+"\n")
@@ -263,7 +265,7 @@ func TestVerify(t *testing.T) {
 	}
 	dump, _ := os.ReadFile(filepath.Join(dir, "dump"))
 	leakcheck.Assert(t, "verify environment and stdin", dump, key)
-	if s := integrations.Observe(context.Background(), integ, integrations.Expect{}); s.State != integrations.Current {
+	if s := integrations.Observe(context.Background(), integ, integrations.Expect{}); s.State != state.Current {
 		t.Errorf("Observe: %+v, want current", s)
 	}
 }
@@ -273,12 +275,12 @@ func TestHonestTypes(t *testing.T) {
 		name             string
 		settings         map[string]any
 		reader, verifier bool
-		state            integrations.State
+		state            state.State
 	}{
-		{"apply only", map[string]any{"apply": []string{"true"}}, false, false, integrations.Unknown},
-		{"read", map[string]any{"apply": []string{"true"}, "read": []string{"echo", "x"}}, true, false, integrations.Failing},
-		{"verify", map[string]any{"apply": []string{"true"}, "verify": []string{"true"}}, false, true, integrations.Current},
-		{"both", map[string]any{"apply": []string{"true"}, "read": []string{"echo", "x"}, "verify": []string{"true"}}, true, true, integrations.Failing},
+		{"apply only", map[string]any{"apply": []string{"true"}}, false, false, state.Unknown},
+		{"read", map[string]any{"apply": []string{"true"}, "read": []string{"echo", "x"}}, true, false, state.Failing},
+		{"verify", map[string]any{"apply": []string{"true"}, "verify": []string{"true"}}, false, true, state.Current},
+		{"both", map[string]any{"apply": []string{"true"}, "read": []string{"echo", "x"}, "verify": []string{"true"}}, true, true, state.Failing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			integ := build(t, env(t), tc.settings)
@@ -344,7 +346,7 @@ func TestDeadlineIsTransient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err := integ.Apply(ctx, integrations.ApplyRequest{Key: secret.New(key)})
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, integrations.ErrTransient) {
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, failure.ErrTransient) {
 		t.Fatalf("error %v, want a transient deadline", err)
 	}
 }
@@ -385,11 +387,11 @@ func TestCommandProblems(t *testing.T) {
 		settings map[string]any
 		class    error
 	}{
-		{"not found", map[string]any{"apply": []string{"/no/such/command"}}, integrations.ErrInvalid},
-		{"not on PATH", map[string]any{"apply": []string{"no-such-command-rekey"}}, integrations.ErrInvalid},
-		{"unset variable", map[string]any{"apply": []string{"true"}, "env": []string{"T=${NO_SUCH_VARIABLE}"}}, integrations.ErrInvalid},
-		{"bad directory", map[string]any{"apply": []string{"true"}, "dir": filepath.Join(dir, "missing")}, integrations.ErrInvalid},
-		{"key in argv", map[string]any{"apply": []string{"echo", key}}, integrations.ErrInvalid},
+		{"not found", map[string]any{"apply": []string{"/no/such/command"}}, failure.ErrInvalid},
+		{"not on PATH", map[string]any{"apply": []string{"no-such-command-rekey"}}, failure.ErrInvalid},
+		{"unset variable", map[string]any{"apply": []string{"true"}, "env": []string{"T=${NO_SUCH_VARIABLE}"}}, failure.ErrInvalid},
+		{"bad directory", map[string]any{"apply": []string{"true"}, "dir": filepath.Join(dir, "missing")}, failure.ErrInvalid},
+		{"key in argv", map[string]any{"apply": []string{"echo", key}}, failure.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			integ := build(t, env(t), tc.settings)
@@ -403,7 +405,7 @@ func TestCommandProblems(t *testing.T) {
 	if os.Geteuid() != 0 {
 		integ := build(t, env(t), map[string]any{"apply": []string{notExec}})
 		_, err := integ.Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(key)})
-		if !errors.Is(err, integrations.ErrUnauthorized) {
+		if !errors.Is(err, failure.ErrUnauthorized) {
 			t.Errorf("not executable: %v, want unauthorized", err)
 		}
 	}

@@ -65,6 +65,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/internal/command"
 	"github.com/rekey-dev/rekey/secret"
@@ -186,7 +187,7 @@ func (f *File) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 		return integrations.ApplyResult{}, fmt.Errorf("file: %s: %w", f.path, err)
 	}
 	if req.Key.IsZero() {
-		return integrations.ApplyResult{}, fmt.Errorf("file: %s: the key is empty: %w", f.path, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("file: %s: the key is empty: %w", f.path, failure.ErrInvalid)
 	}
 	target, content, info, err := f.load()
 	if err != nil {
@@ -194,7 +195,7 @@ func (f *File) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	}
 	next, err := f.fmt.rewrite(content, f.field, req.Key.Reveal()) // the file is the wire
 	if err != nil {
-		return integrations.ApplyResult{}, f.formatError(err, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, f.formatError(err, failure.ErrInvalid)
 	}
 	if bytes.Equal(next, content) {
 		return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
@@ -231,7 +232,7 @@ func (f *File) Read(ctx context.Context) (secret.Key, error) {
 	}
 	v, err := f.fmt.read(content, f.field)
 	if err != nil {
-		return secret.Key{}, f.formatError(err, integrations.ErrNotFound)
+		return secret.Key{}, f.formatError(err, failure.ErrNotFound)
 	}
 	return secret.New(v), nil
 }
@@ -254,7 +255,7 @@ func (f *File) runReload(ctx context.Context, key secret.Key) error {
 // or value that is not there is missing (ErrNotFound for Read, ErrInvalid
 // for Apply, which cannot know where it belongs); the rest is ErrInvalid.
 func (f *File) formatError(err error, missing error) error {
-	class := integrations.ErrInvalid
+	class := failure.ErrInvalid
 	if errors.Is(err, errNoField) || errors.Is(err, errNoValue) {
 		class = missing
 	}
@@ -277,14 +278,14 @@ func (f *File) load() (target string, content []byte, info fs.FileInfo, err erro
 		return "", nil, nil, osError("read", f.path, err)
 	}
 	if !info.Mode().IsRegular() {
-		return "", nil, nil, fmt.Errorf("file: %s is not a regular file: %w", f.path, integrations.ErrInvalid)
+		return "", nil, nil, fmt.Errorf("file: %s is not a regular file: %w", f.path, failure.ErrInvalid)
 	}
 	content, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
 	if err != nil {
 		return "", nil, nil, osError("read", f.path, err)
 	}
 	if len(content) > maxFileBytes {
-		return "", nil, nil, fmt.Errorf("file: %s is larger than %d bytes: %w", f.path, maxFileBytes, integrations.ErrInvalid)
+		return "", nil, nil, fmt.Errorf("file: %s is larger than %d bytes: %w", f.path, maxFileBytes, failure.ErrInvalid)
 	}
 	return target, content, info, nil
 }
@@ -333,7 +334,7 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, expect fs.FileInfo)
 		return nil, osError("write", path, err)
 	}
 	if err := keepOwner(tmp, expect); err != nil {
-		return nil, fmt.Errorf("file: write %s: cannot keep its owner (%w): %w", path, err, integrations.ErrUnauthorized)
+		return nil, fmt.Errorf("file: write %s: cannot keep its owner (%w): %w", path, err, failure.ErrUnauthorized)
 	}
 	if err := tmp.Chmod(mode); err != nil {
 		return nil, osError("write", path, err)
@@ -353,7 +354,7 @@ func writeAtomic(path string, data []byte, mode fs.FileMode, expect fs.FileInfo)
 		return nil, osError("write", path, err)
 	}
 	if !os.SameFile(now, expect) || now.Size() != expect.Size() || !now.ModTime().Equal(expect.ModTime()) {
-		return nil, fmt.Errorf("file: write %s: the file changed while rekey worked on it: %w", path, integrations.ErrConflict)
+		return nil, fmt.Errorf("file: write %s: the file changed while rekey worked on it: %w", path, failure.ErrConflict)
 	}
 	if err := os.Rename(name, path); err != nil {
 		return nil, osError("write", path, err)
@@ -390,13 +391,13 @@ func osError(op, path string, err error) error {
 func osClass(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
-		return integrations.ErrNotFound
+		return failure.ErrNotFound
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
-		return integrations.ErrUnauthorized
+		return failure.ErrUnauthorized
 	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.EINTR),
 		errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.ETXTBSY):
-		return integrations.ErrTransient
+		return failure.ErrTransient
 	}
 	// ENOSPC, EDQUOT, EIO, EISDIR, ELOOP, ...: a person must act.
-	return integrations.ErrInvalid
+	return failure.ErrInvalid
 }

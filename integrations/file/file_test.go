@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 func randomKey(t *testing.T) string {
@@ -278,7 +280,7 @@ func TestApplyReadOnlyDirectory(t *testing.T) {
 		t.Cleanup(func() { os.Chmod(dir, 0o755) })
 	}
 	f := newFile(t, env(), map[string]any{"path": filepath.Join(dir, ".env"), "format": "dotenv", "field": "KEY"})
-	failIntact(t, f, dir, before, integrations.ErrUnauthorized, oldKey, newKey)
+	failIntact(t, f, dir, before, failure.ErrUnauthorized, oldKey, newKey)
 }
 
 func TestApplyDiskFull(t *testing.T) {
@@ -300,7 +302,7 @@ func TestApplyDiskFull(t *testing.T) {
 	}
 	filler.Close()
 	f := newFile(t, env(), map[string]any{"path": filepath.Join(dir, "app.json"), "format": "json", "field": "api_key"})
-	failIntact(t, f, dir, before, integrations.ErrInvalid, oldKey, newKey)
+	failIntact(t, f, dir, before, failure.ErrInvalid, oldKey, newKey)
 }
 
 func TestApplyReloadClasses(t *testing.T) {
@@ -308,9 +310,9 @@ func TestApplyReloadClasses(t *testing.T) {
 		code  int
 		class error
 	}{
-		{1, integrations.ErrInvalid},
-		{75, integrations.ErrTransient},
-		{77, integrations.ErrUnauthorized},
+		{1, failure.ErrInvalid},
+		{75, failure.ErrTransient},
+		{77, failure.ErrUnauthorized},
 	} {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
 			oldKey, newKey := randomKey(t), randomKey(t)
@@ -348,7 +350,7 @@ func TestApplyReloadCancelled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	_, err := f.Apply(ctx, integrations.ApplyRequest{Key: secret.New(newKey)})
-	if !errors.Is(err, context.DeadlineExceeded) || !integrations.IsTransient(err) {
+	if !errors.Is(err, context.DeadlineExceeded) || !failure.IsTransient(err) {
 		t.Fatalf("error %v, want a transient deadline", err)
 	}
 	leakFree(t, "Apply error", err.Error(), oldKey, newKey)
@@ -366,13 +368,13 @@ func TestApplyErrors(t *testing.T) {
 		class                        error
 		mention                      []string
 	}{
-		{name: "missing file", format: "dotenv", field: "KEY", noFile: true, class: integrations.ErrNotFound},
-		{name: "missing json field", format: "json", field: "actionnetwork.api_key", content: `{"actionnetwork": {}}`, class: integrations.ErrInvalid, mention: []string{"actionnetwork.api_key", "not found"}},
-		{name: "missing yaml field", format: "yaml", field: "a.b", content: "a: {c: OLD}\n", class: integrations.ErrInvalid, mention: []string{"a.b"}},
-		{name: "bad json", format: "json", field: "k", content: `{"k": "OLD",}`, class: integrations.ErrInvalid, mention: []string{"not valid JSON"}},
-		{name: "bad yaml", format: "yaml", field: "k", content: "k: [OLD\n", class: integrations.ErrInvalid, mention: []string{"not valid YAML"}},
-		{name: "json number", format: "json", field: "k", content: `{"k": 1}`, class: integrations.ErrInvalid, mention: []string{"not a string"}},
-		{name: "a directory", format: "raw", content: "dir", class: integrations.ErrInvalid, mention: []string{"not a regular file"}},
+		{name: "missing file", format: "dotenv", field: "KEY", noFile: true, class: failure.ErrNotFound},
+		{name: "missing json field", format: "json", field: "actionnetwork.api_key", content: `{"actionnetwork": {}}`, class: failure.ErrInvalid, mention: []string{"actionnetwork.api_key", "not found"}},
+		{name: "missing yaml field", format: "yaml", field: "a.b", content: "a: {c: OLD}\n", class: failure.ErrInvalid, mention: []string{"a.b"}},
+		{name: "bad json", format: "json", field: "k", content: `{"k": "OLD",}`, class: failure.ErrInvalid, mention: []string{"not valid JSON"}},
+		{name: "bad yaml", format: "yaml", field: "k", content: "k: [OLD\n", class: failure.ErrInvalid, mention: []string{"not valid YAML"}},
+		{name: "json number", format: "json", field: "k", content: `{"k": 1}`, class: failure.ErrInvalid, mention: []string{"not a string"}},
+		{name: "a directory", format: "raw", content: "dir", class: failure.ErrInvalid, mention: []string{"not a regular file"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
@@ -413,14 +415,14 @@ func TestReadMissing(t *testing.T) {
 		name, format, field, content string
 		class                        error
 	}{
-		{"no file", "raw", "", "", integrations.ErrNotFound},
-		{"empty raw file", "raw", "", "\n", integrations.ErrNotFound},
-		{"dotenv variable missing", "dotenv", "KEY", "A=1\n", integrations.ErrNotFound},
-		{"dotenv variable empty", "dotenv", "KEY", "KEY=\n", integrations.ErrNotFound},
-		{"json field missing", "json", "a.k", `{"a": {}}`, integrations.ErrNotFound},
-		{"json null", "json", "k", `{"k": null}`, integrations.ErrNotFound},
-		{"yaml null", "yaml", "k", "k: ~\n", integrations.ErrNotFound},
-		{"yaml list", "yaml", "k", "k: [1]\n", integrations.ErrInvalid},
+		{"no file", "raw", "", "", failure.ErrNotFound},
+		{"empty raw file", "raw", "", "\n", failure.ErrNotFound},
+		{"dotenv variable missing", "dotenv", "KEY", "A=1\n", failure.ErrNotFound},
+		{"dotenv variable empty", "dotenv", "KEY", "KEY=\n", failure.ErrNotFound},
+		{"json field missing", "json", "a.k", `{"a": {}}`, failure.ErrNotFound},
+		{"json null", "json", "k", `{"k": null}`, failure.ErrNotFound},
+		{"yaml null", "yaml", "k", "k: ~\n", failure.ErrNotFound},
+		{"yaml list", "yaml", "k", "k: [1]\n", failure.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
@@ -504,7 +506,7 @@ func TestWriteAtomicRefusesAChangedFile(t *testing.T) {
 	os.Rename(path+".new", path)
 
 	_, err := writeAtomic(path, []byte("ours\n"), 0o600, expect)
-	if !errors.Is(err, integrations.ErrConflict) {
+	if !errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("error %v, want a conflict", err)
 	}
 	if got, _ := os.ReadFile(path); string(got) != "theirs\n" {
@@ -539,7 +541,7 @@ func TestApplyRefusesBadKeys(t *testing.T) {
 	f := newFile(t, env(), map[string]any{"path": path, "format": "dotenv", "field": "KEY"})
 	for _, k := range []string{"", "two\nlines"} {
 		_, err := f.Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(k)})
-		if !errors.Is(err, integrations.ErrInvalid) {
+		if !errors.Is(err, failure.ErrInvalid) {
 			t.Errorf("Apply(%v) error %v, want invalid", secret.New(k), err)
 		}
 		if err != nil {
@@ -623,19 +625,19 @@ func TestObserve(t *testing.T) {
 		},
 	}
 	ctx := context.Background()
-	if s := integrations.Observe(ctx, f, want); s.State != integrations.Stale {
+	if s := integrations.Observe(ctx, f, want); s.State != state.Stale {
 		t.Errorf("before Apply: %+v, want stale", s)
 	}
 	if _, err := f.Apply(ctx, integrations.ApplyRequest{Key: secret.New(newKey)}); err != nil {
 		t.Fatal(err)
 	}
 	s := integrations.Observe(ctx, f, want)
-	if s.State != integrations.Current {
+	if s.State != state.Current {
 		t.Errorf("after Apply: %+v, want current", s)
 	}
 	leakFree(t, "status", fmt.Sprintf("%+v", s), oldKey, newKey)
 	os.Remove(path)
-	if s := integrations.Observe(ctx, f, want); s.State != integrations.Failing {
+	if s := integrations.Observe(ctx, f, want); s.State != state.Failing {
 		t.Errorf("file gone: %+v, want failing", s)
 	}
 }

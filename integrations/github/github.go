@@ -50,6 +50,7 @@ import (
 	"golang.org/x/crypto/nacl/box"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/internal/httpx"
 )
@@ -188,11 +189,11 @@ func (g *GitHub) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 		return integrations.ApplyResult{}, fmt.Errorf("github: put secret %s in %s: %w", g.name, g.target, err)
 	}
 	if req.Key.IsZero() {
-		return integrations.ApplyResult{}, fmt.Errorf("github: put secret %s in %s: empty key: %w", g.name, g.target, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("github: put secret %s in %s: empty key: %w", g.name, g.target, failure.ErrInvalid)
 	}
 	cur, err := g.getSecret(ctx)
 	exists := err == nil
-	if err != nil && !errors.Is(err, integrations.ErrNotFound) {
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
 		return integrations.ApplyResult{}, err
 	}
 	if exists && req.Last.Fingerprint == req.Key.Fingerprint() && within(cur.UpdatedAt, req.Last.At, sameWrite) {
@@ -229,14 +230,14 @@ func (g *GitHub) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 	what := fmt.Sprintf("github: put secret %s in %s", g.name, g.target)
 	resp, err := g.do(ctx, http.MethodPut, g.scope+url.PathEscape(g.name), body, what)
 	if err != nil {
-		if errors.Is(err, integrations.ErrInvalid) {
+		if errors.Is(err, failure.ErrInvalid) {
 			g.forgetPublicKey() // a 422 may be a public key GitHub has replaced
 		}
 		return integrations.ApplyResult{}, err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
-		return integrations.ApplyResult{}, fmt.Errorf("%s: unexpected status %d: %w", what, resp.StatusCode, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("%s: unexpected status %d: %w", what, resp.StatusCode, failure.ErrInvalid)
 	}
 	// Record GitHub's own updated_at, so that a later Observe (and the
 	// next Apply) compares GitHub's clock with GitHub's clock; when it
@@ -275,7 +276,7 @@ func (g *GitHub) getSecret(ctx context.Context) (secretInfo, error) {
 		return s, err
 	}
 	if s.UpdatedAt.IsZero() {
-		return s, fmt.Errorf("%s: answer has no updated_at: %w", what, integrations.ErrInvalid)
+		return s, fmt.Errorf("%s: answer has no updated_at: %w", what, failure.ErrInvalid)
 	}
 	return s, nil
 }
@@ -304,7 +305,7 @@ func (g *GitHub) publicKey(ctx context.Context, rotationID string) (publicKey, e
 	}
 	raw, err := base64.StdEncoding.DecodeString(out.Key)
 	if err != nil || len(raw) != 32 || out.KeyID == "" {
-		return publicKey{}, fmt.Errorf("%s: answer is not a key_id and a base64 curve25519 key: %w", what, integrations.ErrInvalid)
+		return publicKey{}, fmt.Errorf("%s: answer is not a key_id and a base64 curve25519 key: %w", what, failure.ErrInvalid)
 	}
 	pk := publicKey{rotationID: rotationID, keyID: out.KeyID}
 	copy(pk.key[:], raw)
@@ -355,11 +356,11 @@ func (g *GitHub) selectedRepos(ctx context.Context) ([]int64, error) {
 func (g *GitHub) do(ctx context.Context, method, path string, body any, what string) (*http.Response, error) {
 	token := g.getenv(g.tokenEnv)
 	if token == "" {
-		return nil, fmt.Errorf("%s: $%s is empty or not set: %w", what, g.tokenEnv, integrations.ErrUnauthorized)
+		return nil, fmt.Errorf("%s: $%s is empty or not set: %w", what, g.tokenEnv, failure.ErrUnauthorized)
 	}
 	ref, err := url.Parse(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, err, integrations.ErrInvalid)
+		return nil, fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -371,7 +372,7 @@ func (g *GitHub) do(ctx context.Context, method, path string, body any, what str
 	}
 	req, err := http.NewRequestWithContext(ctx, method, g.api.ResolveReference(ref).String(), rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, err, integrations.ErrInvalid)
+		return nil, fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", APIVersion)
@@ -403,24 +404,24 @@ func (g *GitHub) statusError(resp *http.Response, what string) error {
 				wait = time.Until(time.Unix(reset, 0))
 			}
 			wait = min(max(wait, time.Second), time.Hour)
-			return &integrations.RetryAfterError{After: wait, Err: fmt.Errorf("%s: status %d: rate limit used up", what, code)}
+			return &failure.RetryAfterError{After: wait, Err: fmt.Errorf("%s: status %d: rate limit used up", what, code)}
 		}
-		if d := integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
-			return &integrations.RetryAfterError{After: d, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
+		if d := failure.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
+			return &failure.RetryAfterError{After: d, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
 		}
 		if code == http.StatusTooManyRequests || secondaryRateLimit(resp.Body) {
-			return &integrations.RetryAfterError{After: time.Minute, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
+			return &failure.RetryAfterError{After: time.Minute, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
 		}
 	}
 	switch code {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("%s: status 401: the token in $%s was refused (bad credentials): %w", what, g.tokenEnv, integrations.ErrUnauthorized)
+		return fmt.Errorf("%s: status 401: the token in $%s was refused (bad credentials): %w", what, g.tokenEnv, failure.ErrUnauthorized)
 	case http.StatusForbidden:
-		return fmt.Errorf("%s: status 403: the token in $%s may not write Actions secrets there: %w", what, g.tokenEnv, integrations.ErrUnauthorized)
+		return fmt.Errorf("%s: status 403: the token in $%s may not write Actions secrets there: %w", what, g.tokenEnv, failure.ErrUnauthorized)
 	case http.StatusNotFound:
-		return fmt.Errorf("%s: status 404: the %s or secret %s is not visible to the token in $%s (or does not exist): %w", what, g.target, g.name, g.tokenEnv, integrations.ErrNotFound)
+		return fmt.Errorf("%s: status 404: the %s or secret %s is not visible to the token in $%s (or does not exist): %w", what, g.target, g.name, g.tokenEnv, failure.ErrNotFound)
 	}
-	return integrations.StatusError(what, resp)
+	return failure.StatusError(what, resp)
 }
 
 func secondaryRateLimit(body io.Reader) bool {
@@ -439,10 +440,10 @@ func decode(resp *http.Response, v any, what string) error {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("%s: read answer: %w", what, integrations.ErrTransient)
+		return fmt.Errorf("%s: read answer: %w", what, failure.ErrTransient)
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: answer (%d bytes) is not the JSON GitHub sends: %w", what, len(b), integrations.ErrInvalid)
+		return fmt.Errorf("%s: answer (%d bytes) is not the JSON GitHub sends: %w", what, len(b), failure.ErrInvalid)
 	}
 	return nil
 }

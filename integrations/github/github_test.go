@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/github"
 	"github.com/rekey-dev/rekey/internal/ghtest"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 const (
@@ -221,18 +223,18 @@ func TestApplyIsIdempotentByRecord(t *testing.T) {
 	fp := secret.New(key1).Fingerprint()
 	cases := []struct {
 		name      string
-		last      func(updated time.Time) integrations.Written
+		last      func(updated time.Time) state.Written
 		wantWrite bool
 	}{
-		{"same key, same write", func(u time.Time) integrations.Written {
-			return integrations.Written{Fingerprint: fp, At: u.Add(30 * time.Second)}
+		{"same key, same write", func(u time.Time) state.Written {
+			return state.Written{Fingerprint: fp, At: u.Add(30 * time.Second)}
 		}, false},
-		{"no record", func(time.Time) integrations.Written { return integrations.Written{} }, true},
-		{"recorded another key", func(u time.Time) integrations.Written {
-			return integrations.Written{Fingerprint: secret.New(key2).Fingerprint(), At: u}
+		{"no record", func(time.Time) state.Written { return state.Written{} }, true},
+		{"recorded another key", func(u time.Time) state.Written {
+			return state.Written{Fingerprint: secret.New(key2).Fingerprint(), At: u}
 		}, true},
-		{"written again since", func(u time.Time) integrations.Written {
-			return integrations.Written{Fingerprint: fp, At: u.Add(-time.Hour)}
+		{"written again since", func(u time.Time) state.Written {
+			return state.Written{Fingerprint: fp, At: u.Add(-time.Hour)}
 		}, true},
 	}
 	for _, c := range cases {
@@ -267,25 +269,25 @@ func TestErrorsAreClassified(t *testing.T) {
 		says      string
 	}{
 		{"bad credentials", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.env["GITHUB_TOKEN"] = "ghp_revoked0000" },
-			integrations.ErrUnauthorized, false, 0, "$GITHUB_TOKEN was refused"},
+			failure.ErrUnauthorized, false, 0, "$GITHUB_TOKEN was refused"},
 		{"token unset", map[string]any{"repo": "greens/site"}, func(f *fixture) { delete(f.env, "GITHUB_TOKEN") },
-			integrations.ErrUnauthorized, false, 0, "$GITHUB_TOKEN is empty or not set"},
+			failure.ErrUnauthorized, false, 0, "$GITHUB_TOKEN is empty or not set"},
 		{"repository not visible", map[string]any{"repo": "greens/private"}, nil,
-			integrations.ErrNotFound, false, 0, "repository greens/private or secret ACTION_NETWORK_API_KEY is not visible to the token"},
+			failure.ErrNotFound, false, 0, "repository greens/private or secret ACTION_NETWORK_API_KEY is not visible to the token"},
 		{"environment not visible", map[string]any{"repo": "greens/site", "environment": "staging"}, nil,
-			integrations.ErrNotFound, false, 0, "environment staging of greens/site or secret"},
+			failure.ErrNotFound, false, 0, "environment staging of greens/site or secret"},
 		{"no permission", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.srv.FailNext(403) },
-			integrations.ErrUnauthorized, false, 0, "may not write Actions secrets"},
+			failure.ErrUnauthorized, false, 0, "may not write Actions secrets"},
 		{"primary rate limit 403", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.srv.RateLimit(1, 403, reset) },
-			integrations.ErrTransient, true, 80 * time.Second, "rate limit used up"},
+			failure.ErrTransient, true, 80 * time.Second, "rate limit used up"},
 		{"primary rate limit 429", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.srv.RateLimit(1, 429, reset) },
-			integrations.ErrTransient, true, 80 * time.Second, "rate limit used up"},
+			failure.ErrTransient, true, 80 * time.Second, "rate limit used up"},
 		{"secondary rate limit", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.srv.FailNext(429) },
-			integrations.ErrTransient, true, 59 * time.Second, "secondary rate limit"},
+			failure.ErrTransient, true, 59 * time.Second, "secondary rate limit"},
 		{"server error", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.srv.FailNext(502) },
-			integrations.ErrTransient, true, 0, "status 502"},
+			failure.ErrTransient, true, 0, "status 502"},
 		{"validation failed", map[string]any{"repo": "greens/site"}, func(f *fixture) { f.srv.FailNext(422) },
-			integrations.ErrInvalid, false, 0, "status 422"},
+			failure.ErrInvalid, false, 0, "status 422"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -295,10 +297,10 @@ func TestErrorsAreClassified(t *testing.T) {
 				c.prepare(f)
 			}
 			_, err := in.Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(key1), RotationID: "r1"})
-			if !errors.Is(err, c.class) || integrations.IsTransient(err) != c.transient {
+			if !errors.Is(err, c.class) || failure.IsTransient(err) != c.transient {
 				t.Fatalf("Apply: %v; want class %v, transient %v", err, c.class, c.transient)
 			}
-			if wait := integrations.RetryAfter(err); wait < c.minWait || (c.minWait == 0 && wait != 0) {
+			if wait := failure.RetryAfter(err); wait < c.minWait || (c.minWait == 0 && wait != 0) {
 				t.Fatalf("RetryAfter = %v, want at least %v", wait, c.minWait)
 			}
 			if !strings.Contains(err.Error(), c.says) || !strings.HasPrefix(err.Error(), "github: ") {
@@ -319,11 +321,11 @@ func TestUpdatedAtOfMissingSecret(t *testing.T) {
 	f := newFixture(t, ghtest.Options{})
 	in := f.build(t, map[string]any{"repo": "greens/site"})
 	_, err := in.(integrations.Timestamper).UpdatedAt(context.Background())
-	if !errors.Is(err, integrations.ErrNotFound) {
+	if !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("UpdatedAt of a missing secret: %v, want ErrNotFound", err)
 	}
 	st := integrations.Observe(context.Background(), in, integrations.Expect{Current: "sha256:000000000000"})
-	if st.State != integrations.Failing {
+	if st.State != state.Failing {
 		t.Fatalf("Observe = %+v, want failing", st)
 	}
 }
@@ -341,7 +343,7 @@ func TestCancelledWhileGitHubHangs(t *testing.T) {
 	}()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) || integrations.IsTransient(err) {
+		if !errors.Is(err, context.Canceled) || failure.IsTransient(err) {
 			t.Fatalf("Apply: %v, want context.Canceled and not transient", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -363,7 +365,7 @@ func TestRedirectToAnotherHostIsRefused(t *testing.T) {
 	t.Cleanup(redirector.Close)
 	in := f.build(t, map[string]any{"repo": "greens/site", "api_url": redirector.URL})
 	_, err := in.Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(key1), RotationID: "r1"})
-	if !errors.Is(err, integrations.ErrInvalid) || sawToken {
+	if !errors.Is(err, failure.ErrInvalid) || sawToken {
 		t.Fatalf("Apply: %v (token sent elsewhere: %v); want a refused redirect", err, sawToken)
 	}
 	f.noLeaks(t, err)

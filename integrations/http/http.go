@@ -60,6 +60,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/internal/httpx"
 	"github.com/rekey-dev/rekey/secret"
@@ -334,7 +335,7 @@ func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 		return integrations.ApplyResult{}, fmt.Errorf("%s: %w", x.apply.what(), err)
 	}
 	if req.Key.IsZero() {
-		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", x.apply.what(), integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", x.apply.what(), failure.ErrInvalid)
 	}
 	if x.read != nil {
 		held, err := x.readKey(ctx)
@@ -353,11 +354,11 @@ func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 		return integrations.ApplyResult{}, err
 	}
 	drain(resp)
-	if err := integrations.StatusError(x.apply.what(), resp); err != nil {
+	if err := failure.StatusError(x.apply.what(), resp); err != nil {
 		return integrations.ApplyResult{}, err
 	}
 	if resp.StatusCode >= 300 {
-		return integrations.ApplyResult{}, fmt.Errorf("%s: status %d: %w", x.apply.what(), resp.StatusCode, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("%s: status %d: %w", x.apply.what(), resp.StatusCode, failure.ErrInvalid)
 	}
 	x.log.InfoContext(ctx, "http: key applied", "integration", x.id, "status", resp.StatusCode, "fingerprint", req.Key.Fingerprint())
 	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
@@ -371,25 +372,25 @@ func (x *HTTP) readKey(ctx context.Context) (secret.Key, error) {
 		return secret.Key{}, err
 	}
 	defer resp.Body.Close()
-	if err := integrations.StatusError(c.what(), resp); err != nil {
+	if err := failure.StatusError(c.what(), resp); err != nil {
 		drain(resp)
 		return secret.Key{}, err
 	}
 	if resp.StatusCode >= 300 {
 		drain(resp)
-		return secret.Key{}, fmt.Errorf("%s: status %d: %w", c.what(), resp.StatusCode, integrations.ErrInvalid)
+		return secret.Key{}, fmt.Errorf("%s: status %d: %w", c.what(), resp.StatusCode, failure.ErrInvalid)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
 		return secret.Key{}, httpx.TransportError(ctx, c.what()+": read answer", err)
 	}
 	if len(b) > maxAnswer {
-		return secret.Key{}, fmt.Errorf("%s: answer is larger than %d bytes: %w", c.what(), maxAnswer, integrations.ErrInvalid)
+		return secret.Key{}, fmt.Errorf("%s: answer is larger than %d bytes: %w", c.what(), maxAnswer, failure.ErrInvalid)
 	}
 	if c.pointer == nil {
 		k := strings.TrimSpace(string(b))
 		if k == "" {
-			return secret.Key{}, fmt.Errorf("%s: answer is empty: %w", c.what(), integrations.ErrNotFound)
+			return secret.Key{}, fmt.Errorf("%s: answer is empty: %w", c.what(), failure.ErrNotFound)
 		}
 		return secret.New(k), nil
 	}
@@ -398,22 +399,22 @@ func (x *HTTP) readKey(ctx context.Context) (secret.Key, error) {
 	var doc any
 	if err := dec.Decode(&doc); err != nil {
 		// encoding/json's message may quote part of the answer.
-		return secret.Key{}, fmt.Errorf("%s: answer (%d bytes) is not JSON: %w", c.what(), len(b), integrations.ErrInvalid)
+		return secret.Key{}, fmt.Errorf("%s: answer (%d bytes) is not JSON: %w", c.what(), len(b), failure.ErrInvalid)
 	}
 	v, err := c.pointer.resolve(doc)
 	if err != nil {
-		return secret.Key{}, fmt.Errorf("%s: json_pointer %s: %w: %w", c.what(), c.pointer.src, err, integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("%s: json_pointer %s: %w: %w", c.what(), c.pointer.src, err, failure.ErrNotFound)
 	}
 	switch s := v.(type) {
 	case string:
 		if s == "" {
-			return secret.Key{}, fmt.Errorf("%s: json_pointer %s: empty string: %w", c.what(), c.pointer.src, integrations.ErrNotFound)
+			return secret.Key{}, fmt.Errorf("%s: json_pointer %s: empty string: %w", c.what(), c.pointer.src, failure.ErrNotFound)
 		}
 		return secret.New(s), nil
 	case nil:
-		return secret.Key{}, fmt.Errorf("%s: json_pointer %s: null: %w", c.what(), c.pointer.src, integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("%s: json_pointer %s: null: %w", c.what(), c.pointer.src, failure.ErrNotFound)
 	}
-	return secret.Key{}, fmt.Errorf("%s: json_pointer %s: a %s, not a string: %w", c.what(), c.pointer.src, jsonKind(v), integrations.ErrInvalid)
+	return secret.Key{}, fmt.Errorf("%s: json_pointer %s: a %s, not a string: %w", c.what(), c.pointer.src, jsonKind(v), failure.ErrInvalid)
 }
 
 // probe sends verify and checks its status.
@@ -430,13 +431,13 @@ func (x *HTTP) probe(ctx context.Context) error {
 	case c.expect == resp.StatusCode:
 		return nil
 	case resp.StatusCode >= 400:
-		return integrations.StatusError(c.what(), resp)
+		return failure.StatusError(c.what(), resp)
 	}
 	want := "2xx"
 	if c.expect != 0 {
 		want = fmt.Sprint(c.expect)
 	}
-	return fmt.Errorf("%s: status %d, want %s: %w", c.what(), resp.StatusCode, want, integrations.ErrInvalid)
+	return fmt.Errorf("%s: status %d, want %s: %w", c.what(), resp.StatusCode, want, failure.ErrInvalid)
 }
 
 // send builds and sends one request. The caller closes the body.
@@ -447,7 +448,7 @@ func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Respons
 		return nil, fmt.Errorf("%s: url: %w", what, err)
 	}
 	if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-		return nil, fmt.Errorf("%s: url is not an http(s) URL once ${VAR}s are filled: %w", what, integrations.ErrInvalid)
+		return nil, fmt.Errorf("%s: url is not an http(s) URL once ${VAR}s are filled: %w", what, failure.ErrInvalid)
 	}
 	var body io.Reader
 	if c.name == "apply" {
@@ -459,7 +460,7 @@ func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Respons
 	}
 	req, err := http.NewRequestWithContext(ctx, c.method, u, body)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, integrations.ErrInvalid)
+		return nil, fmt.Errorf("%s: %w", what, failure.ErrInvalid)
 	}
 	for _, h := range c.headers {
 		v, err := h.value.expand(x.getenv, key, raw)
@@ -467,7 +468,7 @@ func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Respons
 			return nil, fmt.Errorf("%s: header %s: %w", what, h.name, err)
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
-			return nil, fmt.Errorf("%s: header %s: the value holds a line break or NUL once filled: %w", what, h.name, integrations.ErrInvalid)
+			return nil, fmt.Errorf("%s: header %s: the value holds a line break or NUL once filled: %w", what, h.name, failure.ErrInvalid)
 		}
 		if strings.EqualFold(h.name, "Host") {
 			req.Host = v

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	rhttp "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
@@ -276,11 +277,11 @@ func TestReadErrors(t *testing.T) {
 		class  error
 		says   string
 	}{
-		{"member missing", `{"settings": {}}`, integrations.ErrNotFound, `no member "action_network_api_key"`},
-		{"empty", `{"settings": {"action_network_api_key": ""}}`, integrations.ErrNotFound, "empty string"},
-		{"null", `{"settings": {"action_network_api_key": null}}`, integrations.ErrNotFound, "null"},
-		{"not a string", `{"settings": {"action_network_api_key": 1234567890123}}`, integrations.ErrInvalid, "a number, not a string"},
-		{"not JSON", `settings: ` + key1, integrations.ErrInvalid, "is not JSON"},
+		{"member missing", `{"settings": {}}`, failure.ErrNotFound, `no member "action_network_api_key"`},
+		{"empty", `{"settings": {"action_network_api_key": ""}}`, failure.ErrNotFound, "empty string"},
+		{"null", `{"settings": {"action_network_api_key": null}}`, failure.ErrNotFound, "null"},
+		{"not a string", `{"settings": {"action_network_api_key": 1234567890123}}`, failure.ErrInvalid, "a number, not a string"},
+		{"not JSON", `settings: ` + key1, failure.ErrInvalid, "is not JSON"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -308,12 +309,12 @@ func TestFailuresAreClassified(t *testing.T) {
 		class     error
 		transient bool
 	}{
-		{"server error echoing the key", func(f *fixture) { f.web.FailNext(500) }, integrations.ErrTransient, true},
-		{"unavailable with Retry-After", func(f *fixture) { f.web.FailNext(503) }, integrations.ErrTransient, true},
-		{"wrong admin token", func(f *fixture) { f.env["WP_TOKEN"] = "wrong" }, integrations.ErrUnauthorized, false},
-		{"unset variable", func(f *fixture) { delete(f.env, "WP_TOKEN") }, integrations.ErrInvalid, false},
-		{"bad request echoing the key", func(f *fixture) { f.web.FailNext(400) }, integrations.ErrInvalid, false},
-		{"connection refused", func(f *fixture) { f.env["WP_URL"] = "http://127.0.0.1:1" }, integrations.ErrTransient, true},
+		{"server error echoing the key", func(f *fixture) { f.web.FailNext(500) }, failure.ErrTransient, true},
+		{"unavailable with Retry-After", func(f *fixture) { f.web.FailNext(503) }, failure.ErrTransient, true},
+		{"wrong admin token", func(f *fixture) { f.env["WP_TOKEN"] = "wrong" }, failure.ErrUnauthorized, false},
+		{"unset variable", func(f *fixture) { delete(f.env, "WP_TOKEN") }, failure.ErrInvalid, false},
+		{"bad request echoing the key", func(f *fixture) { f.web.FailNext(400) }, failure.ErrInvalid, false},
+		{"connection refused", func(f *fixture) { f.env["WP_URL"] = "http://127.0.0.1:1" }, failure.ErrTransient, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -322,7 +323,7 @@ func TestFailuresAreClassified(t *testing.T) {
 			in := f.build(t, f.widget(false, false))
 			c.prepare(f)
 			_, err := apply(in, key1)
-			if !errors.Is(err, c.class) || integrations.IsTransient(err) != c.transient {
+			if !errors.Is(err, c.class) || failure.IsTransient(err) != c.transient {
 				t.Fatalf("Apply: %v; want %v, transient %v", err, c.class, c.transient)
 			}
 			if !strings.HasPrefix(err.Error(), "http: apply PUT ${WP_URL}/wp-json/signup/v1/settings") {
@@ -371,7 +372,7 @@ func TestVerify(t *testing.T) {
 			s["verify"].(map[string]any)["expect_status"] = c.expect
 			in := f.build(t, s)
 			err := in.(integrations.Verifier).Verify(context.Background())
-			if (err == nil) != c.works || integrations.IsTransient(err) != c.transient {
+			if (err == nil) != c.works || failure.IsTransient(err) != c.transient {
 				t.Fatalf("Verify: %v; want works %v, transient %v", err, c.works, c.transient)
 			}
 			f.noLeaks(t, []string{key1, key2}, err)
@@ -418,7 +419,7 @@ func TestRedirects(t *testing.T) {
 			if (err == nil) != c.ok {
 				t.Fatalf("Apply: %v; want success %v", err, c.ok)
 			}
-			if !c.ok && !errors.Is(err, integrations.ErrInvalid) {
+			if !c.ok && !errors.Is(err, failure.ErrInvalid) {
 				t.Fatalf("refused redirect is %v, want ErrInvalid", err)
 			}
 			if len(elsewhereSaw) > 0 {

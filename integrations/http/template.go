@@ -9,7 +9,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -96,7 +96,7 @@ func (t template) expand(getenv func(string) string, key secret.Key, escape func
 		case p.env != "":
 			v := getenv(p.env)
 			if v == "" {
-				return "", fmt.Errorf("environment variable %s is not set: %w", p.env, integrations.ErrInvalid)
+				return "", fmt.Errorf("environment variable %s is not set: %w", p.env, failure.ErrInvalid)
 			}
 			b.WriteString(v)
 		case p.key:

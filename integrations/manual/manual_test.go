@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 )
 
 const callhubToken = "ch_live_9f8e7d6c5b4a39281706"
@@ -74,11 +76,11 @@ func TestManualWithoutProbe(t *testing.T) {
 
 	want := integrations.Expect{Current: key.Fingerprint(), Versions: map[string]integrations.VersionState{key.Fingerprint(): integrations.VersionCurrent}}
 	s := integrations.Observe(context.Background(), integ, want)
-	if s.State != integrations.Pending || !strings.Contains(s.Reason, "<@U0CALL>") {
+	if s.State != state.Pending || !strings.Contains(s.Reason, "<@U0CALL>") {
 		t.Errorf("before confirm: %+v, want pending naming the owner", s)
 	}
-	want.Confirmed = integrations.Written{Fingerprint: key.Fingerprint(), At: time.Now()}
-	if s := integrations.Observe(context.Background(), integ, want); s.State != integrations.Current {
+	want.Confirmed = state.Written{Fingerprint: key.Fingerprint(), At: time.Now()}
+	if s := integrations.Observe(context.Background(), integ, want); s.State != state.Current {
 		t.Errorf("after confirm: %+v, want current", s)
 	}
 
@@ -129,13 +131,13 @@ func TestHTTPProbe(t *testing.T) {
 		{name: "200", status: 200},
 		{name: "204", status: 204},
 		{name: "expected 418", status: 418, expect: 418},
-		{name: "200 when 204 is expected", status: 200, expect: 204, class: integrations.ErrInvalid},
-		{name: "401", status: 401, class: integrations.ErrUnauthorized},
-		{name: "403", status: 403, class: integrations.ErrUnauthorized},
-		{name: "404", status: 404, class: integrations.ErrNotFound},
-		{name: "redirect not followed", status: 302, class: integrations.ErrInvalid},
-		{name: "503", status: 503, class: integrations.ErrTransient, transient: true},
-		{name: "429 with Retry-After", status: 429, header: http.Header{"Retry-After": {"7"}}, class: integrations.ErrTransient, transient: true},
+		{name: "200 when 204 is expected", status: 200, expect: 204, class: failure.ErrInvalid},
+		{name: "401", status: 401, class: failure.ErrUnauthorized},
+		{name: "403", status: 403, class: failure.ErrUnauthorized},
+		{name: "404", status: 404, class: failure.ErrNotFound},
+		{name: "redirect not followed", status: 302, class: failure.ErrInvalid},
+		{name: "503", status: 503, class: failure.ErrTransient, transient: true},
+		{name: "429 with Retry-After", status: 429, header: http.Header{"Retry-After": {"7"}}, class: failure.ErrTransient, transient: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := &callhub{status: tc.status, header: tc.header}
@@ -162,15 +164,15 @@ func TestHTTPProbe(t *testing.T) {
 				t.Fatalf("Verify: %v", err)
 			}
 			if tc.class != nil {
-				if !errors.Is(err, tc.class) || integrations.IsTransient(err) != tc.transient {
+				if !errors.Is(err, tc.class) || failure.IsTransient(err) != tc.transient {
 					t.Fatalf("Verify error %v, want %v", err, tc.class)
 				}
 				leakcheck.Assert(t, "Verify error", []byte(err.Error()), callhubToken)
 				if !strings.Contains(err.Error(), fmt.Sprintf("status %d", tc.status)) {
 					t.Errorf("error %q does not give the status", err)
 				}
-				if tc.header != nil && integrations.RetryAfter(err) != 7*time.Second {
-					t.Errorf("RetryAfter = %v", integrations.RetryAfter(err))
+				if tc.header != nil && failure.RetryAfter(err) != 7*time.Second {
+					t.Errorf("RetryAfter = %v", failure.RetryAfter(err))
 				}
 			}
 			if len(srv.got) != 1 {
@@ -195,7 +197,7 @@ func TestHTTPProbeTokenInURLStaysOutOfErrors(t *testing.T) {
 	ts.Close() // nothing listens: the request fails to connect
 	integ := mustBuild(t, map[string]any{"verify": map[string]any{"http": map[string]any{"url": addr + "/health?token=${CALLHUB_TOKEN}"}}})
 	err := integ.(integrations.Verifier).Verify(context.Background())
-	if !errors.Is(err, integrations.ErrTransient) {
+	if !errors.Is(err, failure.ErrTransient) {
 		t.Fatalf("error %v, want transient", err)
 	}
 	leakcheck.Assert(t, "Verify error", []byte(err.Error()), callhubToken)
@@ -207,7 +209,7 @@ func TestHTTPProbeTokenInURLStaysOutOfErrors(t *testing.T) {
 func TestHTTPProbeUnsetVariable(t *testing.T) {
 	integ := mustBuild(t, map[string]any{"verify": map[string]any{"http": map[string]any{"url": "https://${NO_SUCH_HOST_VAR}/health"}}})
 	err := integ.(integrations.Verifier).Verify(context.Background())
-	if !errors.Is(err, integrations.ErrInvalid) || !strings.Contains(err.Error(), "NO_SUCH_HOST_VAR") {
+	if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), "NO_SUCH_HOST_VAR") {
 		t.Fatalf("error %v, want invalid naming the variable", err)
 	}
 }
@@ -221,7 +223,7 @@ func TestHTTPProbeHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err := integ.(integrations.Verifier).Verify(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) || !integrations.IsTransient(err) {
+	if !errors.Is(err, context.DeadlineExceeded) || !failure.IsTransient(err) {
 		t.Fatalf("error %v, want a transient deadline", err)
 	}
 }
@@ -234,8 +236,8 @@ func TestExecProbe(t *testing.T) {
 		transient bool
 	}{
 		{0, nil, false},
-		{1, integrations.ErrInvalid, false},
-		{75, integrations.ErrTransient, true},
+		{1, failure.ErrInvalid, false},
+		{75, failure.ErrTransient, true},
 	} {
 		t.Run(fmt.Sprint(tc.code), func(t *testing.T) {
 			probe := filepath.Join(dir, fmt.Sprintf("probe-%d.sh", tc.code))
@@ -246,7 +248,7 @@ func TestExecProbe(t *testing.T) {
 			if tc.class == nil && err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if tc.class != nil && (!errors.Is(err, tc.class) || integrations.IsTransient(err) != tc.transient) {
+			if tc.class != nil && (!errors.Is(err, tc.class) || failure.IsTransient(err) != tc.transient) {
 				t.Fatalf("Verify error %v, want %v", err, tc.class)
 			}
 			out, _ := os.ReadFile(dump)

@@ -44,6 +44,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -165,7 +166,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 
 	cfg := vaultapi.DefaultConfig()
 	if cfg.Error != nil {
-		return nil, fmt.Errorf("vault: %s: client settings from VAULT_* variables: %w: %w", v.target, cfg.Error, integrations.ErrInvalid)
+		return nil, fmt.Errorf("vault: %s: client settings from VAULT_* variables: %w: %w", v.target, cfg.Error, failure.ErrInvalid)
 	}
 	cfg.Address = addr
 	cfg.AgentAddress = ""
@@ -212,7 +213,7 @@ func (v *Vault) Apply(ctx context.Context, req integrations.ApplyRequest) (integ
 		return integrations.ApplyResult{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if req.Key.IsZero() {
-		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", what, integrations.ErrInvalid)
+		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", what, failure.ErrInvalid)
 	}
 	for attempt := 1; ; attempt++ {
 		cur, err := v.read(ctx)
@@ -237,7 +238,7 @@ func (v *Vault) Apply(ctx context.Context, req integrations.ApplyRequest) (integ
 			return integrations.ApplyResult{}, err
 		}
 		if attempt == Attempts {
-			return integrations.ApplyResult{}, fmt.Errorf("%s: someone else wrote it between each of %d reads and writes: %w", what, Attempts, integrations.ErrConflict)
+			return integrations.ApplyResult{}, fmt.Errorf("%s: someone else wrote it between each of %d reads and writes: %w", what, Attempts, failure.ErrConflict)
 		}
 		v.log.DebugContext(ctx, "vault: check-and-set lost a race; reading again", "integration", v.id, "version", cur.version)
 	}
@@ -251,15 +252,15 @@ func (v *Vault) Read(ctx context.Context) (secret.Key, error) {
 		return secret.Key{}, err
 	}
 	if cur.data == nil {
-		return secret.Key{}, fmt.Errorf("%s: the secret does not exist or its latest version is deleted: %w", what, integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("%s: the secret does not exist or its latest version is deleted: %w", what, failure.ErrNotFound)
 	}
 	val, ok := cur.data[v.field]
 	if !ok || val == nil || val == "" {
-		return secret.Key{}, fmt.Errorf("%s: the secret has no value in that field: %w", what, integrations.ErrNotFound)
+		return secret.Key{}, fmt.Errorf("%s: the secret has no value in that field: %w", what, failure.ErrNotFound)
 	}
 	s, ok := val.(string)
 	if !ok {
-		return secret.Key{}, fmt.Errorf("%s: the field holds a %T, not a string: %w", what, val, integrations.ErrInvalid)
+		return secret.Key{}, fmt.Errorf("%s: the field holds a %T, not a string: %w", what, val, failure.ErrInvalid)
 	}
 	return secret.New(s), nil
 }
@@ -283,7 +284,7 @@ func (v *Vault) read(ctx context.Context) (current, error) {
 		cur.created, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(md["created_time"]))
 	}
 	if cur.version == 0 && cur.data != nil {
-		return current{}, fmt.Errorf("%s: answer has no metadata version: %w", what, integrations.ErrInvalid)
+		return current{}, fmt.Errorf("%s: answer has no metadata version: %w", what, failure.ErrInvalid)
 	}
 	return cur, nil
 }
@@ -322,7 +323,7 @@ func (v *Vault) prepare(ctx context.Context, what string) error {
 	}
 	token := v.getenv(v.tokenEnv)
 	if token == "" {
-		return fmt.Errorf("%s: no Vault token: $%s is empty or not set: %w", what, v.tokenEnv, integrations.ErrUnauthorized)
+		return fmt.Errorf("%s: no Vault token: $%s is empty or not set: %w", what, v.tokenEnv, failure.ErrUnauthorized)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -349,10 +350,10 @@ func (v *Vault) prepare(ctx context.Context, what string) error {
 	mountPath := strings.Trim(fmt.Sprint(s.Data["path"]), "/")
 	opts, _ := s.Data["options"].(map[string]any)
 	if s.Data["type"] != "kv" || opts == nil || fmt.Sprint(opts["version"]) != "2" {
-		return fmt.Errorf("%s: %s is not a KV version 2 mount: %w", what, mountPath, integrations.ErrInvalid)
+		return fmt.Errorf("%s: %s is not a KV version 2 mount: %w", what, mountPath, failure.ErrInvalid)
 	}
 	if mountPath != v.mount {
-		return fmt.Errorf("%s: the mount is %s, not %s: set mount and path accordingly: %w", what, mountPath, v.mount, integrations.ErrInvalid)
+		return fmt.Errorf("%s: the mount is %s, not %s: set mount and path accordingly: %w", what, mountPath, v.mount, failure.ErrInvalid)
 	}
 	v.mountOK = true
 	return nil
@@ -369,15 +370,15 @@ func (v *Vault) classify(ctx context.Context, what string, err error) error {
 		code := re.StatusCode
 		switch {
 		case code == http.StatusForbidden:
-			return fmt.Errorf("%s: status 403: permission denied (is the token in $%s valid, and does its policy allow this path?): %w", what, v.tokenEnv, integrations.ErrUnauthorized)
+			return fmt.Errorf("%s: status 403: permission denied (is the token in $%s valid, and does its policy allow this path?): %w", what, v.tokenEnv, failure.ErrUnauthorized)
 		case code == http.StatusPreconditionFailed, code == http.StatusTooManyRequests, code >= 500:
 			// 412: a performance standby has not caught up; 429: rate
 			// limit or standby; 503: sealed or no leader.
-			return fmt.Errorf("%s: status %d: %w", what, code, integrations.ErrTransient)
+			return fmt.Errorf("%s: status %d: %w", what, code, failure.ErrTransient)
 		}
-		class := integrations.ClassifyStatus(code)
+		class := failure.ClassifyStatus(code)
 		if class == nil {
-			class = integrations.ErrInvalid
+			class = failure.ErrInvalid
 		}
 		return fmt.Errorf("%s: status %d: %w", what, code, class)
 	}
@@ -387,16 +388,16 @@ func (v *Vault) classify(ctx context.Context, what string, err error) error {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		return fmt.Errorf("%s: %w: %w", what, err, integrations.ErrTransient)
+		return fmt.Errorf("%s: %w: %w", what, err, failure.ErrTransient)
 	}
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &syntax) || errors.As(err, &typ) {
 		// encoding/json's message may quote part of the answer.
-		return fmt.Errorf("%s: the answer is not the JSON Vault sends: %w", what, integrations.ErrTransient)
+		return fmt.Errorf("%s: the answer is not the JSON Vault sends: %w", what, failure.ErrTransient)
 	}
 	// Anything else is the client's own refusal; its text is the client's.
-	return fmt.Errorf("%s: %w: %w", what, err, integrations.ErrInvalid)
+	return fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
 }
 
 func mentions(re *vaultapi.ResponseError, s string) bool {

@@ -15,6 +15,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/vault"
 	"github.com/rekey-dev/rekey/internal/faultproxy"
@@ -206,7 +207,7 @@ func keys(m map[string]any) []string {
 func TestApplyCreatesAndRecreates(t *testing.T) {
 	f := newFixture(t)
 	in := f.build(t, nil)
-	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, integrations.ErrNotFound) {
+	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Read of a missing secret: %v, want ErrNotFound", err)
 	}
 	if _, err := apply(in, key1); err != nil {
@@ -220,7 +221,7 @@ func TestApplyCreatesAndRecreates(t *testing.T) {
 	if err := f.vault.Client.KVv2(f.vault.Mount).Delete(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, integrations.ErrNotFound) {
+	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Read of a deleted version: %v, want ErrNotFound", err)
 	}
 	if _, err := apply(in, key2); err != nil {
@@ -239,7 +240,7 @@ func TestCheckAndSetRace(t *testing.T) {
 	}{
 		{"one intruder is outlasted", 1, nil},
 		{"two intruders are outlasted", vault.Attempts - 1, nil},
-		{"an intruder at every attempt is a conflict", vault.Attempts, integrations.ErrConflict},
+		{"an intruder at every attempt is a conflict", vault.Attempts, failure.ErrConflict},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -257,7 +258,7 @@ func TestCheckAndSetRace(t *testing.T) {
 				})
 			}
 			_, err := apply(in, key1)
-			if !errors.Is(err, c.wantErr) || (c.wantErr != nil && integrations.IsTransient(err)) {
+			if !errors.Is(err, c.wantErr) || (c.wantErr != nil && failure.IsTransient(err)) {
 				t.Fatalf("Apply: %v, want %v", err, c.wantErr)
 			}
 			attempts := bytes.Count(f.proxy.Log(), []byte("PUT "+f.dataPath()+" "))
@@ -287,33 +288,33 @@ func TestFailuresAreClassified(t *testing.T) {
 		{"read-only token", func(t *testing.T, f *fixture) map[string]any {
 			f.env["VAULT_TOKEN"] = f.vault.TokenWithPolicy(t, f.vault.ReadOnlyPolicy())
 			return nil
-		}, integrations.ErrUnauthorized, false, "permission denied"},
+		}, failure.ErrUnauthorized, false, "permission denied"},
 		{"token for another path", func(t *testing.T, f *fixture) map[string]any {
 			f.env["APP_TOKEN"] = f.vault.TokenWithPolicy(t, `path "elsewhere/*" { capabilities = ["read"] }`)
 			return map[string]any{"token_env": "APP_TOKEN"}
-		}, integrations.ErrUnauthorized, false, "$APP_TOKEN"},
+		}, failure.ErrUnauthorized, false, "$APP_TOKEN"},
 		{"token unset", func(t *testing.T, f *fixture) map[string]any {
 			delete(f.env, "VAULT_TOKEN")
 			return nil
-		}, integrations.ErrUnauthorized, false, "$VAULT_TOKEN is empty or not set"},
+		}, failure.ErrUnauthorized, false, "$VAULT_TOKEN is empty or not set"},
 		{"sealed", func(t *testing.T, f *fixture) map[string]any {
 			f.proxy.FailNext(faultproxy.Failure{Status: 503, Body: `{"errors":["Vault is sealed"]}`})
 			return nil
-		}, integrations.ErrTransient, true, "status 503"},
+		}, failure.ErrTransient, true, "status 503"},
 		{"standby not caught up", func(t *testing.T, f *fixture) map[string]any {
 			f.proxy.FailNext(faultproxy.Failure{Status: 412, Body: `{"errors":["required index state not present"]}`})
 			return nil
-		}, integrations.ErrTransient, true, "status 412"},
+		}, failure.ErrTransient, true, "status 412"},
 		{"not a KV v2 mount", func(t *testing.T, f *fixture) map[string]any {
 			if err := f.vault.Client.Sys().Mount(f.vault.Mount+"-v1", &vaultapi.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { f.vault.Client.Sys().Unmount(f.vault.Mount + "-v1") })
 			return map[string]any{"mount": f.vault.Mount + "-v1"}
-		}, integrations.ErrInvalid, false, "is not a KV version 2 mount"},
+		}, failure.ErrInvalid, false, "is not a KV version 2 mount"},
 		{"nothing listening", func(t *testing.T, f *fixture) map[string]any {
 			return map[string]any{"address": "http://127.0.0.1:1", "token_env": "VAULT_TOKEN"}
-		}, integrations.ErrTransient, true, "connection refused"},
+		}, failure.ErrTransient, true, "connection refused"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -321,7 +322,7 @@ func TestFailuresAreClassified(t *testing.T) {
 			f.put(t, map[string]any{field: key2})
 			in := f.build(t, c.prepare(t, f))
 			_, err := apply(in, key1)
-			if !errors.Is(err, c.class) || integrations.IsTransient(err) != c.transient || !strings.Contains(err.Error(), c.says) {
+			if !errors.Is(err, c.class) || failure.IsTransient(err) != c.transient || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("Apply: %v; want %v (transient %v) saying %q", err, c.class, c.transient, c.says)
 			}
 			if strings.Contains(err.Error(), "sealed") || strings.Contains(err.Error(), "index state") {
@@ -339,7 +340,7 @@ func TestClientDoesNotRetry(t *testing.T) {
 	f := newFixture(t)
 	in := f.build(t, nil)
 	f.proxy.FailNext(faultproxy.Failure{Status: 500, Body: `{"errors":["internal error"]}`})
-	if _, err := apply(in, key1); !integrations.IsTransient(err) {
+	if _, err := apply(in, key1); !failure.IsTransient(err) {
 		t.Fatalf("Apply: %v, want transient", err)
 	}
 	if n := bytes.Count(f.proxy.Log(), []byte("\n  X-Vault-Token")); n != 1 {
@@ -366,7 +367,7 @@ func TestAddressAndNamespaceDefaults(t *testing.T) {
 	g := newFixture(t)
 	g.cfg = config.Vault{Address: "http://127.0.0.1:1", Namespace: "team-a"}
 	in = g.build(t, map[string]any{"address": g.proxy.URL, "token_env": "VAULT_TOKEN"})
-	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, integrations.ErrNotFound) {
+	if _, err := in.(integrations.Reader).Read(context.Background()); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Read: %v", err)
 	}
 	if bytes.Contains(g.proxy.Log(), []byte("X-Vault-Namespace")) {
@@ -384,7 +385,7 @@ func TestCancelledWhileVaultHangs(t *testing.T) {
 	go func() { _, err := in.Apply(ctx, integrations.ApplyRequest{Key: secret.New(key1)}); done <- err }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, context.Canceled) || integrations.IsTransient(err) {
+		if !errors.Is(err, context.Canceled) || failure.IsTransient(err) {
 			t.Fatalf("Apply: %v, want context.Canceled", err)
 		}
 	case <-time.After(10 * time.Second):

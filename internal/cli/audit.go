@@ -11,9 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // AuditOptions are `rekey audit`'s flags and arguments.
@@ -154,7 +154,7 @@ func unreachable(k config.Key, ins []config.Integration, at time.Time, err error
 	ka := &rotation.KeyAudit{Key: k.ID, At: at, Error: err.Error(), Integrations: []rotation.AuditResult{}}
 	for _, in := range ins {
 		ka.Integrations = append(ka.Integrations, rotation.AuditResult{Result: rotation.Result{
-			ID: in.ID, Type: in.Type, Owner: in.Owner, State: integrations.Unknown,
+			ID: in.ID, Type: in.Type, Owner: in.Owner, State: state.Unknown,
 			Reason: "could not read the key's versions from Vault: " + err.Error(),
 		}})
 	}
@@ -167,12 +167,12 @@ func auditEvent(k config.Key, ka *rotation.KeyAudit) notifiers.Event {
 	}
 	notCurrent := 0
 	for _, r := range ka.Integrations {
-		if r.State == integrations.Current {
+		if r.State == state.Current {
 			continue
 		}
 		notCurrent++
 		ev.Integrations = append(ev.Integrations, notifiers.Integration{
-			ID: r.ID, Type: r.Type, State: string(r.State), Reason: r.Reason, Owner: r.Owner, Previous: string(r.Previous),
+			ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: r.Owner, Previous: r.Previous,
 		})
 	}
 	ev.Title = fmt.Sprintf("Audit of %s: %d of %d integrations not current", ka.Key, notCurrent, len(ka.Integrations))
@@ -180,7 +180,7 @@ func auditEvent(k config.Key, ka *rotation.KeyAudit) notifiers.Event {
 	if ka.Error != "" {
 		hints = append(hints, "The audit could not read the key from Vault: "+ka.Error)
 	}
-	has := func(s integrations.State) bool {
+	has := func(s state.State) bool {
 		for _, r := range ka.Integrations {
 			if r.State == s {
 				return true
@@ -188,13 +188,13 @@ func auditEvent(k config.Key, ka *rotation.KeyAudit) notifiers.Event {
 		}
 		return false
 	}
-	if has(integrations.Compromised) {
+	if has(state.Compromised) {
 		hints = append(hints, "Some integration holds a leaked key: give it the current one now, and find out how the leaked one came back.")
 	}
-	if has(integrations.Stale) || has(integrations.Failing) {
+	if has(state.Stale) || has(state.Failing) {
 		hints = append(hints, "Fix what fails, then `rekey resume "+ka.Key+"`.")
 	}
-	if has(integrations.Pending) {
+	if has(state.Pending) {
 		hints = append(hints, "Manual integrations wait for `rekey confirm "+ka.Key+" INTEGRATION`.")
 	}
 	ev.Text = strings.Join(hints, "\n")
@@ -221,7 +221,7 @@ func printAudit(w io.Writer, doc auditDoc) {
 		}
 		for _, r := range ka.Integrations {
 			total++
-			if r.State == integrations.Current {
+			if r.State == state.Current {
 				current++
 			}
 			reason := r.Reason

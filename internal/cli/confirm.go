@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -69,7 +69,7 @@ func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
 		return exit(ExitStopped, err, "")
 	}
 	code := ExitOK
-	if res.State != integrations.Current {
+	if res.State != state.Current {
 		code = ExitStopped
 	}
 	if a.json() {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/rotation"
@@ -57,7 +58,7 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 	switch {
 	case err == nil:
 		p.VaultOK, p.CurrentVersion, p.Fingerprint, p.current = true, cur.Version, cur.Fingerprint(), cur
-	case errors.Is(err, vaultstore.ErrNotFound):
+	case errors.Is(err, failure.ErrNotFound):
 		p.VaultOK = true // the first rotation stores version 1
 	default:
 		p.Vault += ": " + err.Error()
@@ -69,7 +70,7 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 		p.Provider = a.checker(*k).Check(ctx, cur.Key)
 	} else {
 		p.Provider = providers.Result{Validity: providers.Unknown, Reason: "no current key in Vault to check"}
-		if err == nil || errors.Is(err, vaultstore.ErrNotFound) {
+		if err == nil || errors.Is(err, failure.ErrNotFound) {
 			p.Provider.Validity = providers.Valid
 		}
 	}

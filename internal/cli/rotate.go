@@ -18,6 +18,7 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -187,7 +188,7 @@ func waiting(targets []rotation.Target, reason string) ([]string, []notifiers.In
 	evs := make([]notifiers.Integration, len(targets))
 	for i, t := range targets {
 		ids[i] = t.Config.ID
-		evs[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: records.Waiting, Reason: reason, Owner: t.Config.Owner}
+		evs[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: state.Waiting, Reason: reason, Owner: t.Config.Owner}
 	}
 	return ids, evs
 }

@@ -13,10 +13,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/scan"
 	"github.com/rekey-dev/rekey/secret"
-	"github.com/rekey-dev/rekey/vaultstore"
 )
 
 // ScanOptions are `rekey scan`'s flags and arguments.
@@ -72,7 +72,7 @@ type needleInfo struct {
 // state. A key with no version in Vault has none.
 func (a *app) keyNeedles(ctx context.Context, k config.Key) ([]needleInfo, error) {
 	versions, current, err := a.store.Versions(ctx, k.VaultPath)
-	if errors.Is(err, vaultstore.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {

@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
-	"github.com/rekey-dev/rekey/vaultstore"
 )
 
 // StatusOptions are `rekey status`'s arguments.
@@ -96,7 +96,7 @@ func statusRun(ctx context.Context, a *app, o *StatusOptions) error {
 func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeyStatus {
 	ks := KeyStatus{Key: k.ID, VaultPath: a.cfg.Vault.Mount + "/" + k.VaultPath}
 	cur, err := a.store.ReadKey(ctx, k.VaultPath)
-	if errors.Is(err, vaultstore.ErrNotFound) {
+	if errors.Is(err, failure.ErrNotFound) {
 		ks.Error = "no version in Vault yet"
 		return ks
 	}

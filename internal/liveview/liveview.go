@@ -20,20 +20,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/rekey-dev/rekey/state"
 	"golang.org/x/term"
-)
-
-// Phases an integration goes through. Set accepts any string; these are
-// the ones the view knows the meaning of.
-const (
-	Waiting   = "waiting"
-	Applying  = "applying"
-	Verifying = "verifying"
-	Current   = "current"
-	Failed    = "failed"
-	Pending   = "pending"
-	Stale     = "stale"
-	Unknown   = "unknown"
 )
 
 // Interval is the shortest time between two frames on a terminal.
@@ -64,8 +52,9 @@ type View struct {
 }
 
 type row struct {
-	id, phase, detail string
-	start, end        time.Time // first applying or verifying; reaching a final phase
+	id, detail string
+	phase      state.State
+	start, end time.Time // first applying or verifying; reaching a final phase
 }
 
 // New starts a view of the integrations ids, all waiting. isTTY says
@@ -98,7 +87,7 @@ func newView(w io.Writer, isTTY bool, ids []string, now func() time.Time, interv
 
 // Set records that integration id is now in phase, with an optional detail
 // (an error, "attempt 2", …). An id not given to New is added at the end.
-func (v *View) Set(id, phase, detail string) {
+func (v *View) Set(id string, phase state.State, detail string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
@@ -118,7 +107,7 @@ func (v *View) Set(id, phase, detail string) {
 			r.start = now
 		}
 		r.end = time.Time{}
-	case phase != Waiting && !r.start.IsZero():
+	case phase != state.Waiting && !r.start.IsZero():
 		r.end = now // the clock stops when a final phase is reached
 	}
 	r.phase, r.detail = phase, detail
@@ -150,7 +139,7 @@ func (v *View) Close() {
 }
 
 func (v *View) add(id string) *row {
-	r := &row{id: id, phase: Waiting}
+	r := &row{id: id, phase: state.Waiting}
 	v.rows = append(v.rows, r)
 	v.byID[id] = r
 	return r
@@ -219,7 +208,7 @@ func (v *View) draw() {
 
 // plainLine is a change as one line: "site-env: current (0.8s)".
 func (v *View) plainLine(r *row) string {
-	s := r.id + ": " + r.phase
+	s := r.id + ": " + string(r.phase)
 	if !active(r.phase) && !r.end.IsZero() {
 		s += " (" + formatDuration(r.end.Sub(r.start)) + ")"
 	}
@@ -249,7 +238,7 @@ func elapsed(r *row, now time.Time) string {
 	return ""
 }
 
-func active(phase string) bool { return phase == Applying || phase == Verifying }
+func active(phase state.State) bool { return phase == state.Applying || phase == state.Verifying }
 
 // formatDuration gives tenths of a second under a minute ("0.8s"), whole
 // seconds above ("1m5s").

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rekey-dev/rekey/state"
 )
 
 // clock is a fake clock the test moves by hand.
@@ -33,8 +35,10 @@ func (c *clock) add(d time.Duration) {
 
 func TestPlain(t *testing.T) {
 	type step struct {
-		after             time.Duration
-		id, phase, detail string
+		after  time.Duration
+		id     string
+		phase  state.State
+		detail string
 	}
 	tests := []struct {
 		name  string
@@ -46,48 +50,48 @@ func TestPlain(t *testing.T) {
 			name: "rotation",
 			ids:  []string{"site-env", "ci", "callhub"},
 			steps: []step{
-				{0, "site-env", Applying, ""},
-				{0, "ci", Applying, ""},
-				{300 * time.Millisecond, "site-env", Verifying, ""},
-				{500 * time.Millisecond, "site-env", Current, ""},
-				{400 * time.Millisecond, "ci", Failed, "github: put secret\nunauthorized"},
-				{0, "callhub", Pending, "waiting for <@U0CALL>"},
+				{0, "site-env", state.Applying, ""},
+				{0, "ci", state.Applying, ""},
+				{300 * time.Millisecond, "site-env", state.Verifying, ""},
+				{500 * time.Millisecond, "site-env", state.Current, ""},
+				{400 * time.Millisecond, "ci", state.Failing, "github: put secret\nunauthorized"},
+				{0, "callhub", state.Pending, "waiting for <@U0CALL>"},
 			},
 			want: "site-env: applying\n" +
 				"ci: applying\n" +
 				"site-env: verifying\n" +
 				"site-env: current (0.8s)\n" +
-				"ci: failed (1.2s): github: put secret unauthorized\n" +
+				"ci: failing (1.2s): github: put secret unauthorized\n" +
 				"callhub: pending: waiting for <@U0CALL>\n",
 		},
 		{
 			name: "repeats are not printed, new details are",
 			ids:  []string{"a"},
 			steps: []step{
-				{0, "a", Applying, ""},
-				{0, "a", Applying, ""},
-				{time.Second, "a", Applying, "attempt 2"},
-				{70 * time.Second, "a", Current, ""},
-				{0, "a", Current, ""},
+				{0, "a", state.Applying, ""},
+				{0, "a", state.Applying, ""},
+				{time.Second, "a", state.Applying, "attempt 2"},
+				{70 * time.Second, "a", state.Current, ""},
+				{0, "a", state.Current, ""},
 			},
 			want: "a: applying\na: applying: attempt 2\na: current (1m11s)\n",
 		},
 		{
 			name:  "unknown id is added",
 			ids:   nil,
-			steps: []step{{0, "late", Stale, "holds a superseded version"}},
+			steps: []step{{0, "late", state.Stale, "holds a superseded version"}},
 			want:  "late: stale: holds a superseded version\n",
 		},
 		{
 			name: "a second attempt keeps the first start",
 			ids:  []string{"a"},
 			steps: []step{
-				{0, "a", Applying, ""},
-				{time.Second, "a", Failed, ""},
-				{time.Second, "a", Applying, ""},
-				{time.Second, "a", Current, ""},
+				{0, "a", state.Applying, ""},
+				{time.Second, "a", state.Failing, ""},
+				{time.Second, "a", state.Applying, ""},
+				{time.Second, "a", state.Current, ""},
 			},
-			want: "a: applying\na: failed (1.0s)\na: applying\na: current (3.0s)\n",
+			want: "a: applying\na: failing (1.0s)\na: applying\na: current (3.0s)\n",
 		},
 	}
 	for _, tt := range tests {
@@ -100,7 +104,7 @@ func TestPlain(t *testing.T) {
 				v.Set(s.id, s.phase, s.detail)
 			}
 			v.Close()
-			v.Set("a", Unknown, "after close")
+			v.Set("a", state.Unknown, "after close")
 			if got := buf.String(); got != tt.want {
 				t.Errorf("got:\n%s\nwant:\n%s", got, tt.want)
 			}
@@ -180,9 +184,9 @@ func TestTTY(t *testing.T) {
 	// Set draws nothing by itself: frames come from the ticker only, so
 	// there are at most ten a second however often Set is called.
 	buf.Reset()
-	v.Set("site-env", Applying, "")
-	v.Set("ci", Applying, "")
-	v.Set("ci", Applying, "attempt 2")
+	v.Set("site-env", state.Applying, "")
+	v.Set("ci", state.Applying, "")
+	v.Set("ci", state.Applying, "attempt 2")
 	if buf.Len() != 0 {
 		t.Fatalf("Set wrote %q", buf.String())
 	}
@@ -198,7 +202,7 @@ func TestTTY(t *testing.T) {
 
 	// While an integration applies, its clock runs on.
 	c.add(200 * time.Millisecond)
-	v.Set("site-env", Current, "")
+	v.Set("site-env", state.Current, "")
 	c.add(300 * time.Millisecond)
 	v.tick()
 	got := screen(t, "\r\x1b[2Ka\n\r\x1b[2Kb\n"+buf.String()) // buf starts after the first frame
@@ -208,7 +212,7 @@ func TestTTY(t *testing.T) {
 
 	// Once nothing runs and nothing changed, no frame is drawn.
 	c.add(time.Second)
-	v.Set("ci", Failed, "github: unauthorized")
+	v.Set("ci", state.Failing, "github: unauthorized")
 	v.tick()
 	buf.Reset()
 	c.add(time.Second)
@@ -218,10 +222,10 @@ func TestTTY(t *testing.T) {
 	}
 
 	// A late id gets a new line; Close draws the last frame.
-	v.Set("callhub", Pending, "waiting for <@U0CALL>")
+	v.Set("callhub", state.Pending, "waiting for <@U0CALL>")
 	v.Close()
 	v.Close()
-	v.Set("ci", Current, "")
+	v.Set("ci", state.Current, "")
 	v.tick()
 	if !strings.HasPrefix(buf.String(), "\x1b[2A") {
 		t.Errorf("last frame does not move back over the two lines: %q", buf.String())
@@ -229,7 +233,7 @@ func TestTTY(t *testing.T) {
 	got = screen(t, "\r\x1b[2Ka\n\r\x1b[2Kb\n"+buf.String())
 	want2 := []string{
 		"site-env  current     1.7s",
-		"ci        failed      3.0s  github: unauthorized",
+		"ci        failing     3.0s  github: unauthorized",
 		"callhub   pending           waiting for <@U0CALL>",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want2) {
@@ -245,7 +249,7 @@ func TestTTYLinesAreCutToWidth(t *testing.T) {
 	c := newClock()
 	v := newView(&buf, true, []string{"a"}, c.now, 0)
 	v.width = 30
-	v.Set("a", Failed, strings.Repeat("x", 100))
+	v.Set("a", state.Failing, strings.Repeat("x", 100))
 	v.Close()
 	for _, l := range screen(t, buf.String()) {
 		if n := len([]rune(l)); n > 29 {
@@ -286,10 +290,10 @@ func TestConcurrentSet(t *testing.T) {
 	for _, id := range ids {
 		wg.Go(func() {
 			for range 50 {
-				v.Set(id, Applying, "")
-				v.Set(id, Verifying, "")
+				v.Set(id, state.Applying, "")
+				v.Set(id, state.Verifying, "")
 			}
-			v.Set(id, Current, "")
+			v.Set(id, state.Current, "")
 		})
 	}
 	wg.Wait()
@@ -307,7 +311,7 @@ func TestConcurrentSet(t *testing.T) {
 	var plain bytes.Buffer
 	pv := New(&plain, false, ids)
 	for _, id := range ids {
-		wg.Go(func() { pv.Set(id, Applying, ""); pv.Set(id, Current, "") })
+		wg.Go(func() { pv.Set(id, state.Applying, ""); pv.Set(id, state.Current, "") })
 	}
 	wg.Wait()
 	pv.Close()

@@ -30,6 +30,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rekey-dev/rekey/notifiers"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // Notifier writes events to an io.Writer. It is safe for concurrent use;
@@ -115,21 +116,21 @@ func Format(ev notifiers.Event) string {
 		for _, in := range ev.Integrations {
 			wID = max(wID, width(in.ID))
 			wType = max(wType, width(in.Type))
-			wState = max(wState, width(state(in)))
+			wState = max(wState, width(stateOf(in)))
 		}
 		for _, in := range ev.Integrations {
 			reason := oneLine(in.Reason)
-			if needsOwner(in.State) && in.Owner != "" && !strings.Contains(reason, in.Owner) {
+			if in.State.NeedsAction() && in.Owner != "" && !strings.Contains(reason, in.Owner) {
 				reason = strings.TrimSpace(reason + " (owner " + in.Owner + ")")
 			}
-			line("    %s  %s  %s  %s", pad(in.ID, wID), pad(in.Type, wType), pad(state(in), wState), reason)
+			line("    %s  %s  %s  %s", pad(in.ID, wID), pad(in.Type, wType), pad(stateOf(in), wState), reason)
 		}
 	}
 
 	var owners []string
 	seen := map[string]bool{}
 	for _, in := range ev.Integrations {
-		if needsOwner(in.State) && in.Owner != "" && !seen[in.Owner] {
+		if in.State.NeedsAction() && in.Owner != "" && !seen[in.Owner] {
 			seen[in.Owner] = true
 			owners = append(owners, in.Owner)
 		}
@@ -141,26 +142,16 @@ func Format(ev notifiers.Event) string {
 	return b.String()
 }
 
-// state is an integration's state, with the one before when it changed.
-func state(in notifiers.Integration) string {
+// stateOf is an integration's state, with the one before when it changed.
+func stateOf(in notifiers.Integration) string {
 	s := in.State
 	if s == "" {
-		s = "unknown"
+		s = state.Unknown
 	}
 	if in.Previous != "" && in.Previous != s {
-		s = in.Previous + " -> " + s
+		return string(in.Previous) + " -> " + string(s)
 	}
-	return s
-}
-
-// needsOwner reports whether an integration in this state waits for its
-// owner: it is broken, waits for a person, or still holds an old key.
-func needsOwner(state string) bool {
-	switch state {
-	case "failing", "failed", "pending", "stale", "compromised":
-		return true
-	}
-	return false
+	return string(s)
 }
 
 // oneLine keeps a value on its line.

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	slackapi "github.com/slack-go/slack"
-
-	"github.com/rekey-dev/rekey/integrations"
 )
 
 // Slack Web API error codes (https://docs.slack.dev/reference/methods/chat.postMessage#errors)
@@ -37,7 +36,7 @@ var (
 // message that holds no secret (secrets lists the token or webhook URL to
 // strip, in case a lower layer put one in) and a class from integrations
 // (ErrTransient, ErrUnauthorized, ErrNotFound, ErrInvalid), or a
-// *integrations.RetryAfterError for a 429 that says how long to wait.
+// *failure.RetryAfterError for a 429 that says how long to wait.
 // The slack-go error itself is not kept: *url.Error carries the URL, and
 // for a webhook the URL is the secret.
 func classify(what string, err error, secrets ...string) error {
@@ -46,7 +45,7 @@ func classify(what string, err error, secrets ...string) error {
 	out := fmt.Errorf("slack: %s: %s: %w", what, desc, class)
 	var rl *slackapi.RateLimitedError
 	if errors.As(err, &rl) {
-		return &integrations.RetryAfterError{After: rl.RetryAfter, Err: out}
+		return &failure.RetryAfterError{After: rl.RetryAfter, Err: out}
 	}
 	return out
 }
@@ -64,36 +63,36 @@ func describe(err error) (string, error) {
 	case errors.Is(err, context.Canceled):
 		return "cancelled", context.Canceled
 	case errors.As(err, &rl):
-		return "rate limited", integrations.ErrTransient
+		return "rate limited", failure.ErrTransient
 	case errors.As(err, &api):
 		switch {
 		case unauthorizedCodes[api.Err]:
-			return api.Err, integrations.ErrUnauthorized
+			return api.Err, failure.ErrUnauthorized
 		case notFoundCodes[api.Err]:
-			return api.Err, integrations.ErrNotFound
+			return api.Err, failure.ErrNotFound
 		case transientCodes[api.Err]:
-			return api.Err, integrations.ErrTransient
+			return api.Err, failure.ErrTransient
 		}
-		return api.Err, integrations.ErrInvalid
+		return api.Err, failure.ErrInvalid
 	case errors.As(err, &code):
-		class := integrations.ClassifyStatus(code.Code)
+		class := failure.ClassifyStatus(code.Code)
 		if class == nil {
-			class = integrations.ErrTransient
+			class = failure.ErrTransient
 		}
 		return fmt.Sprintf("status %d", code.Code), class
 	case errors.As(err, &ue):
 		// The URL is left out: the inner error names the host and port
 		// where it matters, and a webhook's path is its secret.
 		if ue.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-			return "timed out: " + ue.Err.Error(), integrations.ErrTransient
+			return "timed out: " + ue.Err.Error(), failure.ErrTransient
 		}
-		return ue.Op + ": " + ue.Err.Error(), integrations.ErrTransient
+		return ue.Op + ": " + ue.Err.Error(), failure.ErrTransient
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timed out", integrations.ErrTransient
+		return "timed out", failure.ErrTransient
 	}
 	// A reply that was not JSON, a connection that broke mid-way: worth
 	// another try. The text comes from encoding/json or net, not Slack.
-	return err.Error(), integrations.ErrTransient
+	return err.Error(), failure.ErrTransient
 }
 
 // redact replaces each secret, and for URLs their path, in s.
@@ -113,7 +112,7 @@ func redact(s string, secrets ...string) string {
 
 // retryable reports whether err is worth another attempt.
 func retryable(err error) bool {
-	return errors.Is(err, integrations.ErrTransient)
+	return errors.Is(err, failure.ErrTransient)
 }
 
 // sleep waits for d or until ctx is done.

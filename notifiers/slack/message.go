@@ -9,6 +9,7 @@ import (
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/rekey-dev/rekey/notifiers"
+	"github.com/rekey-dev/rekey/state"
 )
 
 // Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks).
@@ -172,7 +173,7 @@ func fallback(top, lines []string, ins []notifiers.Integration, bottom []string)
 	}
 	var needy []string
 	for i, in := range ins {
-		if needsOwner(in.State) {
+		if in.State.NeedsAction() {
 			needy = append(needy, lines[i])
 		}
 	}
@@ -201,54 +202,44 @@ func integrationLine(in notifiers.Integration) string {
 	}
 	b.WriteString(": ")
 	if in.Previous != "" && in.Previous != in.State {
-		fmt.Fprintf(&b, "%s → ", escape(in.Previous))
+		fmt.Fprintf(&b, "%s → ", in.Previous)
 	}
-	b.WriteString(escape(orUnknown(in.State)))
+	b.WriteString(string(orUnknown(in.State)))
 	if in.Reason != "" {
 		fmt.Fprintf(&b, " — %s", escape(in.Reason))
 	}
-	if owner := mention(in.Owner); needsOwner(in.State) && owner != "" && !strings.Contains(b.String(), owner) {
+	if owner := mention(in.Owner); in.State.NeedsAction() && owner != "" && !strings.Contains(b.String(), owner) {
 		fmt.Fprintf(&b, " %s", owner)
 	}
 	return b.String()
 }
 
-func orUnknown(s string) string {
+func orUnknown(s state.State) state.State {
 	if s == "" {
-		return "unknown"
+		return state.Unknown
 	}
 	return s
 }
 
-func stateEmoji(state string) string {
-	switch state {
-	case "current":
+func stateEmoji(s state.State) string {
+	switch s {
+	case state.Current:
 		return ":white_check_mark:"
-	case "failing", "failed":
+	case state.Failing:
 		return ":x:"
-	case "pending":
+	case state.Pending:
 		return ":hourglass_flowing_sand:"
-	case "stale":
+	case state.Stale:
 		return ":warning:"
-	case "compromised":
+	case state.Compromised:
 		return ":rotating_light:"
-	case "applying", "verifying":
+	case state.Applying, state.Verifying:
 		return ":arrows_counterclockwise:"
-	case "waiting":
+	case state.Waiting:
 		return ":white_circle:"
 	default:
 		return ":grey_question:"
 	}
-}
-
-// needsOwner reports whether an integration in this state waits for its
-// owner: it is broken, waits for a person, or still holds an old key.
-func needsOwner(state string) bool {
-	switch state {
-	case "failing", "failed", "pending", "stale", "compromised":
-		return true
-	}
-	return false
 }
 
 // attentionOwners lists, once each and in order, the owners of the
@@ -257,7 +248,7 @@ func attentionOwners(ins []notifiers.Integration) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, in := range ins {
-		if !needsOwner(in.State) || in.Owner == "" || seen[in.Owner] {
+		if !in.State.NeedsAction() || in.Owner == "" || seen[in.Owner] {
 			continue
 		}
 		seen[in.Owner] = true

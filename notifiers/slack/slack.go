@@ -32,7 +32,7 @@ import (
 
 	slackapi "github.com/slack-go/slack"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/notifiers"
 )
 
@@ -318,7 +318,7 @@ func (n *Notifier) retry(ctx context.Context, what string, do func(context.Conte
 			return err
 		}
 		d := wait
-		if ra := integrations.RetryAfter(err); ra > 0 {
+		if ra := failure.RetryAfter(err); ra > 0 {
 			d = ra
 		} else {
 			wait = min(2*wait, maxBackoff)

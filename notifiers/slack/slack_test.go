@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/notifiers"
 )
@@ -528,14 +528,14 @@ func TestRetries(t *testing.T) {
 		{"internal_error", 3, []reply{{status: 200, body: `{"ok":false,"error":"internal_error"}`}, ok}, 2, []time.Duration{10 * time.Millisecond}, nil},
 		{"not JSON", 1, []reply{{status: 200, body: "<html>proxy</html>"}, ok}, 2, []time.Duration{10 * time.Millisecond}, nil},
 		{"gives up after Retries", 3, []reply{r500, r500, r500, r500, ok}, 4,
-			[]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}, integrations.ErrTransient},
-		{"no retries", 0, []reply{r500, ok}, 1, nil, integrations.ErrTransient},
-		{"429 then gives up", 1, []reply{{status: 429, retryAfter: "1"}, {status: 429, retryAfter: "1"}, ok}, 2, []time.Duration{time.Second}, integrations.ErrTransient},
-		{"channel_not_found is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"channel_not_found"}`}}, 1, nil, integrations.ErrNotFound},
-		{"not_in_channel is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"not_in_channel"}`}}, 1, nil, integrations.ErrUnauthorized},
-		{"invalid_auth is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_auth"}`}}, 1, nil, integrations.ErrUnauthorized},
-		{"invalid_blocks is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_blocks"}`}}, 1, nil, integrations.ErrInvalid},
-		{"404 is final", 3, []reply{{status: 404, body: "not found"}}, 1, nil, integrations.ErrNotFound},
+			[]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}, failure.ErrTransient},
+		{"no retries", 0, []reply{r500, ok}, 1, nil, failure.ErrTransient},
+		{"429 then gives up", 1, []reply{{status: 429, retryAfter: "1"}, {status: 429, retryAfter: "1"}, ok}, 2, []time.Duration{time.Second}, failure.ErrTransient},
+		{"channel_not_found is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"channel_not_found"}`}}, 1, nil, failure.ErrNotFound},
+		{"not_in_channel is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"not_in_channel"}`}}, 1, nil, failure.ErrUnauthorized},
+		{"invalid_auth is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_auth"}`}}, 1, nil, failure.ErrUnauthorized},
+		{"invalid_blocks is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_blocks"}`}}, 1, nil, failure.ErrInvalid},
+		{"404 is final", 3, []reply{{status: 404, body: "not found"}}, 1, nil, failure.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -589,7 +589,7 @@ func TestRetryAfterPastDeadlineIsNotWaited(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := n.Notify(ctx, notifiers.Event{Kind: notifiers.Reminder, Title: "x"})
-	if integrations.RetryAfter(err) != 30*time.Second || !errors.Is(err, integrations.ErrTransient) {
+	if failure.RetryAfter(err) != 30*time.Second || !errors.Is(err, failure.ErrTransient) {
 		t.Errorf("err = %v, want a retry-after error of 30s", err)
 	}
 	if w := n.waits.get(); len(w) != 0 {
@@ -639,12 +639,12 @@ func TestWebhook(t *testing.T) {
 		wantClass error
 	}{
 		{"ok", nil, 1, nil},
-		{"invalid_payload is final", []reply{{status: 400, body: "invalid_payload"}}, 1, integrations.ErrInvalid},
-		{"no_service is final", []reply{{status: 404, body: "no_service"}}, 1, integrations.ErrNotFound},
-		{"action_prohibited is final", []reply{{status: 403, body: "action_prohibited"}}, 1, integrations.ErrUnauthorized},
+		{"invalid_payload is final", []reply{{status: 400, body: "invalid_payload"}}, 1, failure.ErrInvalid},
+		{"no_service is final", []reply{{status: 404, body: "no_service"}}, 1, failure.ErrNotFound},
+		{"action_prohibited is final", []reply{{status: 403, body: "action_prohibited"}}, 1, failure.ErrUnauthorized},
 		{"500 is retried", []reply{{status: 500}, {status: 500}}, 3, nil},
 		{"429 is retried", []reply{{status: 429, retryAfter: "1", body: "rate_limited"}}, 2, nil},
-		{"500 until it gives up", []reply{{status: 500}, {status: 500}, {status: 500}, {status: 500}}, 3, integrations.ErrTransient},
+		{"500 until it gives up", []reply{{status: 500}, {status: 500}, {status: 500}, {status: 500}}, 3, failure.ErrTransient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -748,7 +748,7 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 			}
 			n.sleep = (&waits{}).sleep
 			err = n.Notify(context.Background(), started("r"))
-			if !errors.Is(err, integrations.ErrTransient) {
+			if !errors.Is(err, failure.ErrTransient) {
 				t.Fatalf("err = %v, want a transient failure", err)
 			}
 			noLeak(t, "error", err.Error())
@@ -886,7 +886,7 @@ func TestUpdateFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := n.Notify(context.Background(), finished("r1"))
-	if !errors.Is(err, integrations.ErrUnauthorized) || !strings.Contains(err.Error(), "update message 1700000000.000101 in "+testChannel) {
+	if !errors.Is(err, failure.ErrUnauthorized) || !strings.Contains(err.Error(), "update message 1700000000.000101 in "+testChannel) {
 		t.Errorf("err = %v, want the update named and classed unauthorized", err)
 	}
 	if got := len(f.got()); got != 3 {

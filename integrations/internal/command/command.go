@@ -29,7 +29,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -66,20 +66,20 @@ type Spec struct {
 // error from ctx wraps ctx.Err() (and ErrTransient for a deadline).
 func Run(ctx context.Context, s Spec) ([]byte, error) {
 	if len(s.Argv) == 0 || s.Argv[0] == "" {
-		return nil, fmt.Errorf("%s: no command given: %w", s.What, integrations.ErrInvalid)
+		return nil, fmt.Errorf("%s: no command given: %w", s.What, failure.ErrInvalid)
 	}
 	name := filepath.Base(s.Argv[0])
 	if !s.Key.IsZero() {
 		k := s.Key.Reveal() // compared only; never printed
 		for i, a := range s.Argv {
 			if strings.Contains(a, k) {
-				return nil, fmt.Errorf("%s: argument %d of %s holds the key; a command gets it on stdin only: %w", s.What, i, name, integrations.ErrInvalid)
+				return nil, fmt.Errorf("%s: argument %d of %s holds the key; a command gets it on stdin only: %w", s.What, i, name, failure.ErrInvalid)
 			}
 		}
 		for _, e := range s.Env {
 			if strings.Contains(e, k) {
 				n, _, _ := strings.Cut(e, "=")
-				return nil, fmt.Errorf("%s: environment variable %s for %s holds the key; a command gets it on stdin only: %w", s.What, n, name, integrations.ErrInvalid)
+				return nil, fmt.Errorf("%s: environment variable %s for %s holds the key; a command gets it on stdin only: %w", s.What, n, name, failure.ErrInvalid)
 			}
 		}
 	}
@@ -114,7 +114,7 @@ func Run(ctx context.Context, s Spec) ([]byte, error) {
 	}
 	if out != nil {
 		if out.over {
-			return nil, fmt.Errorf("%s: %s printed more than %d bytes: %w", s.What, name, s.StdoutLimit, integrations.ErrInvalid)
+			return nil, fmt.Errorf("%s: %s printed more than %d bytes: %w", s.What, name, s.StdoutLimit, failure.ErrInvalid)
 		}
 		return out.buf.Bytes(), nil
 	}
@@ -123,7 +123,7 @@ func Run(ctx context.Context, s Spec) ([]byte, error) {
 
 func ctxError(what, name string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %s: %w: %w", what, name, err, integrations.ErrTransient)
+		return fmt.Errorf("%s: %s: %w: %w", what, name, err, failure.ErrTransient)
 	}
 	return fmt.Errorf("%s: %s: %w", what, name, err)
 }
@@ -134,24 +134,24 @@ func classify(what, name string, err error) error {
 	case errors.As(err, &ee):
 		code := ee.ExitCode()
 		if code < 0 {
-			return fmt.Errorf("%s: %s was killed (%s): %w", what, name, ee.ProcessState, integrations.ErrInvalid)
+			return fmt.Errorf("%s: %s was killed (%s): %w", what, name, ee.ProcessState, failure.ErrInvalid)
 		}
-		class := integrations.ErrInvalid
+		class := failure.ErrInvalid
 		switch code {
 		case ExitTempFail:
-			class = integrations.ErrTransient
+			class = failure.ErrTransient
 		case ExitNoPerm:
-			class = integrations.ErrUnauthorized
+			class = failure.ErrUnauthorized
 		}
 		return fmt.Errorf("%s: %s exited with status %d: %w", what, name, code, class)
 	case errors.Is(err, exec.ErrWaitDelay):
-		return fmt.Errorf("%s: %s left a process holding its output open: %w", what, name, integrations.ErrInvalid)
+		return fmt.Errorf("%s: %s left a process holding its output open: %w", what, name, failure.ErrInvalid)
 	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: command %q not found: %w", what, name, integrations.ErrInvalid)
+		return fmt.Errorf("%s: command %q not found: %w", what, name, failure.ErrInvalid)
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%s: cannot run %s: permission denied: %w", what, name, integrations.ErrUnauthorized)
+		return fmt.Errorf("%s: cannot run %s: permission denied: %w", what, name, failure.ErrUnauthorized)
 	}
-	return fmt.Errorf("%s: cannot run %s: %w: %w", what, name, err, integrations.ErrInvalid)
+	return fmt.Errorf("%s: cannot run %s: %w: %w", what, name, err, failure.ErrInvalid)
 }
 
 // limitBuffer keeps the first limit bytes written and notes whether more came.
@@ -241,7 +241,7 @@ func Env(getenv func(string) string, entries []string) ([]string, error) {
 			return val
 		})
 		if missing != "" {
-			return nil, fmt.Errorf("environment variable %s for %s is not set: %w", missing, n, integrations.ErrInvalid)
+			return nil, fmt.Errorf("environment variable %s for %s is not set: %w", missing, n, failure.ErrInvalid)
 		}
 		set(n, v)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -35,7 +35,7 @@ func TestEnv(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Env(getenv, tc.entries)
 			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, integrations.ErrInvalid) {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, failure.ErrInvalid) {
 					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
 				}
 				return
@@ -94,7 +94,7 @@ func TestRunRefusesKeyInArgvOrEnv(t *testing.T) {
 	} {
 		s.Key = secret.New(key)
 		_, err := Run(context.Background(), s)
-		if !errors.Is(err, integrations.ErrInvalid) {
+		if !errors.Is(err, failure.ErrInvalid) {
 			t.Errorf("%s: error %v, want invalid", s.What, err)
 		}
 		if err != nil {

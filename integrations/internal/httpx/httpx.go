@@ -12,7 +12,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 )
 
 // ErrRedirect is a redirect that was not followed.
@@ -59,9 +59,9 @@ func TransportError(ctx context.Context, what string, err error) error {
 	var hostErr x509.HostnameError
 	switch {
 	case errors.Is(err, ErrRedirect), errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
-		return fmt.Errorf("%s: %w: %w", what, err, integrations.ErrInvalid)
+		return fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	return fmt.Errorf("%s: %w: %w", what, err, integrations.ErrTransient)
+	return fmt.Errorf("%s: %w: %w", what, err, failure.ErrTransient)
 }

@@ -16,7 +16,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -122,7 +122,7 @@ func (p *Probe) Run(ctx context.Context, key secret.Key) providers.Result {
 		}
 
 		discard(resp)
-		wait := integrations.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		wait := failure.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		if wait <= 0 {
 			wait = DefaultRetryAfter
 		}

@@ -1,4 +1,10 @@
-package integrations
+// Package failure is rekey's one vocabulary of failures. Every family
+// (integrations, providers, notifiers, stores) classifies an error once,
+// where it is born, by wrapping one of these classes; callers decide what
+// to do with errors.Is and IsTransient, never by reading messages.
+//
+// It imports nothing of rekey's, so any package may use it.
+package failure
 
 import (
 	"context"
@@ -10,15 +16,20 @@ import (
 	"time"
 )
 
-// Classes of failure. Classify an error once, where it is born, by
-// wrapping one of these: fmt.Errorf("github: put secret %s: status %d: %w",
-// name, code, integrations.ErrTransient).
+// Classes of failure. Wrap one where the error is born:
+// fmt.Errorf("github: put secret %s: status %d: %w", name, code, failure.ErrTransient).
 var (
-	ErrTransient    = errors.New("transient failure")
+	// ErrTransient: worth trying again (a timeout, 429, 5xx, a network error,
+	// Vault sealed or unreachable).
+	ErrTransient = errors.New("transient failure")
+	// ErrUnauthorized: the credential was refused (401, 403, permission denied).
 	ErrUnauthorized = errors.New("unauthorized")
-	ErrNotFound     = errors.New("not found")
-	ErrConflict     = errors.New("conflict")
-	ErrInvalid      = errors.New("invalid")
+	// ErrNotFound: the target or record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: someone else changed it first (check-and-set, 409, 412).
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the request can never succeed as it is.
+	ErrInvalid = errors.New("invalid")
 )
 
 // RetryAfterError is a transient failure that says how long to wait.
@@ -111,4 +122,24 @@ func ParseRetryAfter(h string, now time.Time) time.Duration {
 		return 0
 	}
 	return min(d, 10*time.Minute)
+}
+
+// Class names err's class for people and metrics: transient,
+// unauthorized, not_found, conflict, invalid, or unclassified.
+func Class(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrUnauthorized):
+		return "unauthorized"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	case IsTransient(err):
+		return "transient"
+	}
+	return "unclassified"
 }
