@@ -69,4 +69,6 @@ type readFails struct {
 
 func (r readFails) Read(context.Context) (secret.Key, error) { return secret.Key{}, r.err }
 
-func targetConfig(id string) config.Integration { return config.Integration{ID: id, Key: "an", Type: "mem"} }
+func targetConfig(id string) config.Integration {
+	return config.Integration{ID: id, Key: "an", Type: "mem"}
+}

@@ -38,9 +38,9 @@ func everyEncoding(v string) string {
 func TestRedactorReplacesEveryEncoding(t *testing.T) {
 	secrets := []string{
 		"an-0123456789abcdef0123456789abcdef", // a key
-		"hvs.CAESIJ0kq9c3-vault-token_xyz",     // a Vault token
-		`p@ss "word" <&> with/slash+plus=`,     // a ${VAR} value needing every escape
-		"tab\there and a newline\nhere ok",     // Go-quoted and JSON-escaped differ
+		"hvs.CAESIJ0kq9c3-vault-token_xyz",    // a Vault token
+		`p@ss "word" <&> with/slash+plus=`,    // a ${VAR} value needing every escape
+		"tab\there and a newline\nhere ok",    // Go-quoted and JSON-escaped differ
 	}
 	r := secret.NewRedactor()
 	r.Add(secrets...)
