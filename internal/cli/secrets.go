@@ -26,13 +26,32 @@ func redactStreams(s Streams, r *secret.Redactor) Streams {
 	return s
 }
 
-// redactStdlibLog sends the standard log package's output (net/http's
-// transport logs bytes a peer sent unasked on an idle connection there,
-// quoted) through w, and returns what restores it.
+// redactStdlibLog sends the standard log package's output through w (the
+// redacting stderr), and returns what restores it. net/http's transport
+// logs there, quoted, the bytes a server sends unasked on an idle
+// connection: a peer that echoes the request would print the key or the
+// token it carried. That line is replaced by a fixed one.
 func redactStdlibLog(w io.Writer) (restore func()) {
 	prev := log.Writer()
-	log.SetOutput(w)
+	log.SetOutput(stdlibLog{w})
 	return func() { log.SetOutput(prev) }
+}
+
+// unsolicited is how net/http's transport starts the line it logs.
+const unsolicited = "Unsolicited response received on idle HTTP channel"
+
+type stdlibLog struct{ w io.Writer }
+
+// Write gets one log entry per call (package log writes each at once).
+func (l stdlibLog) Write(p []byte) (int, error) {
+	if i := strings.Index(string(p), unsolicited); i >= 0 {
+		msg := string(p[:i]) + "net/http: a server sent bytes nobody asked for on an idle connection (not shown: they may quote the request)\n"
+		if _, err := io.WriteString(l.w, msg); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return l.w.Write(p)
 }
 
 var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)

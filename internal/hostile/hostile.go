@@ -85,6 +85,8 @@ type Options struct {
 	// Answer, when set, replaces the mode's answer: it is given the quote
 	// of the request and returns the raw bytes to send.
 	Answer func(quote string) []byte
+	// Canary starts every quote instead of the package's Canary.
+	Canary string
 }
 
 // Server is a hostile loopback server.
@@ -208,9 +210,13 @@ func (s *Server) serve(c net.Conn) {
 		s.mu.Lock()
 		s.hostile++
 		s.mu.Unlock()
-		answer := Answer(s.Mode, Quote(req, body))
+		q := Quote(req, body)
+		if s.opts.Canary != "" {
+			q = s.opts.Canary + strings.TrimPrefix(q, Canary)
+		}
+		answer := Answer(s.Mode, q)
 		if s.opts.Answer != nil {
-			answer = s.opts.Answer(Quote(req, body))
+			answer = s.opts.Answer(q)
 		}
 		c.Write(answer)
 		if s.Mode == Unsolicited {
