@@ -63,7 +63,7 @@ func TestLearnSecrets(t *testing.T) {
 	env := map[string]string{
 		"VAULT_TOKEN": "hvs.root-token-for-tests", "ROLE": "role-id-0123456789", "SECRET_ID": "secret-id-0123456789",
 		"SLACK_WEBHOOK": "https://hooks.slack.example/services/T0/B0/webhook-secret-part",
-		"GH": "ghp_token0123456789", "WP_TOKEN": "wp-token-0123456789", "PROBE": "probe-token-0123456789",
+		"GH":            "ghp_token0123456789", "WP_TOKEN": "wp-token-0123456789", "PROBE": "probe-token-0123456789",
 		"NOT_USED": "not-used-0123456789",
 	}
 	cfg := &config.Config{
