@@ -2,6 +2,7 @@ package vaultstore
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -53,5 +54,31 @@ func TestHostileVaultAddrQuotesNothingBack(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A proxy at VAULT_ADDR answering the key's write in Vault's own JSON
+// shape, its "errors" quoting the request: the classifier keeps Vault's
+// messages (it cannot tell this answer from Vault's), and the second wall,
+// the redactor every text passes before it is printed, posted or
+// recorded, takes the key and the token out of them.
+func TestVaultShapedEchoIsCaughtByTheRedactor(t *testing.T) {
+	env := vaulttest.New(t)
+	key := secret.New("new-key-7d3f9a1c5e2b4d6f8a0c1e3f")
+	srv := hostile.New(t, hostile.VaultJSON, hostile.Options{Upstream: env.Addr, Hostile: func(r *http.Request) bool {
+		return r.Method == http.MethodPut
+	}})
+	s := New(vaulttest.NewClient(t, srv.URL, env.Token), env.Mount, "rekey")
+	_, err := s.WriteKey(context.Background(), "an/main", key, 0, nil)
+	if !errors.Is(err, failure.ErrTransient) || !strings.Contains(err.Error(), "status 500: "+hostile.Canary) {
+		t.Fatalf("WriteKey: %v; want a transient status 500 with Vault's (here the proxy's) message", err)
+	}
+	red := secret.NewRedactor()
+	red.Add(env.Token)
+	red.AddKey(key)
+	got := red.Redact(err.Error())
+	leakcheck.Assert(t, "redacted error", []byte(got), key.Reveal(), env.Token)
+	if !strings.Contains(got, "X-Vault-Token: "+secret.Marker) {
+		t.Fatalf("redacted error %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -58,4 +59,23 @@ func TestHostileProxyQuotesNothingBack(t *testing.T) {
 			leakcheck.Assert(t, "log", f.logs.Bytes(), key1, v.Token, hostile.Canary)
 		})
 	}
+}
+
+// The target Vault (or a proxy) answers the write in Vault's JSON shape,
+// its "errors" quoting the request: the message is kept, as Vault's are
+// (package vaulterr), and the redactor at every exit takes the key and the
+// token out of it.
+func TestVaultShapedEchoIsCaughtByTheRedactor(t *testing.T) {
+	v := vaulttest.New(t)
+	srv := hostile.New(t, hostile.VaultJSON, hostile.Options{Upstream: v.Addr, Hostile: func(r *http.Request) bool {
+		return r.Method == http.MethodPut
+	}})
+	f := &fixture{vault: v, env: map[string]string{"VAULT_ADDR": srv.URL, "VAULT_TOKEN": v.Token}}
+	_, err := f.build(t, nil).Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(key1), RotationID: "r1"})
+	if !errors.Is(err, failure.ErrTransient) || !strings.Contains(err.Error(), "status 500: "+hostile.Canary) {
+		t.Fatalf("Apply: %v; want a transient status 500 with the answer's message", err)
+	}
+	red := secret.NewRedactor()
+	red.Add(v.Token, key1)
+	leakcheck.Assert(t, "redacted error", []byte(red.Redact(err.Error())), key1, v.Token)
 }
