@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,19 +33,8 @@ var hostileAnswers = []struct {
 	}, "Retry-After"},
 	{"error-code", hostile.BadStatus, func(q string) []byte {
 		body := `{"ok":false,"error":"` + strings.ReplaceAll(q, `"`, `'`) + `"}`
-		return []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
+		return []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n" + body)
 	}, "error code"},
-}
-
-func itoa(n int) string {
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	if len(b) == 0 {
-		return "0"
-	}
-	return string(b)
 }
 
 // No error or log line of the bot or the webhook holds a byte the peer
