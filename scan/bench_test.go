@@ -22,7 +22,7 @@ import (
 // reads.
 const corpusSize = 64 << 20
 
-var corpus = sync.OnceValues(func() ([]byte, map[string]int) { return genCorpus(corpusSize) })
+var corpus = sync.OnceValues(func() ([]byte, map[string]int) { return genCorpus(corpusSize, 4<<20) })
 
 // plantedKeys are the keys genCorpus plants copies of, in turn.
 var plantedKeys = []string{keyCur, keyOld, keyLeak, keyAN}
@@ -32,11 +32,11 @@ var plantedKeys = []string{keyCur, keyOld, keyLeak, keyAN}
 // config files (dotenv, YAML, JSON), code, minified JavaScript (long lines,
 // now and then an inline base64 image), lockfiles and checksum lists
 // (package-lock.json integrity, go.sum, Cargo.lock, yarn.lock, md5sum
-// output: hex and base64 of every length a key has). Every 4 MiB or so
-// it plants a copy of one of plantedKeys, raw or base64, each on its own
-// line and as a whole token. It returns the text and how many copies of
-// each key it planted.
-func genCorpus(size int) ([]byte, map[string]int) {
+// output: hex and base64 of every length a key has). From 1 MiB on, every
+// `every` bytes or so, it plants a copy of one of plantedKeys, raw or
+// base64, each on its own line and as a whole token. It returns the text
+// and how many copies of each key it planted.
+func genCorpus(size, every int) ([]byte, map[string]int) {
 	r := rand.New(rand.NewPCG(1, 2))
 	words := strings.Fields(`the request user people event tag action network api key token session
 		cache worker queue retry timeout config server client error warn info debug handler
@@ -64,10 +64,10 @@ func genCorpus(size int) ([]byte, map[string]int) {
 	b.Grow(size + 16<<10)
 	planted := map[string]int{}
 	n := 0
-	next := 1 << 20
+	next := min(1<<20, every)
 	for b.Len() < size {
 		if b.Len() >= next {
-			next += 4 << 20
+			next += every
 			k := plantedKeys[n%len(plantedKeys)]
 			switch n % 5 {
 			case 0:
