@@ -55,6 +55,11 @@ type Client struct {
 	// DefaultWait is the wait for a rate limit whose answer says nothing
 	// usable about when to come back.
 	DefaultWait time.Duration
+	// Explain may classify a failed answer by what its body says (a
+	// platform that answers 400 to a lost race): it returns the class and
+	// a few words of rekey's own for the error, or nil to classify by
+	// status alone. The body itself never reaches an error.
+	Explain func(code int, body []byte) (class error, words string)
 	// Now is the clock rate-limit resets are read against; nil: time.Now.
 	Now func() time.Time
 }
@@ -128,6 +133,12 @@ func (c *Client) Do(ctx context.Context, r Request) (*http.Response, error) {
 		return resp, nil
 	}
 	defer Drain(resp)
+	if c.Explain != nil {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if class, words := c.Explain(resp.StatusCode, b); class != nil {
+			return nil, fmt.Errorf("%s: status %d: %s: %w", r.What, resp.StatusCode, words, class)
+		}
+	}
 	return nil, c.Failure(resp, r)
 }
 
