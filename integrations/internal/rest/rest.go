@@ -45,6 +45,11 @@ type Client struct {
 	// TokenEnv names the variable holding the token; Getenv reads it.
 	TokenEnv string
 	Getenv   func(string) string
+	// Credential, when set, gives the token instead of TokenEnv (a
+	// kubeconfig's); it may be empty when Auth needs none (client
+	// certificates). Who names those credentials in errors.
+	Credential func() (string, error)
+	Who        string
 	// Auth puts the token on a request; nil means "Authorization: Bearer".
 	Auth func(h http.Header, token string)
 	// Header is sent with every request (Accept, an API version).
@@ -142,8 +147,11 @@ func (c *Client) Do(ctx context.Context, r Request) (*http.Response, error) {
 	return nil, c.Failure(resp, r)
 }
 
-// Token reads the token from the environment.
+// Token reads the token from the environment (or Credential).
 func (c *Client) Token() (string, error) {
+	if c.Credential != nil {
+		return c.Credential()
+	}
 	t := ""
 	if c.Getenv != nil {
 		t = c.Getenv(c.TokenEnv)
@@ -174,17 +182,21 @@ func (c *Client) Failure(resp *http.Response, r Request) error {
 		}
 		return &failure.RetryAfterError{After: wait, Err: fmt.Errorf("%s: status %d: rate limited", r.What, code)}
 	}
+	who := c.Who
+	if who == "" {
+		who = "the token in $" + c.TokenEnv
+	}
 	switch code {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("%s: status 401: the token in $%s was refused: %w", r.What, c.TokenEnv, failure.ErrUnauthorized)
+		return fmt.Errorf("%s: status 401: %s was refused: %w", r.What, who, failure.ErrUnauthorized)
 	case http.StatusForbidden:
-		return fmt.Errorf("%s: status 403: the token in $%s is not allowed to: %w", r.What, c.TokenEnv, failure.ErrUnauthorized)
+		return fmt.Errorf("%s: status 403: %s is not allowed to: %w", r.What, who, failure.ErrUnauthorized)
 	case http.StatusNotFound:
 		target := r.Target
 		if target == "" {
 			target = "the target"
 		}
-		return fmt.Errorf("%s: status 404: %s does not exist or is not visible to the token in $%s: %w", r.What, target, c.TokenEnv, failure.ErrNotFound)
+		return fmt.Errorf("%s: status 404: %s does not exist or is not visible to %s: %w", r.What, target, who, failure.ErrNotFound)
 	}
 	return failure.StatusError(r.What, resp)
 }
