@@ -144,7 +144,11 @@ func (s *Server) BulkReplaces() int { s.mu.Lock(); defer s.mu.Unlock(); return s
 func (s *Server) FailDeploys(n int) { s.mu.Lock(); defer s.mu.Unlock(); s.failDeploys = n }
 
 // Deploys is how many deploys of a service were started.
-func (s *Server) Deploys(id string) int { s.mu.Lock(); defer s.mu.Unlock(); return s.services[id].deploys }
+func (s *Server) Deploys(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.services[id].deploys
+}
 
 func (sv *service) set(key, value string) {
 	for i, v := range sv.vars {

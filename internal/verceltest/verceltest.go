@@ -68,6 +68,7 @@ type Server struct {
 	writes        int
 	nextID        int
 	failRedeploys int
+	sensitive     bool
 }
 
 type project struct {
@@ -163,6 +164,11 @@ func (s *Server) Redeploys(projectName string) int {
 	defer s.mu.Unlock()
 	return s.byName(projectName).redeploys
 }
+
+// EnforceSensitive turns on the team policy "Enforce Sensitive Environment
+// Variables": every variable written for production or preview is stored
+// sensitive, whatever type the request asked for.
+func (s *Server) EnforceSensitive() { s.mu.Lock(); defer s.mu.Unlock(); s.sensitive = true }
 
 // FailRedeploys answers the next n redeploy requests 500.
 func (s *Server) FailRedeploys(n int) { s.mu.Lock(); defer s.mu.Unlock(); s.failRedeploys = n }
@@ -378,6 +384,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, p *project, body
 		if e.Key == in.Key && e.GitBranch == in.GitBranch && slices.ContainsFunc(e.Target, func(t string) bool { return slices.Contains(in.Target, t) }) {
 			overlapping = append(overlapping, e)
 		}
+	}
+	if s.sensitive && in.Type != "plain" && !slices.Contains(in.Target, "development") {
+		in.Type = "sensitive"
 	}
 	upsert := r.URL.Query().Get("upsert") == "true"
 	var e *Env
