@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,7 +197,7 @@ func (p *platforms) logs() map[string][]byte {
 
 // platformJob loads a configuration of the six integrations and builds the
 // engine's job for it.
-func platformJob(t *testing.T, env *vaulttest.Env, p *platforms, vaultPath, broken string, logs *bytes.Buffer) rotation.Job {
+func platformJob(t *testing.T, env *vaulttest.Env, p *platforms, vaultPath, broken string, logs *lockedBuffer) rotation.Job {
 	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "rekey.yaml")
 	text := fmt.Sprintf("vault: {mount: %s}\nkeys:\n  - {id: actionnetwork-main, provider: none, vault_path: %s, owner: \"<@U012ABCDEF>\"}\nintegrations:%s", env.Mount, vaultPath, p.items(broken))
@@ -241,7 +242,7 @@ func TestRotationAcrossTheHostedPlatforms(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPlatforms(t, old)
-	var logs bytes.Buffer
+	var logs lockedBuffer
 	job := platformJob(t, env, p, "actionnetwork/main", "", &logs)
 	others := p.others()
 
@@ -364,7 +365,7 @@ func TestPlatformFailuresStayLocal(t *testing.T) {
 				} else {
 					broken = c.id + ":missing"
 				}
-				var logs bytes.Buffer
+				var logs lockedBuffer
 				job := platformJob(t, env, p, path, broken, &logs)
 				job.Key.ID = fmt.Sprintf("actionnetwork-case%d", n)
 				eng := &rotation.Engine{Store: store, Concurrency: 6, Timeout: 10 * time.Second, Retries: 1}
@@ -393,6 +394,23 @@ func TestPlatformFailuresStayLocal(t *testing.T) {
 			})
 		}
 	}
+}
+
+// lockedBuffer is a log both the engine and the integrations write to.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }
 
 func must(k secret.Key, ok bool) secret.Key {
