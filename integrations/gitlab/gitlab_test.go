@@ -255,6 +255,14 @@ func TestFailures(t *testing.T) {
 			}
 			return in, srv, probe{srv, logs}
 		},
+		Hostile: func(t *testing.T, at func(string) string) (integrations.Integration, string, func() []byte) {
+			srv := newServer(t)
+			in, logs, err := build(t, srv, srv.Token, map[string]any{"api_url": at(strings.TrimSuffix(srv.URL, "/api/v4/")) + "/api/v4/"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in, srv.Token, logs.Bytes
+		},
 		Names:   []string{"project " + project, "$GITLAB_TOKEN"},
 		Missing: []string{"project greens/gone"},
 		Wait:    2 * time.Second,

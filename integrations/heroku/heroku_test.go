@@ -143,6 +143,14 @@ func TestFailures(t *testing.T) {
 			}
 			return in, srv, probe{srv, logs}
 		},
+		Hostile: func(t *testing.T, at func(string) string) (integrations.Integration, string, func() []byte) {
+			srv := newServer(t)
+			in, logs, err := build(t, srv, srv.Token, map[string]any{"api_url": at(strings.TrimSuffix(srv.URL, "/")) + "/"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in, srv.Token, logs.Bytes
+		},
 		Names:   []string{"app greens-spoke", "$HEROKU_API_KEY"},
 		Missing: []string{"app greens-gone"},
 		Wait:    2 * time.Second, // Heroku sends RateLimit-Remaining: 0 and no reset time

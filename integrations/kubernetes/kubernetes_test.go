@@ -295,6 +295,16 @@ func TestFailures(t *testing.T) {
 			}
 			return in, srv, probe{srv, logs}
 		},
+		Hostile: func(t *testing.T, at func(string) string) (integrations.Integration, string, func() []byte) {
+			// The API server speaks TLS with its own CA, which the hostile
+			// peer cannot forward to: it answers every request itself.
+			srv := newServer(t)
+			in, logs, err := build(t, writeKubeconfig(t, srv, srv.Token), map[string]any{"api_url": at("")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in, srv.Token, logs.Bytes
+		},
 		Names:   []string{"Secret campaign/web-env", `user "rekey" of context "prod"`},
 		Missing: []string{"Secret campaign/gone-env"},
 		Wait:    2 * time.Second,

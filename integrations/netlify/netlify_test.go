@@ -260,6 +260,14 @@ func TestFailures(t *testing.T) {
 			}
 			return in, srv, probe{srv, logs}
 		},
+		Hostile: func(t *testing.T, at func(string) string) (integrations.Integration, string, func() []byte) {
+			srv, env := newServer(t)
+			in, logs, err := build(t, srv, env, map[string]any{"api_url": at(strings.TrimSuffix(srv.URL, "/api/v1/")) + "/api/v1/"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in, srv.Token, logs.Bytes
+		},
 		Names:   []string{"site " + site + " of account greens", "$NETLIFY_AUTH_TOKEN"},
 		Missing: []string{"site site-gone"},
 		Wait:    2 * time.Second,

@@ -151,6 +151,14 @@ func TestFailures(t *testing.T) {
 			}
 			return in, srv, probe{srv, logs}
 		},
+		Hostile: func(t *testing.T, at func(string) string) (integrations.Integration, string, func() []byte) {
+			srv := newServer(t)
+			in, logs, err := build(t, srv, srv.Token, map[string]any{"api_url": at(strings.TrimSuffix(srv.URL, "/v1/")) + "/v1/", "deploy": true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in, srv.Token, logs.Bytes
+		},
 		Names:   []string{"service " + svc, "$RENDER_API_KEY"},
 		Missing: []string{"service srv-gone000000000000"},
 		Wait:    3 * time.Second,

@@ -242,6 +242,14 @@ func TestFailures(t *testing.T) {
 			}
 			return in, srv, probe{srv, logs}
 		},
+		Hostile: func(t *testing.T, at func(string) string) (integrations.Integration, string, func() []byte) {
+			srv := newServer(t)
+			in, logs, err := build(t, srv, srv.Token, map[string]any{"api_url": at(strings.TrimSuffix(srv.URL, "/")) + "/", "redeploy": true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return in, srv.Token, logs.Bytes
+		},
 		Names:   []string{"project campaign-site (team greens)", "$VERCEL_TOKEN"},
 		Missing: []string{"project gone-site (team greens)"},
 		Wait:    2 * time.Second,

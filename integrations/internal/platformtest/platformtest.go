@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	stdhttp "net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/internal/hostile"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
@@ -46,6 +48,14 @@ type Target struct {
 	// Conflicts are the statuses that mean "lost a race" on this
 	// platform's writes; default 409 and 412.
 	Conflicts []int
+	// Hostile builds an integration whose API is reached through a
+	// hostile peer (package hostile) that answers with bytes quoting the
+	// request: at(upstream) starts one forwarding reads to upstream (the
+	// test server's scheme and host) and answering every write (which
+	// carries the key) itself, or answering everything itself when
+	// upstream is "", and returns its URL. It returns the integration, the
+	// token it sends and its log.
+	Hostile func(t *testing.T, at func(upstream string) string) (in integrations.Integration, token string, logs func() []byte)
 }
 
 // Probe is the test's view of what the server holds.
@@ -128,6 +138,9 @@ func Run(t *testing.T, tg Target) {
 			noLeak(t, key, err, srv, p)
 		})
 	}
+	if tg.Hostile != nil {
+		t.Run("hostile peer", func(t *testing.T) { checkHostile(t, tg, key) })
+	}
 	t.Run("conflict that never ends", func(t *testing.T) {
 		in, srv, p := tg.New(t, false, false)
 		for range 10 {
@@ -139,6 +152,58 @@ func Run(t *testing.T, tg Target) {
 		}
 		noLeak(t, key, err, srv, p)
 	})
+}
+
+// checkHostile: a peer that answers with bytes quoting the request (its
+// token, the key it carried) gets none of them into an error or a log.
+func checkHostile(t *testing.T, tg Target, key secret.Key) {
+	words := map[hostile.Mode]string{
+		hostile.BadStatus:        "malformed response",
+		hostile.BadHeader:        "malformed response",
+		hostile.BadLocation:      "malformed redirect",
+		hostile.RedirectToSecret: "redirect refused",
+	}
+	for _, mode := range hostile.Transport {
+		t.Run(string(mode), func(t *testing.T) {
+			var srv *hostile.Server
+			at := func(upstream string) string {
+				opts := hostile.Options{}
+				if upstream != "" {
+					opts.Upstream = upstream
+					opts.Hostile = func(r *stdhttp.Request) bool { return r.Method != stdhttp.MethodGet }
+				}
+				srv = hostile.New(t, mode, opts)
+				return srv.URL
+			}
+			in, token, logs := tg.Hostile(t, at)
+			errs := map[string]error{}
+			_, errs["apply"] = in.Apply(context.Background(), integrations.ApplyRequest{Key: key, RotationID: "r1"})
+			if pf, ok := in.(integrations.Preflighter); ok {
+				errs["preflight"] = pf.Preflight(context.Background())
+			}
+			st := integrations.Observe(context.Background(), in, integrations.Expect{Current: key.Fingerprint()})
+			if srv.Hostile() == 0 {
+				t.Fatalf("the hostile peer answered nothing")
+			}
+			for name, err := range errs {
+				if err == nil {
+					if name == "apply" {
+						t.Errorf("apply through a hostile peer: no error")
+					}
+					continue
+				}
+				if name == "apply" && !strings.Contains(err.Error(), words[mode]) {
+					t.Errorf("apply: %v, want an error saying %q", err, words[mode])
+				}
+				if failure.Class(err) == "unclassified" {
+					t.Errorf("%s: %v is not classified", name, err)
+				}
+				leakcheck.Assert(t, name+" error", []byte(err.Error()), key.Reveal(), token, hostile.Canary)
+			}
+			leakcheck.Assert(t, "observed state", []byte(st.Reason), key.Reveal(), token, hostile.Canary)
+			leakcheck.Assert(t, "log", logs(), key.Reveal(), token, hostile.Canary)
+		})
+	}
 }
 
 func wantClass(t *testing.T, what string, err, class error, names []string) {
