@@ -162,9 +162,12 @@ type probe struct {
 	logs *logBuf
 }
 
-func (p probe) Holds() secret.Key { k, _ := p.srv.Var("greens-spoke", "ACTION_NETWORK_API_KEY"); return k }
-func (p probe) Writes() int       { return p.srv.Patches() }
-func (p probe) Logs() []byte      { return p.logs.Bytes() }
+func (p probe) Holds() secret.Key {
+	k, _ := p.srv.Var("greens-spoke", "ACTION_NETWORK_API_KEY")
+	return k
+}
+func (p probe) Writes() int  { return p.srv.Patches() }
+func (p probe) Logs() []byte { return p.logs.Bytes() }
 
 func TestConfigErrors(t *testing.T) {
 	srv := herokutest.New(t)

@@ -316,9 +316,11 @@ type probe struct {
 	logs *logBuf
 }
 
-func (p probe) Holds() secret.Key { return p.srv.Holds("campaign", "web-env", "ACTION_NETWORK_API_KEY") }
-func (p probe) Writes() int       { return p.srv.Patches() }
-func (p probe) Logs() []byte      { return p.logs.Bytes() }
+func (p probe) Holds() secret.Key {
+	return p.srv.Holds("campaign", "web-env", "ACTION_NETWORK_API_KEY")
+}
+func (p probe) Writes() int  { return p.srv.Patches() }
+func (p probe) Logs() []byte { return p.logs.Bytes() }
 
 func TestConfigErrors(t *testing.T) {
 	for _, c := range []struct {
