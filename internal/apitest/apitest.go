@@ -150,12 +150,21 @@ func (b *Base) Handler(route func(w http.ResponseWriter, r *http.Request, body [
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
-		b.serve(rec, r, body, route)
+		hung := b.serve(rec, r, body, route)
+		if hung {
+			rec.code = 0
+		}
 		b.record(r, body, rec.code)
+		if hung {
+			// Never answered: drop the connection rather than let net/http
+			// send an empty 200 once the handler returns.
+			panic(http.ErrAbortHandler)
+		}
 	})
 }
 
-func (b *Base) serve(w http.ResponseWriter, r *http.Request, body []byte, route func(http.ResponseWriter, *http.Request, []byte)) {
+// serve answers r, and reports whether it hung instead.
+func (b *Base) serve(w http.ResponseWriter, r *http.Request, body []byte, route func(http.ResponseWriter, *http.Request, []byte)) (hung bool) {
 	b.mu.Lock()
 	b.requests++
 	hang := b.hangNext > 0
@@ -182,18 +191,18 @@ func (b *Base) serve(w http.ResponseWriter, r *http.Request, body []byte, route 
 		case <-r.Context().Done():
 		case <-b.done:
 		}
-		return
+		return true
 	}
 	if b.hooks.Headers != nil {
 		b.hooks.Headers(w)
 	}
 	if throttled {
 		b.hooks.Throttled(w, r, wait)
-		return
+		return false
 	}
 	if fail != 0 {
 		b.hooks.Error(w, r, fail)
-		return
+		return false
 	}
 	authorized := b.hooks.Authorized
 	if authorized == nil {
@@ -203,16 +212,21 @@ func (b *Base) serve(w http.ResponseWriter, r *http.Request, body []byte, route 
 	}
 	if !authorized(r, b.Token) {
 		b.hooks.Error(w, r, http.StatusUnauthorized)
-		return
+		return false
 	}
 	route(w, r, body)
+	return false
 }
 
 func (b *Base) record(r *http.Request, body []byte, code int) {
 	secretHeaders := append([]string{"Authorization"}, b.hooks.Credentials...)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	fmt.Fprintf(&b.log, "%s %s -> %d\n", r.Method, r.URL.RequestURI(), code)
+	if code == 0 {
+		fmt.Fprintf(&b.log, "%s %s -> no answer\n", r.Method, r.URL.RequestURI())
+	} else {
+		fmt.Fprintf(&b.log, "%s %s -> %d\n", r.Method, r.URL.RequestURI(), code)
+	}
 	for _, name := range slices.Sorted(maps.Keys(r.Header)) {
 		v := strings.Join(r.Header[name], ", ")
 		if slices.ContainsFunc(secretHeaders, func(s string) bool { return strings.EqualFold(s, name) }) {
