@@ -150,3 +150,62 @@ func (h *History) SetStanding(k secret.Key, standing Standing, at time.Time, rot
 	}
 	return false
 }
+
+// Retained is one version Vault holds, as CatchUp takes it.
+type Retained struct {
+	Version     int
+	Key         secret.Key
+	Stored      time.Time
+	Current     bool   // Vault's current version
+	Compromised bool   // on record as compromised (KeyState.Compromised)
+	RotationID  string // the rotation that stored it or changed its standing, if any
+}
+
+// CatchUp adds every version Vault holds that the history lacks (all of
+// them, the first time: the history is seeded from Vault), marks those on
+// record as compromised so, and makes Vault's current version the only
+// current one (a compromised version stays compromised, even when it is
+// stored again). It reports whether the history changed.
+func (h *History) CatchUp(vs []Retained, at time.Time) (bool, error) {
+	changed := false
+	var currentHash, currentRotation string
+	for _, v := range vs {
+		standing := StandingSuperseded
+		switch {
+		case v.Compromised:
+			standing = StandingCompromised
+		case v.Current:
+			standing = StandingCurrent
+		}
+		added, err := h.Add(v.Version, v.Key, v.Stored, standing, at, v.RotationID)
+		if err != nil {
+			return changed, err
+		}
+		changed = changed || added
+		if !added && v.Compromised {
+			changed = h.SetStanding(v.Key, StandingCompromised, at, v.RotationID) || changed
+		}
+		if v.Current {
+			currentHash, _ = h.Hash(v.Key)
+			currentRotation = v.RotationID
+		}
+	}
+	if currentHash == "" {
+		return changed, nil
+	}
+	for i, hv := range h.Versions {
+		isCurrent := hmac.Equal([]byte(hv.Hash), []byte(currentHash))
+		switch {
+		case hv.Standing == StandingCurrent && !isCurrent:
+			h.Versions[i].Standing, h.Versions[i].Since = StandingSuperseded, at.UTC()
+			if currentRotation != "" {
+				h.Versions[i].RotationID = currentRotation
+			}
+			changed = true
+		case hv.Standing == StandingSuperseded && isCurrent:
+			h.Versions[i].Standing, h.Versions[i].Since = StandingCurrent, at.UTC()
+			changed = true
+		}
+	}
+	return changed, nil
+}
