@@ -120,4 +120,3 @@ func policyFiles(ts *testscript.TestScript, files []string) string {
 	}
 	return hcl.String()
 }
-

@@ -44,16 +44,16 @@ func NewCmdStatus(g *GlobalOptions, s Streams) *cobra.Command {
 
 // KeyStatus is one key in `rekey status`.
 type KeyStatus struct {
-	Key          string          `json:"key"`
-	VaultPath    string          `json:"vault_path"`
-	Version      int             `json:"version,omitempty"`
-	Fingerprint  string          `json:"fingerprint,omitempty"`
-	StoredAt     *time.Time      `json:"stored_at,omitempty"`
-	AgeDays      float64         `json:"age_days,omitempty"`
-	RotateEvery  string          `json:"rotate_every,omitempty"`
-	NextDue      *time.Time      `json:"next_due,omitempty"`
-	Overdue      bool            `json:"overdue,omitempty"`
-	Compromised  []int           `json:"compromised_versions,omitempty"`
+	Key         string     `json:"key"`
+	VaultPath   string     `json:"vault_path"`
+	Version     int        `json:"version,omitempty"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	StoredAt    *time.Time `json:"stored_at,omitempty"`
+	AgeDays     float64    `json:"age_days,omitempty"`
+	RotateEvery string     `json:"rotate_every,omitempty"`
+	NextDue     *time.Time `json:"next_due,omitempty"`
+	Overdue     bool       `json:"overdue,omitempty"`
+	Compromised []int      `json:"compromised_versions,omitempty"`
 	// Versions is every version rekey knows of, oldest first, and whether
 	// Vault still holds it.
 	Versions []VersionStatus `json:"versions,omitempty"`
