@@ -59,6 +59,22 @@ var vaultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 			}
 		}
 	},
+	// vault-token-hcl FILE: set VAULT_TOKEN to a token that holds only the
+	// policy in FILE (in the script's work directory; "secret/" is the
+	// script's mount), not even Vault's default policy.
+	"vault-token-hcl": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: vault-token-hcl FILE")
+		}
+		w := getWorld(ts)
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		name := "hcl-" + w.vault.Mount + "-" + filepath.Base(args[0])
+		ts.Check(w.vault.Client.Sys().PutPolicy(name, strings.ReplaceAll(string(b), `"secret/`, `"`+w.vault.Mount+`/`)))
+		sec, err := w.vault.Client.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{name}, NoDefaultPolicy: true, TTL: "1h"})
+		ts.Check(err)
+		ts.Setenv("VAULT_TOKEN", sec.Auth.ClientToken)
+	},
 	// badkey NAME KIND: write into keys/NAME a fresh random key spoilt by
 	// KIND: tab (a tab inside), space, utf8 (bytes that are not UTF-8),
 	// escape (a terminal escape sequence), zwsp (a zero-width space).
