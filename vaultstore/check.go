@@ -56,7 +56,7 @@ func (s *Store) CheckWrites(ctx context.Context, writes []Write) error {
 	}
 	sec, err := s.c.Logical().WriteWithContext(ctx, "sys/capabilities-self", map[string]any{"paths": paths})
 	if err != nil {
-		return classify("vault: ask what the token may do (sys/capabilities-self)", err)
+		return classify(ctx, "vault: ask what the token may do (sys/capabilities-self)", err)
 	}
 	if sec == nil || sec.Data == nil {
 		return fmt.Errorf("vault: sys/capabilities-self gave no answer")
@@ -115,7 +115,7 @@ func (s *Store) Settings(ctx context.Context, vaultPath string) (Settings, error
 	var st Settings
 	sec, err := s.c.Logical().ReadWithContext(ctx, s.mount+"/config")
 	if err != nil {
-		return st, classify("vault: read "+s.mount+"/config", err)
+		return st, classify(ctx, "vault: read "+s.mount+"/config", err)
 	}
 	if sec == nil || sec.Data == nil {
 		return st, fmt.Errorf("vault: read %s/config: no answer (is %s a KV version 2 mount?)", s.mount, s.mount)
