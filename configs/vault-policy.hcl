@@ -71,9 +71,10 @@ path "auth/token/renew-self" {
 }
 
 # A token only for `rekey scan` (say, on a host that holds copies of the
-# key) needs no read access to the key itself: it looks for every version
-# by the keyed hash in rekey's history. Give it a policy of its own with
-# just these two paths (per key id):
+# key) needs no read access to the key itself: scan then looks for every
+# version by the keyed hash in rekey's history (in a build whose scan
+# matches keyed hashes; see docs/RELIABILITY.md). Give it a policy of its
+# own with just these two paths (per key id):
 #
 #   path "secret/data/rekey/keys/actionnetwork-main/history" { capabilities = ["read"] }
 #   path "secret/data/rekey/keys/actionnetwork-main/state"   { capabilities = ["read"] }

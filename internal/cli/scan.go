@@ -154,13 +154,16 @@ var errNoHashMatcher = errors.New("this build of rekey cannot look for a key by 
 // hashedNeedles builds the scan needles for versions known only by their
 // keyed hash (salt, HMAC-SHA-256, length).
 //
-// SEAM(scanhash): package scan's keyed-hash matcher (branch scanhash:
-// needles built from salt, hash, length and label, found by hashing
-// key-shaped tokens, raw and in base64) is not merged yet. When it is,
-// return one scan.Needle per version here, labelled n.label() with state
-// n.State, in the order given; runScan already maps findings back to them
-// and reports them like any other. Until then these versions are reported
-// as not looked for, and `rekey scan` does not claim a clean tree.
+// SEAM(scanhash): package scan's keyed-hash matcher (branch scanhash) is
+// not merged yet. When it is, this returns, for each n in order,
+//
+//	scan.Needle{Hash: scan.KeyHash{Salt: n.hash.salt, Sum: <n.hash.sum>,
+//		Len: n.hash.length, Fingerprint: n.Fingerprint}, Label: n.label(), State: n.State}
+//
+// (records.KeyedHash is scan.HashKey's HMAC); runScan already maps the
+// findings back to these versions and reports them like any other. Until
+// then these versions are reported as not looked for, and `rekey scan`
+// exits 1 rather than claim a clean tree.
 func hashedNeedles(ns []needleInfo) ([]scan.Needle, error) {
 	if len(ns) == 0 {
 		return nil, nil
