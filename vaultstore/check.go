@@ -48,7 +48,9 @@ func (s *Store) RotationWrites(keyID, vaultPath, rotationID string, keyExists bo
 
 // CheckWrites asks Vault, in one request and changing nothing, what this
 // token may do on each write's path (sys/capabilities-self), and fills in
-// what it lacks. It fails only when Vault cannot be asked.
+// what it lacks. It fails only when Vault cannot be asked: an error
+// wrapping failure.ErrUnauthorized (the token may not ask) or
+// failure.ErrTransient (Vault unreachable, sealed).
 func (s *Store) CheckWrites(ctx context.Context, writes []Write) error {
 	paths := make([]string, len(writes))
 	for i, w := range writes {
@@ -110,7 +112,8 @@ func (st Settings) Kept() int {
 
 // Settings reads the mount's configuration (<mount>/config, which needs
 // read there) and the key's metadata settings, changing nothing. A key
-// that does not exist yet has none of its own.
+// that does not exist yet has none of its own. A token that may not read
+// the configuration gets an error wrapping failure.ErrUnauthorized.
 func (s *Store) Settings(ctx context.Context, vaultPath string) (Settings, error) {
 	var st Settings
 	sec, err := s.c.Logical().ReadWithContext(ctx, s.mount+"/config")
