@@ -165,10 +165,16 @@ var errNoHashMatcher = errors.New("this build of rekey cannot look for a key by 
 // then these versions are reported as not looked for, and `rekey scan`
 // exits 1 rather than claim a clean tree.
 func hashedNeedles(ns []needleInfo) ([]scan.Needle, error) {
-	if len(ns) == 0 {
-		return nil, nil
+	out := make([]scan.Needle, 0, len(ns))
+	for _, n := range ns {
+		h := scan.KeyHash{Salt: n.hash.salt, Len: n.hash.length, Fingerprint: n.Fingerprint}
+		if len(n.hash.sum) != len(h.Sum) {
+			return nil, fmt.Errorf("%s: its keyed hash is %d bytes, not %d", n.label(), len(n.hash.sum), len(h.Sum))
+		}
+		copy(h.Sum[:], n.hash.sum)
+		out = append(out, scan.Needle{Hash: h, Label: n.label(), State: n.State})
 	}
-	return nil, errNoHashMatcher
+	return out, nil
 }
 
 // copyDoc is one copy of a key a scan found. It never holds the match.
