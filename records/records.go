@@ -1,7 +1,8 @@
 // Package records defines what rekey keeps about its own work: rotations
 // and their journals, per-integration state, locks, compromised versions,
-// audits. They live in Vault under <mount>/<state_path>/ (see vaultstore)
-// and hold fingerprints, never keys: no type here has a field for one.
+// audits, what `rekey serve` said. A store keeps them (package store: in
+// Vault under <mount>/<state_path>/, see vaultstore) and they hold
+// fingerprints, never keys: no type here has a field for one.
 package records
 
 import (
@@ -117,7 +118,10 @@ type KeyState struct {
 	LatestRotation string `json:"latest_rotation,omitempty"`
 	// Compromised lists versions replaced by `rekey leak`, by version number.
 	Compromised map[int]CompromisedVersion `json:"compromised,omitempty"`
-	// LastAudit is the latest audit of this key's integrations.
+	// LastAudit is where rekey kept the latest audit of the key's
+	// integrations before stores kept it apart (store.Records.LastAudit);
+	// a store reads it only when it has no audit of its own yet, and
+	// nothing writes it.
 	LastAudit *Audit `json:"last_audit,omitempty"`
 }
 

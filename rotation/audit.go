@@ -2,8 +2,10 @@ package rotation
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/state"
 )
@@ -82,22 +84,38 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	}
 
 	// Remember this audit, and say what changed since the last one.
-	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: map[string]state.Status{}}
+	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: make(map[string]state.Status, len(ka.Integrations))}
 	for _, r := range ka.Integrations {
 		audit.Integrations[r.ID] = state.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint, Proof: r.Proof}
 	}
-	err = e.Store.UpdateKeyState(context.WithoutCancel(ctx), job.Key.ID, func(st *records.KeyState) {
-		if prev := st.LastAudit; prev != nil {
-			for i, r := range ka.Integrations {
-				if p, ok := prev.Integrations[r.ID]; ok && p.State != r.State {
-					ka.Integrations[i].Previous = p.State
-				}
-			}
-		}
-		st.LastAudit = audit
-	})
-	if err != nil {
+	if err := e.recordAudit(context.WithoutCancel(ctx), job.Key.ID, ka, audit); err != nil {
 		e.logger().Warn("could not record the audit", "key", job.Key.ID, "err", err)
 	}
 	return ka
+}
+
+// recordAudit records audit as the key's latest, with check-and-set, and
+// marks in ka what changed since the audit it replaces. Another audit
+// recorded meanwhile is read again and compared against.
+func (e *Engine) recordAudit(ctx context.Context, keyID string, ka *KeyAudit, audit *records.Audit) error {
+	for attempt := 0; ; attempt++ {
+		prev, v, err := e.Store.LastAudit(ctx, keyID)
+		if err != nil && !errors.Is(err, failure.ErrNotFound) {
+			return err
+		}
+		for i, r := range ka.Integrations {
+			ka.Integrations[i].Previous = ""
+			if prev == nil {
+				continue
+			}
+			if p, ok := prev.Integrations[r.ID]; ok && p.State != r.State {
+				ka.Integrations[i].Previous = p.State
+			}
+		}
+		_, err = e.Store.SaveAudit(ctx, keyID, audit, v)
+		if errors.Is(err, failure.ErrConflict) && attempt < 10 {
+			continue
+		}
+		return err
+	}
 }

@@ -23,30 +23,8 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store"
 )
-
-// Store is what the engine needs from Vault; *vaultstore.Store is one.
-type Store interface {
-	ReadKey(ctx context.Context, vaultPath string) (vaultstore.KeyVersion, error)
-	Versions(ctx context.Context, vaultPath string) ([]vaultstore.KeyVersion, int, error)
-	WriteKey(ctx context.Context, vaultPath string, key secret.Key, cas int, meta map[string]string) (int, error)
-	Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (*vaultstore.Lease, error)
-	SaveRotation(ctx context.Context, r *records.Rotation) error
-	Rotation(ctx context.Context, keyID, id string) (*records.Rotation, error)
-	LatestRotation(ctx context.Context, keyID string) (*records.Rotation, error)
-	KeyState(ctx context.Context, keyID string) (*records.KeyState, int, error)
-	UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error
-	// History is rekey's own history of the key's versions (keyed hashes,
-	// never keys); failure.ErrNotFound when there is none yet.
-	History(ctx context.Context, keyID string) (*records.History, int, error)
-	// UpdateHistory applies change with check-and-set, retrying on
-	// conflict; a key without one starts from an empty history with a new
-	// salt. Nothing is written when change reports no change.
-	UpdateHistory(ctx context.Context, keyID string, change func(*records.History) (bool, error)) (*records.History, error)
-}
-
-var _ Store = (*vaultstore.Store)(nil)
 
 // Target is one integration of the key being rotated.
 type Target struct {
@@ -71,7 +49,7 @@ type Job struct {
 
 // Engine runs rotations. Zero values of the tuning fields take defaults.
 type Engine struct {
-	Store    Store
+	Store    store.Store
 	Notifier notifiers.Notifier // may be nil
 	Logger   *slog.Logger       // may be nil
 	// Progress, if set, is told of every state an integration enters.
@@ -226,23 +204,23 @@ func (o *Outcome) AllCurrent() bool {
 // anything. It returns the current version (zero when the key has none
 // yet) and every retained version. A key equal to any version rekey has
 // known, retained by Vault or pruned, is refused.
-func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore.KeyVersion, []vaultstore.KeyVersion, error) {
+func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (store.KeyVersion, []store.KeyVersion, error) {
 	if key.IsZero() {
-		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: "it is empty"}
+		return store.KeyVersion{}, nil, &RefusedError{Reason: "it is empty"}
 	}
 	if reason := BadShape(key); reason != "" {
-		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: reason}
+		return store.KeyVersion{}, nil, &RefusedError{Reason: reason}
 	}
 	if key.Len() < MinKeyLen {
 		// A fingerprint is shown everywhere; a key this short could be
 		// found from it by trying them all.
-		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: fmt.Sprintf("it is %d bytes long; API keys are at least %d (a partial paste?)", key.Len(), MinKeyLen)}
+		return store.KeyVersion{}, nil, &RefusedError{Reason: fmt.Sprintf("it is %d bytes long; API keys are at least %d (a partial paste?)", key.Len(), MinKeyLen)}
 	}
 	cur, err := e.Store.ReadKey(ctx, job.Key.VaultPath)
 	if err != nil && !errors.Is(err, failure.ErrNotFound) {
 		return cur, nil, err
 	}
-	var versions []vaultstore.KeyVersion
+	var versions []store.KeyVersion
 	if err == nil {
 		if cur.Key.Equal(key) {
 			return cur, nil, &RefusedError{Reason: "it is the current version (" + key.Fingerprint() + "); paste the key Action Network shows after REVOKE & GENERATE NEW KEY"}
@@ -286,7 +264,7 @@ func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore
 
 // Rotate runs one rotation of job.Key to newKey. It returns a
 // *RefusedError or *NotStoredError (nothing changed), a
-// *vaultstore.LockedError (someone else is rotating), or an Outcome once
+// *store.LockedError (someone else is rotating), or an Outcome once
 // the key is stored, whatever became of the integrations.
 func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outcome, error) {
 	e.defaults()
@@ -360,7 +338,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if job.Leak && cur.Version > 0 {
 		e.markCompromised(ctx, job.Key.ID, cur, id)
 	}
-	stored := append(slices.Clone(versions), vaultstore.KeyVersion{Version: version, Key: newKey, Created: rec.Stored})
+	stored := append(slices.Clone(versions), store.KeyVersion{Version: version, Key: newKey, Created: rec.Stored})
 	if _, err := e.Store.UpdateHistory(context.WithoutCancel(ctx), job.Key.ID, func(h *records.History) (bool, error) {
 		return h.CatchUp(retained(stored, version, st, cur.Version, id, job.Leak), e.now())
 	}); err != nil {
@@ -657,7 +635,7 @@ func (e *Engine) metadata(job Job, rec *records.Rotation) map[string]string {
 	}
 }
 
-func (e *Engine) markCompromised(ctx context.Context, keyID string, v vaultstore.KeyVersion, rotationID string) {
+func (e *Engine) markCompromised(ctx context.Context, keyID string, v store.KeyVersion, rotationID string) {
 	err := e.Store.UpdateKeyState(context.WithoutCancel(ctx), keyID, func(st *records.KeyState) {
 		if st.Compromised == nil {
 			st.Compromised = map[int]records.CompromisedVersion{}
@@ -694,7 +672,7 @@ func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expec
 	return want, rec, nil
 }
 
-func (e *Engine) expect(ctx context.Context, keyID string, versions []vaultstore.KeyVersion, current int, rotatedAt time.Time) (integrations.Expect, error) {
+func (e *Engine) expect(ctx context.Context, keyID string, versions []store.KeyVersion, current int, rotatedAt time.Time) (integrations.Expect, error) {
 	want := integrations.Expect{Versions: map[string]integrations.VersionState{}, RotatedAt: rotatedAt}
 	for _, v := range versions {
 		fp := v.Fingerprint()
@@ -737,7 +715,7 @@ func (e *Engine) expect(ctx context.Context, keyID string, versions []vaultstore
 // retained lists versions for History.CatchUp: current is Vault's current
 // version, and replaced (when not 0) the version rotationID replaced,
 // compromised when leaked.
-func retained(versions []vaultstore.KeyVersion, current int, st *records.KeyState, replaced int, rotationID string, leaked bool) []records.Retained {
+func retained(versions []store.KeyVersion, current int, st *records.KeyState, replaced int, rotationID string, leaked bool) []records.Retained {
 	out := make([]records.Retained, 0, len(versions))
 	for _, v := range versions {
 		r := records.Retained{Version: v.Version, Key: v.Key, Stored: v.Created, Current: v.Version == current}
@@ -759,7 +737,7 @@ func retained(versions []vaultstore.KeyVersion, current int, st *records.KeyStat
 // catchUp brings the key's history up to the versions Vault holds (seeds
 // it the first time), as far as Vault and the records can be written: a
 // failure is only logged, the next rotation or audit tries again.
-func (e *Engine) catchUp(ctx context.Context, keyID string, versions []vaultstore.KeyVersion, current int) {
+func (e *Engine) catchUp(ctx context.Context, keyID string, versions []store.KeyVersion, current int) {
 	st, _, err := e.Store.KeyState(ctx, keyID)
 	if err == nil {
 		_, err = e.Store.UpdateHistory(ctx, keyID, func(h *records.History) (bool, error) {
@@ -786,11 +764,11 @@ func operatorName(l records.Lock) string {
 	return l.User + "@" + l.Host
 }
 
-func (e *Engine) lock(ctx context.Context, job Job, command string) (*vaultstore.Lease, error) {
+func (e *Engine) lock(ctx context.Context, job Job, command string) (store.Lease, error) {
 	holder := e.Operator
 	holder.Command = command + " " + job.Key.ID
 	l, err := e.Store.Lock(ctx, job.Key.ID, holder, e.LockTTL)
-	var locked *vaultstore.LockedError
+	var locked *store.LockedError
 	if err != nil && !errors.As(err, &locked) {
 		err = fmt.Errorf("take the rotation lock: %w", err)
 		if command == "rotate" {
@@ -803,7 +781,7 @@ func (e *Engine) lock(ctx context.Context, job Job, command string) (*vaultstore
 
 // hold keeps the lease alive until the returned func is called; that
 // func (safe to call more than once) stops renewing it and releases it.
-func (e *Engine) hold(ctx context.Context, l *vaultstore.Lease) func() {
+func (e *Engine) hold(ctx context.Context, l store.Lease) func() {
 	stopRenew := e.renew(ctx, l)
 	var once sync.Once
 	return func() {
@@ -814,7 +792,7 @@ func (e *Engine) hold(ctx context.Context, l *vaultstore.Lease) func() {
 	}
 }
 
-func (e *Engine) release(l *vaultstore.Lease) {
+func (e *Engine) release(l store.Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := l.Release(ctx); err != nil {
@@ -823,7 +801,7 @@ func (e *Engine) release(l *vaultstore.Lease) {
 }
 
 // renew keeps the lease alive until the returned func is called.
-func (e *Engine) renew(ctx context.Context, l *vaultstore.Lease) func() {
+func (e *Engine) renew(ctx context.Context, l store.Lease) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -14,12 +14,11 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
-	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store/memstore"
 )
 
 // memTarget is an in-memory integration whose failures are scripted.
@@ -92,13 +91,31 @@ type fixedChecker providers.Result
 
 func (c fixedChecker) Check(context.Context, secret.Key) providers.Result { return providers.Result(c) }
 
-func setup(t *testing.T, old secret.Key) (*vaultstore.Store, *vaulttest.Env) {
-	env := vaulttest.New(t)
-	s := vaultstore.New(env.Client, env.Mount, "rekey")
+// setup gives a test a store holding old as the first version of the key
+// at an/main. The store is in memory: it passes the same conformance
+// suite as the Vault one (store/storetest), so what these tests show of
+// the engine holds on Vault; internal/e2e runs whole rotations there.
+func setup(t *testing.T, old secret.Key) (*memstore.Store, memEnv) {
+	s := memstore.New(memstore.Options{})
 	if _, err := s.WriteKey(context.Background(), "an/main", old, 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	return s, env
+	return s, memEnv{s}
+}
+
+// memEnv is what tests ask of the store's world: its records, to search
+// for keys, and its settings.
+type memEnv struct{ s *memstore.Store }
+
+// Dump returns every record (prefix is ignored: the memory store keeps
+// only rekey's records and the keys' metadata).
+func (e memEnv) Dump(t *testing.T, prefix string) []byte { return e.s.Dump() }
+
+// Configure sets the store's settings as Vault's <mount>/config would.
+func (e memEnv) Configure(t *testing.T, settings map[string]any) {
+	if n, ok := settings["max_versions"].(int); ok {
+		e.s.SetMaxVersions(n)
+	}
 }
 
 func job(targets ...*memTarget) Job {

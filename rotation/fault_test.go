@@ -1,6 +1,6 @@
 package rotation
 
-// Faults at the engine's level, against the real Vault: notifiers that
+// Faults at the engine's level: notifiers that
 // are slow or fail, targets that hang or ask for long waits, a crash right
 // after the key is stored, records that cannot be written. The same
 // faults, seen from the command line, are the stories in
@@ -26,7 +26,7 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store/memstore"
 )
 
 // gateNotifier blocks the first event of kind until the gate opens, and
@@ -254,7 +254,7 @@ func TestResumeWithoutRecord(t *testing.T) {
 // failingSaves is a Store whose rotation records cannot be written once
 // broken is set (Vault sealed or gone after the key was stored).
 type failingSaves struct {
-	*vaultstore.Store
+	*memstore.Store
 	broken atomic.Bool
 	saves  atomic.Int32
 }

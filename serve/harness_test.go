@@ -26,11 +26,10 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/file"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
-	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/notifiers/slack"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store/memstore"
 )
 
 const (
@@ -194,12 +193,13 @@ func (b *syncBuffer) Bytes() []byte {
 	return bytes.Clone(b.b.Bytes())
 }
 
-// world is one key in a real Vault, held by one .env file, watched by
-// daemon instances that share a Slack channel.
+// world is one key in a store (in memory: the daemon's logic does not
+// depend on Vault; cmd/rekey's serve stories run it on a real one), held
+// by one .env file, watched by daemon instances that share a Slack
+// channel.
 type world struct {
 	t     *testing.T
-	env   *vaulttest.Env
-	store *vaultstore.Store
+	store *memstore.Store
 	clock *clock
 	now   func() time.Time
 	slack *slackServer
@@ -212,11 +212,9 @@ type world struct {
 
 func newWorld(t *testing.T, rotateEvery time.Duration) *world {
 	t.Helper()
-	env := vaulttest.New(t)
 	w := &world{
 		t:     t,
-		env:   env,
-		store: vaultstore.New(env.Client, env.Mount, "rekey"),
+		store: memstore.New(memstore.Options{}),
 		clock: newClock(time.Now().UTC()),
 		slack: newSlack(t),
 		logs:  &syncBuffer{},
@@ -309,22 +307,22 @@ func (w *world) server(id string) *Server {
 func (w *world) checkLeaks() {
 	leakcheck.Assert(w.t, "logs", w.logs.Bytes(), w.keys...)
 	leakcheck.Assert(w.t, "slack messages", w.slack.bodies(), w.keys...)
-	leakcheck.Assert(w.t, "vault records", w.env.Dump(w.t, "rekey/"), w.keys...)
+	leakcheck.Assert(w.t, "records", w.store.Dump(), w.keys...)
 }
 
 func (w *world) said() Said {
 	w.t.Helper()
-	var s Said
-	if _, err := w.store.GetRecord(context.Background(), saidPath, &s); err != nil {
+	s, _, err := w.store.Said(context.Background())
+	if err != nil {
 		w.t.Fatal(err)
 	}
-	return s
+	return *s
 }
 
 func (w *world) lease() LeaseRecord {
 	w.t.Helper()
-	var l LeaseRecord
-	if _, err := w.store.GetRecord(context.Background(), leasePath, &l); err != nil {
+	l, _, err := w.store.ServeLease(context.Background())
+	if err != nil {
 		w.t.Fatal(err)
 	}
 	return l
@@ -332,8 +330,8 @@ func (w *world) lease() LeaseRecord {
 
 // saidBy returns the instance that ran the latest audit round ("" before any).
 func (w *world) saidBy() string {
-	var s Said
-	if _, err := w.store.GetRecord(context.Background(), saidPath, &s); err != nil {
+	s, _, err := w.store.Said(context.Background())
+	if err != nil {
 		return ""
 	}
 	return s.By

@@ -8,35 +8,21 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/failure"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/store"
 )
 
-// leasePath is the lease record, under the state path.
-const leasePath = "serve/lease"
-
 // LeaseRecord is the record that says which instance does the scheduled
-// work. It is written with check-and-set only.
-type LeaseRecord struct {
-	Held     bool      `json:"held"`
-	Holder   string    `json:"holder,omitempty"` // instance id
-	Host     string    `json:"host,omitempty"`
-	PID      int       `json:"pid,omitempty"`
-	Acquired time.Time `json:"acquired,omitzero"`
-	Renewed  time.Time `json:"renewed,omitzero"`
-	// Expires is when the holder's lease runs out by the holder's clock.
-	// Other instances judge expiry by their own clock (see lease.tick).
-	Expires  time.Time `json:"expires,omitzero"`
-	TTL      string    `json:"ttl,omitempty"`
-	Released time.Time `json:"released,omitzero"`
-}
+// work (records.ServeLease). It is written with check-and-set only.
+type LeaseRecord = records.ServeLease
 
-// recordStore is what the lease and the daemon need from Vault.
+// recordStore is what the lease needs from the store.
 type recordStore interface {
-	GetRecord(ctx context.Context, rel string, dst any) (int, error)
-	PutRecord(ctx context.Context, rel string, v any, cas int) (int, error)
+	ServeLease(ctx context.Context) (records.ServeLease, int, error)
+	PutServeLease(ctx context.Context, l records.ServeLease, cas int) (int, error)
 }
 
-var _ recordStore = (*vaultstore.Store)(nil)
+var _ recordStore = (store.Store)(nil)
 
 // lease is one instance's side of the lease.
 //
@@ -97,7 +83,7 @@ func (l *lease) tick(ctx context.Context, now time.Time) (string, error) {
 
 	if held {
 		rec := l.record(now, acquired)
-		v, err := l.store.PutRecord(ctx, leasePath, rec, version)
+		v, err := l.store.PutServeLease(ctx, rec, version)
 		switch {
 		case err == nil:
 			l.mu.Lock()
@@ -131,7 +117,7 @@ func (l *lease) tick(ctx context.Context, now time.Time) (string, error) {
 		return "", nil // held, and alive as far as we can tell
 	}
 	rec := l.record(now, now)
-	v, err := l.store.PutRecord(ctx, leasePath, rec, version)
+	v, err := l.store.PutServeLease(ctx, rec, version)
 	if errors.Is(err, failure.ErrConflict) {
 		return "", nil // someone moved first; look again next tick
 	}
@@ -146,8 +132,7 @@ func (l *lease) tick(ctx context.Context, now time.Time) (string, error) {
 
 // read reads the record and notes when its version was first seen.
 func (l *lease) read(ctx context.Context, now time.Time) (LeaseRecord, error) {
-	var rec LeaseRecord
-	v, err := l.store.GetRecord(ctx, leasePath, &rec)
+	rec, v, err := l.store.ServeLease(ctx)
 	if errors.Is(err, failure.ErrNotFound) {
 		rec, v, err = LeaseRecord{}, 0, nil
 	}
@@ -177,7 +162,7 @@ func (l *lease) release(ctx context.Context, now time.Time) (bool, error) {
 	}
 	rec := l.me
 	rec.Held, rec.Acquired, rec.Released = false, acquired, now
-	v, err := l.store.PutRecord(ctx, leasePath, rec, version)
+	v, err := l.store.PutServeLease(ctx, rec, version)
 	if errors.Is(err, failure.ErrConflict) {
 		return false, nil // taken over meanwhile: not ours to free
 	}

@@ -6,48 +6,21 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/state"
 )
 
-// saidPath is the record, under the state path, of what the daemon has
-// already told the team, so that a restart or a new leader repeats nothing.
-const saidPath = "serve/said"
-
-// Said is what the daemon has told the team. It holds states, versions
-// and times, never a key.
-type Said struct {
-	// LastRound is when the latest audit round began.
-	LastRound time.Time `json:"last_round,omitzero"`
-	// By is the instance that ran it.
-	By   string              `json:"by,omitempty"`
-	Keys map[string]*KeySaid `json:"keys,omitempty"`
-}
+// Said is what the daemon has told the team (records.Said), kept so that a
+// restart or a new leader repeats nothing.
+type Said = records.Said
 
 // KeySaid is what was said about one key.
-type KeySaid struct {
-	// Version is the key version the reminders below refer to; a new
-	// version starts the reminders afresh.
-	Version int `json:"version,omitempty"`
-	// Reminded lists the remind_before thresholds ("14d") already reminded
-	// for Version.
-	Reminded []string `json:"reminded,omitempty"`
-	// OverdueSent counts the days overdue already reminded: after the
-	// reminder of day n overdue (0 on the due day) it is n+1.
-	OverdueSent int `json:"overdue_sent,omitempty"`
-	// Integrations are the states last told, by integration id.
-	Integrations map[string]IntegrationSaid `json:"integrations,omitempty"`
-}
+type KeySaid = records.KeySaid
 
 // IntegrationSaid is one integration's state as last told, and as last seen.
-type IntegrationSaid struct {
-	// Alerted is the state the team last heard of (the first state seen,
-	// which was not announced, at first).
-	Alerted state.State `json:"alerted,omitempty"`
-	// Seen is the state the latest audit found.
-	Seen state.State `json:"seen,omitempty"`
-}
+type IntegrationSaid = records.IntegrationSaid
 
-func (k *KeySaid) clone() *KeySaid {
+func clone(k *KeySaid) *KeySaid {
 	c := &KeySaid{Version: k.Version, OverdueSent: k.OverdueSent, Reminded: slices.Clone(k.Reminded)}
 	if k.Integrations != nil {
 		c.Integrations = make(map[string]IntegrationSaid, len(k.Integrations))
@@ -65,12 +38,12 @@ type Change struct {
 	State    state.State
 }
 
-// observe records that an audit found integration id in state got, and
+// observe records in k that an audit found integration id in state got, and
 // reports whether the team must hear of it. The first state seen is a
 // baseline, not a change. A change to unknown (the check could not reach
 // its target) is told only when the next audit finds it unknown again,
 // so that one network blip does not send two alerts.
-func (k *KeySaid) observe(id string, got state.State) (Change, bool) {
+func observe(k *KeySaid, id string, got state.State) (Change, bool) {
 	if k.Integrations == nil {
 		k.Integrations = map[string]IntegrationSaid{}
 	}
@@ -93,7 +66,7 @@ func (k *KeySaid) observe(id string, got state.State) (Change, bool) {
 }
 
 // forget drops integrations that are no longer configured.
-func (k *KeySaid) forget(configured []string) {
+func forget(k *KeySaid, configured []string) {
 	for id := range k.Integrations {
 		if !slices.Contains(configured, id) {
 			delete(k.Integrations, id)
@@ -120,7 +93,7 @@ func (r Reminder) Overdue() bool { return r.Before == "" }
 // version: when several thresholds were reached at once (the daemon was
 // down), it sends one, for the nearest. Once the key is due it reminds
 // once a day.
-func (k *KeySaid) remind(now, stored time.Time, version int, every time.Duration, before []config.Duration) (Reminder, bool) {
+func remind(k *KeySaid, now, stored time.Time, version int, every time.Duration, before []config.Duration) (Reminder, bool) {
 	if every <= 0 || stored.IsZero() {
 		return Reminder{}, false
 	}

@@ -40,7 +40,7 @@ func TestObserve(t *testing.T) {
 			var k KeySaid
 			var got []string
 			for _, s := range tt.seen {
-				if c, ok := k.observe("ci", s); ok {
+				if c, ok := observe(&k, "ci", s); ok {
 					if c.ID != "ci" {
 						t.Errorf("change of %q, want ci", c.ID)
 					}
@@ -56,9 +56,9 @@ func TestObserve(t *testing.T) {
 
 func TestForget(t *testing.T) {
 	var k KeySaid
-	k.observe("a", state.Current)
-	k.observe("b", state.Current)
-	k.forget([]string{"a"})
+	observe(&k, "a", state.Current)
+	observe(&k, "b", state.Current)
+	forget(&k, []string{"a"})
 	if _, ok := k.Integrations["b"]; ok || len(k.Integrations) != 1 {
 		t.Errorf("after forget: %v", k.Integrations)
 	}
@@ -91,7 +91,7 @@ func TestRemind(t *testing.T) {
 			var k KeySaid
 			var got []string
 			for _, a := range tt.at {
-				r, ok := k.remind(due.Add(a.offset), stored, a.version, 90*day, before)
+				r, ok := remind(&k, due.Add(a.offset), stored, a.version, 90*day, before)
 				if !ok {
 					continue
 				}
@@ -114,10 +114,10 @@ func TestRemind(t *testing.T) {
 func TestRemindNeedsSchedule(t *testing.T) {
 	var k KeySaid
 	now := time.Now()
-	if _, ok := k.remind(now, now.Add(-365*24*time.Hour), 1, 0, []config.Duration{config.Duration(time.Hour)}); ok {
+	if _, ok := remind(&k, now, now.Add(-365*24*time.Hour), 1, 0, []config.Duration{config.Duration(time.Hour)}); ok {
 		t.Error("reminded for a key without rotate_every")
 	}
-	if _, ok := k.remind(now, time.Time{}, 1, time.Hour, nil); ok {
+	if _, ok := remind(&k, now, time.Time{}, 1, time.Hour, nil); ok {
 		t.Error("reminded for a key without a stored time")
 	}
 }

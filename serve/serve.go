@@ -36,15 +36,15 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // Options configure a Server.
 type Options struct {
 	// Serve holds audit_interval, remind_before, listen and lease_ttl.
 	Serve config.Serve
-	// Store reads and writes Vault; records live under its state path.
-	Store *vaultstore.Store
+	// Store holds the keys and rekey's records (Vault in production).
+	Store store.Store
 	// Engine audits keys (Engine.Audit); its Store is Vault too.
 	Engine *rotation.Engine
 	// Jobs are the keys to watch, each with its integrations.
@@ -276,10 +276,9 @@ func (s *Server) work(ctx context.Context) {
 }
 
 func (s *Server) loadSaid(ctx context.Context) (*Said, int, error) {
-	var said Said
-	v, err := s.opts.Store.GetRecord(ctx, saidPath, &said)
+	said, v, err := s.opts.Store.Said(ctx)
 	if errors.Is(err, failure.ErrNotFound) {
-		return &Said{Keys: map[string]*KeySaid{}}, 0, nil
+		return &Said{Keys: map[string]*KeySaid{}}, v, nil
 	}
 	if err != nil {
 		return nil, 0, err
@@ -287,7 +286,7 @@ func (s *Server) loadSaid(ctx context.Context) (*Said, int, error) {
 	if said.Keys == nil {
 		said.Keys = map[string]*KeySaid{}
 	}
-	return &said, v, nil
+	return said, v, nil
 }
 
 // round audits every key, alerts on changes, reminds, and records what
@@ -313,7 +312,7 @@ func (s *Server) round(ctx context.Context, start time.Time, said *Said, ver int
 		if !changed && !last {
 			continue
 		}
-		v, err := s.opts.Store.PutRecord(context.WithoutCancel(ctx), saidPath, said, ver)
+		v, err := s.opts.Store.SaveSaid(context.WithoutCancel(ctx), said, ver)
 		if err != nil {
 			// A conflict means another instance wrote it: we no longer lead.
 			s.vaultError("record what was said", err)
@@ -323,7 +322,7 @@ func (s *Server) round(ctx context.Context, start time.Time, said *Said, ver int
 	}
 	if len(s.opts.Jobs) == 0 {
 		said.LastRound, said.By = start, s.id
-		if _, err := s.opts.Store.PutRecord(context.WithoutCancel(ctx), saidPath, said, ver); err != nil {
+		if _, err := s.opts.Store.SaveSaid(context.WithoutCancel(ctx), said, ver); err != nil {
 			s.vaultError("record what was said", err)
 			return
 		}
@@ -341,7 +340,7 @@ func (s *Server) auditKey(ctx context.Context, job rotation.Job, prev *KeySaid) 
 	if prev == nil {
 		prev = &KeySaid{}
 	}
-	next := prev.clone()
+	next := clone(prev)
 	ka := s.opts.Engine.Audit(ctx, job)
 	if ctx.Err() != nil {
 		return prev, false
@@ -367,15 +366,15 @@ func (s *Server) auditKey(ctx context.Context, job rotation.Job, prev *KeySaid) 
 		var changes []Change
 		for _, r := range ka.Integrations {
 			configured = append(configured, r.ID)
-			if c, ok := next.observe(r.ID, r.State); ok {
+			if c, ok := observe(next, r.ID, r.State); ok {
 				changes = append(changes, c)
 			}
 		}
-		next.forget(configured)
+		forget(next, configured)
 		if len(changes) > 0 {
 			if err := s.notify(ctx, stateChanged(job, ka, changes)); err != nil {
 				log.Warn("state change alert not delivered; it is sent again next round", "err", err)
-				next.Integrations = prev.clone().Integrations
+				next.Integrations = clone(prev).Integrations
 			} else {
 				for _, c := range changes {
 					log.Info("state changed", "integration", c.ID, "previous", c.Previous, "state", c.State)
@@ -391,7 +390,7 @@ func (s *Server) auditKey(ctx context.Context, job rotation.Job, prev *KeySaid) 
 	case kerr != nil:
 		// refreshKey logged it; remind next round.
 	default:
-		if rem, ok := next.remind(s.now(), storedAt(cur), cur.Version, job.Key.RotateEvery.D(), s.opts.Serve.RemindBefore); ok {
+		if rem, ok := remind(next, s.now(), storedAt(cur), cur.Version, job.Key.RotateEvery.D(), s.opts.Serve.RemindBefore); ok {
 			if err := s.notify(ctx, reminder(job, ka, cur, rem, s.now())); err != nil {
 				log.Warn("reminder not delivered; it is sent again next round", "err", err)
 				next.Version, next.Reminded, next.OverdueSent = prev.Version, prev.Reminded, prev.OverdueSent
@@ -441,7 +440,7 @@ func (s *Server) setErr(err error) {
 // storedAt is when the key's current version was stored: rekey's
 // rotated_at when the metadata describes this version, else Vault's
 // creation time of the version.
-func storedAt(cur vaultstore.KeyVersion) time.Time {
+func storedAt(cur store.KeyVersion) time.Time {
 	if cur.Metadata["fingerprint"] == cur.Fingerprint() {
 		if t, err := time.Parse(time.RFC3339, cur.Metadata["rotated_at"]); err == nil {
 			return t.UTC()
@@ -484,7 +483,7 @@ func stateChanged(job rotation.Job, ka *rotation.KeyAudit, changes []Change) not
 	return ev
 }
 
-func reminder(job rotation.Job, ka *rotation.KeyAudit, cur vaultstore.KeyVersion, rem Reminder, now time.Time) notifiers.Event {
+func reminder(job rotation.Job, ka *rotation.KeyAudit, cur store.KeyVersion, rem Reminder, now time.Time) notifiers.Event {
 	ev := notifiers.Event{
 		Kind: notifiers.Reminder, KeyID: job.Key.ID, Reason: "scheduled", Fingerprint: cur.Fingerprint(),
 		Owner: job.Key.Owner, Instructions: job.Key.Instructions,
@@ -531,7 +530,7 @@ func (s *Server) refreshAll(ctx context.Context, now time.Time) {
 
 // refreshKey reads one key's figures: its version, its last audit (by
 // anyone) and its rotation records.
-func (s *Server) refreshKey(ctx context.Context, job rotation.Job, cur vaultstore.KeyVersion, kerr error) {
+func (s *Server) refreshKey(ctx context.Context, job rotation.Job, cur store.KeyVersion, kerr error) {
 	f := &keyFigures{rotateEvery: job.Key.RotateEvery.D()}
 	if kerr == nil {
 		f.version, f.stored = cur.Version, storedAt(cur)
@@ -543,7 +542,11 @@ func (s *Server) refreshKey(ctx context.Context, job rotation.Job, cur vaultstor
 		s.vaultError("read the key's state", err)
 		st = &records.KeyState{}
 	}
-	if a := st.LastAudit; a != nil {
+	a, _, err := s.opts.Store.LastAudit(ctx, job.Key.ID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		s.vaultError("read the key's last audit", err)
+	}
+	if a != nil {
 		f.audited, f.auditAt, f.auditTook = true, a.At, a.Duration
 		f.states = map[state.State]int{}
 		for _, in := range a.Integrations {
@@ -558,7 +561,7 @@ func (s *Server) refreshKey(ctx context.Context, job rotation.Job, cur vaultstor
 // Records that can no longer change are read once.
 func (s *Server) rotationCounts(ctx context.Context, keyID, latest string) map[rotationLabel]int {
 	out := map[rotationLabel]int{}
-	ids, err := s.opts.Store.ListRecords(ctx, "keys/"+keyID+"/rotations")
+	ids, err := s.opts.Store.Rotations(ctx, keyID)
 	if err != nil {
 		s.vaultError("list rotations", err)
 		return out

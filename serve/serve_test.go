@@ -254,6 +254,7 @@ func TestLeaseTakeover(t *testing.T) {
 
 // The same with real processes' timing: Run, a short lease, and a crash.
 func TestLeaseTakeoverRun(t *testing.T) {
+	t.Parallel() // it waits in real time
 	w := newWorld(t, 0)
 	w.realClock()
 	w.serve.LeaseTTL = config.Duration(time.Second)
@@ -311,6 +312,7 @@ func TestLeaseTakeoverRun(t *testing.T) {
 // A clean stop releases the lease, so another instance takes over at its
 // next look, long before the lease would have expired.
 func TestStopReleasesLease(t *testing.T) {
+	t.Parallel() // it waits in real time
 	w := newWorld(t, 0)
 	w.realClock()
 	w.serve.LeaseTTL = config.Duration(6 * time.Second)

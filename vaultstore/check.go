@@ -4,22 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
+
+	"github.com/rekey-dev/rekey/store"
 )
 
-// Write is one path a rotation of a key writes (or reads back), with the
-// capabilities its token needs there and, once checked, those it lacks.
-type Write struct {
-	Path  string   `json:"path"` // as Vault's API names it: <mount>/data/...
-	What  string   `json:"what"` // what rekey keeps there
-	Needs []string `json:"needs"`
-	Lacks []string `json:"lacks,omitempty"`
-}
-
-// OK reports whether the token may do everything the write needs.
-func (w Write) OK() bool { return len(w.Lacks) == 0 }
+// Write is one path a rotation of a key writes (store.Write).
+type Write = store.Write
 
 // RotationWrites lists every path a rotation of keyID, stored at
 // vaultPath, writes, with the capabilities each needs: the key (a new
@@ -52,9 +44,9 @@ func (s *Store) RotationWrites(keyID, vaultPath, rotationID string, keyExists bo
 // wrapping failure.ErrUnauthorized (the token may not ask) or
 // failure.ErrTransient (Vault unreachable, sealed).
 func (s *Store) CheckWrites(ctx context.Context, writes []Write) error {
-	paths := make([]string, len(writes))
-	for i, w := range writes {
-		paths[i] = w.Path
+	var paths []string
+	for _, w := range writes {
+		paths = append(paths, w.Paths()...)
 	}
 	sec, err := s.c.Logical().WriteWithContext(ctx, "sys/capabilities-self", map[string]any{"paths": paths})
 	if err != nil {
@@ -63,52 +55,24 @@ func (s *Store) CheckWrites(ctx context.Context, writes []Write) error {
 	if sec == nil || sec.Data == nil {
 		return fmt.Errorf("vault: sys/capabilities-self gave no answer")
 	}
-	for i, w := range writes {
-		raw, _ := sec.Data[w.Path].([]any)
-		var have []string
-		for _, c := range raw {
-			if s, ok := c.(string); ok {
-				have = append(have, s)
+	for i := range writes {
+		writes[i].Lacking(func(p string) []string {
+			raw, _ := sec.Data[p].([]any)
+			var have []string
+			for _, c := range raw {
+				if s, ok := c.(string); ok {
+					have = append(have, s)
+				}
 			}
-		}
-		writes[i].Lacks = nil
-		if slices.Contains(have, "root") {
-			continue
-		}
-		for _, c := range w.Needs {
-			if !slices.Contains(have, c) || slices.Contains(have, "deny") {
-				writes[i].Lacks = append(writes[i].Lacks, c)
-			}
-		}
+			return have
+		})
 	}
 	return nil
 }
 
 // Settings are what a KV v2 mount, and one key on it, say about
-// check-and-set and how many versions Vault keeps.
-type Settings struct {
-	// CASRequired: the mount refuses a write without check-and-set.
-	CASRequired bool `json:"cas_required"`
-	// MaxVersions the mount keeps per path (0: Vault's default, 10).
-	MaxVersions int `json:"max_versions"`
-	// DeleteVersionAfter deletes versions that old (0: never).
-	DeleteVersionAfter time.Duration `json:"delete_version_after_ns,omitempty"`
-	// KeyCASRequired and KeyMaxVersions are the key path's own settings.
-	KeyCASRequired bool `json:"key_cas_required"`
-	KeyMaxVersions int  `json:"key_max_versions"`
-}
-
-// Kept is how many versions of the key Vault keeps: the key's own
-// max_versions, else the mount's, else 10.
-func (st Settings) Kept() int {
-	switch {
-	case st.KeyMaxVersions > 0 && (st.MaxVersions == 0 || st.KeyMaxVersions < st.MaxVersions):
-		return st.KeyMaxVersions
-	case st.MaxVersions > 0:
-		return st.MaxVersions
-	}
-	return 10
-}
+// check-and-set and how many versions Vault keeps (store.Settings).
+type Settings = store.Settings
 
 // Settings reads the mount's configuration (<mount>/config, which needs
 // read there) and the key's metadata settings, changing nothing. A key

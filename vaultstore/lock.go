@@ -4,26 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
-	"syscall"
+	"path"
 	"time"
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // LockedError says a key's rotation lock is held by someone else.
-type LockedError struct {
-	KeyID  string
-	Holder records.Lock
-}
-
-func (e *LockedError) Error() string {
-	h := e.Holder
-	return fmt.Sprintf("key %s is being rotated by %s@%s (pid %d, %s) since %s",
-		e.KeyID, h.User, h.Host, h.PID, h.Command, h.Since.UTC().Format(time.RFC3339))
-}
+type LockedError = store.LockedError
 
 // Lease is a held lock. Renew keeps it alive; Release frees it.
 type Lease struct {
@@ -42,12 +32,9 @@ type Lease struct {
 // say where its PID lives) is waited for until its lease expires: its
 // holder renews the lease while it is alive. The holder's BootID and
 // PIDNamespace are filled in from this process when empty.
-func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (*Lease, error) {
+func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (store.Lease, error) {
 	rel := "keys/" + keyID + "/lock"
-	if holder.BootID == "" && holder.PIDNamespace == "" {
-		id := Identity()
-		holder.BootID, holder.PIDNamespace = id.BootID, id.PIDNamespace
-	}
+	holder = store.WithIdentity(holder)
 	for attempt := 0; attempt < 3; attempt++ {
 		var cur records.Lock
 		v, err := s.GetRecord(ctx, rel, &cur)
@@ -78,40 +65,12 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	return nil, fmt.Errorf("vault: lock %s: %w", keyID, failure.ErrConflict)
 }
 
-// Abandoned reports whether a held lock may be taken over at now: its
-// lease expired, or its holder is a process that certainly no longer
-// exists. A PID is judged only by a process that shares its host, boot
-// and PID namespace; a PID alone never frees a lock.
-func Abandoned(l records.Lock, now time.Time) bool {
-	if !l.Held || (!l.Expires.IsZero() && now.After(l.Expires)) {
-		return true
-	}
-	host, _ := os.Hostname()
-	me := Identity()
-	sameNamespace := l.Host == host &&
-		l.BootID != "" && l.BootID == me.BootID &&
-		l.PIDNamespace != "" && l.PIDNamespace == me.PIDNamespace
-	if sameNamespace && l.PID > 0 && l.PID != os.Getpid() {
-		if err := syscall.Kill(l.PID, 0); errors.Is(err, syscall.ESRCH) {
-			return true
-		}
-	}
-	return false
-}
+// Abandoned reports whether a held lock may be taken over at now
+// (store.Abandoned).
+func Abandoned(l records.Lock, now time.Time) bool { return store.Abandoned(l, now) }
 
-// Identity says where this process's PID means something: the kernel's
-// boot id and this process's PID namespace, as records.Lock keeps them.
-// Either is empty where the system does not tell (not Linux).
-func Identity() records.Lock {
-	var id records.Lock
-	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-		id.BootID = strings.TrimSpace(string(b))
-	}
-	if ns, err := os.Readlink("/proc/self/ns/pid"); err == nil {
-		id.PIDNamespace = ns
-	}
-	return id
-}
+// Identity says where this process's PID means something (store.Identity).
+func Identity() records.Lock { return store.Identity() }
 
 // Holder returns the lock record as held.
 func (l *Lease) Holder() records.Lock { return l.rec }
@@ -125,7 +84,7 @@ func (l *Lease) Renew(ctx context.Context) error {
 	if errors.Is(err, failure.ErrConflict) {
 		var cur records.Lock
 		l.s.GetRecord(ctx, l.rel, &cur)
-		return &LockedError{Holder: cur}
+		return &LockedError{KeyID: path.Base(path.Dir(l.rel)), Holder: cur}
 	}
 	if err != nil {
 		return err

@@ -126,3 +126,65 @@ func (s *Store) UpdateKeyState(ctx context.Context, keyID string, change func(*r
 		return err
 	}
 }
+
+// Rotations lists the ids of the key's rotations on record.
+func (s *Store) Rotations(ctx context.Context, keyID string) ([]string, error) {
+	return s.ListRecords(ctx, "keys/"+keyID+"/rotations")
+}
+
+func auditPath(keyID string) string { return "keys/" + keyID + "/audit" }
+
+// LastAudit reads the key's latest audit, with its version for
+// check-and-set; failure.ErrNotFound (with the version that creates it)
+// when the key was never audited. An audit recorded in the key's state by
+// an earlier rekey is read when there is none of its own yet.
+func (s *Store) LastAudit(ctx context.Context, keyID string) (*records.Audit, int, error) {
+	var a records.Audit
+	v, err := s.GetRecord(ctx, auditPath(keyID), &a)
+	if errors.Is(err, failure.ErrNotFound) {
+		if st, _, serr := s.KeyState(ctx, keyID); serr == nil && st.LastAudit != nil {
+			return st.LastAudit, v, nil
+		}
+	}
+	if err != nil {
+		return nil, v, err
+	}
+	return &a, v, nil
+}
+
+// SaveAudit records the key's latest audit with check-and-set on cas.
+func (s *Store) SaveAudit(ctx context.Context, keyID string, a *records.Audit, cas int) (int, error) {
+	return s.PutRecord(ctx, auditPath(keyID), a, cas)
+}
+
+const (
+	saidPath  = "serve/said"
+	leasePath = "serve/lease"
+)
+
+// Said reads what `rekey serve` has told the team, with its version.
+func (s *Store) Said(ctx context.Context) (*records.Said, int, error) {
+	var said records.Said
+	v, err := s.GetRecord(ctx, saidPath, &said)
+	if err != nil {
+		return nil, v, err
+	}
+	return &said, v, nil
+}
+
+// SaveSaid writes what `rekey serve` has told the team with check-and-set.
+func (s *Store) SaveSaid(ctx context.Context, said *records.Said, cas int) (int, error) {
+	return s.PutRecord(ctx, saidPath, said, cas)
+}
+
+// ServeLease reads the serve lease's record, with its version.
+func (s *Store) ServeLease(ctx context.Context) (records.ServeLease, int, error) {
+	var l records.ServeLease
+	v, err := s.GetRecord(ctx, leasePath, &l)
+	return l, v, err
+}
+
+// PutServeLease writes the serve lease's record with check-and-set.
+func (s *Store) PutServeLease(ctx context.Context, l records.ServeLease, cas int) (int, error) {
+	return s.PutRecord(ctx, leasePath, l, cas)
+}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -22,6 +23,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/internal/vaulterr"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // Field is the KV field that holds a key's value.
@@ -38,7 +40,13 @@ type Store struct {
 	records     map[string]*recordState // record path → what this store knows of it
 
 	onKey func(secret.Key) // told of every key read from Vault; see OnKey
+
+	largest atomic.Int64 // bytes of the largest record entry written
 }
+
+// Largest is the size in bytes of the largest record entry this store
+// has written (the record's JSON, as Vault keeps it).
+func (s *Store) Largest() int { return int(s.largest.Load()) }
 
 // New returns a Store for mount, keeping records under statePath.
 func New(c *vault.Client, mount, statePath string) *Store {
@@ -57,17 +65,13 @@ func (s *Store) Client() *vault.Client { return s.c }
 // Mount returns the KV v2 mount.
 func (s *Store) Mount() string { return s.mount }
 
-// KeyVersion is one version of a key as read from Vault. It is never
-// written to a record: only its fingerprint is.
-type KeyVersion struct {
-	Version  int
-	Key      secret.Key
-	Created  time.Time
-	Metadata map[string]string // the path's custom metadata
-}
+// KeyVersion is one version of a key as read from Vault (store.KeyVersion).
+type KeyVersion = store.KeyVersion
 
-// Fingerprint of the version's key.
-func (v KeyVersion) Fingerprint() string { return v.Key.Fingerprint() }
+var _ store.Store = (*Store)(nil)
+
+// Location implements store.Keys: <mount>/<path>.
+func (s *Store) Location(vaultPath string) string { return s.mount + "/" + vaultPath }
 
 // ReadKey reads the current version of the key at vaultPath. A path with
 // no live version is failure.ErrNotFound.
@@ -186,7 +190,7 @@ func (s *Store) WriteKey(ctx context.Context, vaultPath string, key secret.Key, 
 func (s *Store) PatchMetadata(ctx context.Context, vaultPath string, meta map[string]string) error {
 	cm := make(map[string]any, len(meta))
 	for k, v := range meta {
-		cm[k] = Truncate(v, 512)
+		cm[k] = Truncate(v, store.MaxMetadataValue)
 	}
 	err := s.c.KVv2(s.mount).PatchMetadata(ctx, vaultPath, vault.KVMetadataPatchInput{CustomMetadata: cm})
 	if err != nil {
@@ -196,18 +200,7 @@ func (s *Store) PatchMetadata(ctx context.Context, vaultPath string, meta map[st
 }
 
 // Truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+func Truncate(s string, n int) string { return store.Truncate(s, n) }
 
 // RecordPath returns the KV path of a record under the state path.
 func (s *Store) RecordPath(parts ...string) string {
@@ -310,6 +303,12 @@ func (s *Store) put(ctx context.Context, p string, b []byte, cas int) (int, erro
 	}
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%s: a record must be a JSON object", where)
+	}
+	for n := int64(len(b)); ; {
+		cur := s.largest.Load()
+		if n <= cur || s.largest.CompareAndSwap(cur, n) {
+			break
+		}
 	}
 	body := make([]byte, 0, len(b)+40)
 	body = append(body, `{"options":{"cas":`...)

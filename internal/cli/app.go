@@ -24,6 +24,7 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/store"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -36,7 +37,8 @@ type app struct {
 	getenv func(string) string
 	http   *http.Client
 
-	store *vaultstore.Store // nil until connectVault
+	store store.Store       // nil until connectVault
+	vault *vaultstore.Store // the store, when it is Vault
 }
 
 // load reads and validates the configuration and every integration's
@@ -178,8 +180,9 @@ func (a *app) connectVault(ctx context.Context) error {
 		return exit(ExitStopped, err, "set VAULT_ADDR and VAULT_TOKEN (or vault.auth in the configuration)")
 	}
 	a.g.redact.Add(c.Token()) // an AppRole login's token, too
-	a.store = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
-	a.store.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
+	a.vault = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
+	a.vault.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
+	a.store = a.vault
 	return nil
 }
 

@@ -147,8 +147,8 @@ func (a *app) auditKey(ctx context.Context, k config.Key) keyAuditDoc {
 		doc.KeyAudit = unreachable(k, a.cfg.IntegrationsOf(k.ID), time.Now().UTC(), err)
 		return doc
 	}
-	if st, _, err := a.store.KeyState(ctx, k.ID); err == nil && st.LastAudit != nil {
-		at := st.LastAudit.At
+	if la, _, err := a.store.LastAudit(ctx, k.ID); err == nil {
+		at := la.At
 		doc.PreviousAudit = &at
 	}
 	doc.KeyAudit = a.engine(nil).Audit(ctx, rotation.Job{Key: k, Targets: targets})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // ConfirmOptions are `rekey confirm`'s flags and arguments.
@@ -59,7 +59,7 @@ func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
 	}
 	res, err := a.engine(n).Confirm(ctx, rotation.Job{Key: *k, Targets: targets}, *target, o.Note)
 	var nm *rotation.NotManualError
-	var locked *vaultstore.LockedError
+	var locked *store.LockedError
 	switch {
 	case errors.As(err, &nm):
 		return exit(ExitUsage, err, "")

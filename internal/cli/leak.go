@@ -17,7 +17,7 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // DefaultRecheckFor is how long `rekey leak` keeps checking, once the new
@@ -217,7 +217,7 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	return silent(code)
 }
 
-func printLeakHeader(w io.Writer, k *config.Key, leaked vaultstore.KeyVersion, before leakCheck, declared time.Time) {
+func printLeakHeader(w io.Writer, k *config.Key, leaked store.KeyVersion, before leakCheck, declared time.Time) {
 	fmt.Fprintf(w, "LEAK of %s declared at %s: version %d (%s) is the leaked key.\n", k.ID, declared.Format(time.RFC3339), leaked.Version, leaked.Fingerprint())
 	switch before.State {
 	case leakWorks:
@@ -233,7 +233,7 @@ func printLeakHeader(w io.Writer, k *config.Key, leaked vaultstore.KeyVersion, b
 
 // leakDryRun prints the plan and the copies a scan finds, and changes
 // nothing and tells nobody.
-func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked vaultstore.KeyVersion, before leakCheck, pf *preflight, integrations int) error {
+func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked store.KeyVersion, before leakCheck, pf *preflight, integrations int) error {
 	copies := a.scanLeaked(ctx, k, leaked)
 	human := a.human()
 	if a.json() {
@@ -263,7 +263,7 @@ func integrationsReady(pf *preflight) bool {
 
 // alertLeak says on the terminal and in an urgent Slack alert that the key
 // leaked, whether it still works, what breaks and who must click.
-func (a *app) alertLeak(ctx context.Context, eng *rotation.Engine, job rotation.Job, leaked vaultstore.KeyVersion, before leakCheck) {
+func (a *app) alertLeak(ctx context.Context, eng *rotation.Engine, job rotation.Job, leaked store.KeyVersion, before leakCheck) {
 	k := job.Key
 	instructions := instructionsFor(k)
 	ids, evs := waiting(job.Targets, "breaks when the leaked key is revoked, until it gets the new key")
@@ -335,7 +335,7 @@ func (a *app) recheckLeaked(ctx context.Context, k *config.Key, checker provider
 
 // stillWorks says loudly, on stderr and in Slack, that the leaked key
 // still works after the new one was stored.
-func (a *app) stillWorks(ctx context.Context, eng *rotation.Engine, job rotation.Job, leaked vaultstore.KeyVersion, after leakCheck) {
+func (a *app) stillWorks(ctx context.Context, eng *rotation.Engine, job rotation.Job, leaked store.KeyVersion, after leakCheck) {
 	k := job.Key
 	bar := strings.Repeat("!", 72)
 	fmt.Fprintf(a.s.Err, "\n%s\n", bar)
@@ -360,7 +360,7 @@ func (a *app) stillWorks(ctx context.Context, eng *rotation.Engine, job rotation
 
 // scanLeaked looks for copies of the leaked version under the key's
 // scan_paths. Nil when there are none to scan.
-func (a *app) scanLeaked(ctx context.Context, k *config.Key, leaked vaultstore.KeyVersion) *scanReport {
+func (a *app) scanLeaked(ctx context.Context, k *config.Key, leaked store.KeyVersion) *scanReport {
 	if len(k.ScanPaths) == 0 {
 		return nil
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // preflight is what rekey found out before changing anything.
@@ -30,12 +30,12 @@ type preflight struct {
 	Integrations   []integrationOK  `json:"integrations"`
 	// Writes is every path the rotation writes, and what the token lacks
 	// there; WritesErr says why that could not be asked.
-	Writes    []vaultstore.Write   `json:"writes"`
+	Writes    []store.Write   `json:"writes"`
 	WritesErr string               `json:"writes_error,omitempty"`
-	Settings  *vaultstore.Settings `json:"settings,omitempty"`
+	Settings  *store.Settings `json:"settings,omitempty"`
 	// SettingsErr says why the mount's settings could not be read.
 	SettingsErr string `json:"settings_error,omitempty"`
-	current     vaultstore.KeyVersion
+	current     store.KeyVersion
 }
 
 type integrationOK struct {
@@ -85,7 +85,7 @@ func (p *preflight) writeProblem() error {
 // it, the provider answers, and every integration is reachable and
 // writable as far as its type can tell.
 func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotation.Target, rotationID string) *preflight {
-	p := &preflight{Key: k.ID, Vault: a.store.Mount() + "/" + k.VaultPath}
+	p := &preflight{Key: k.ID, Vault: a.store.Location(k.VaultPath)}
 	cur, err := a.store.ReadKey(ctx, k.VaultPath)
 	switch {
 	case err == nil:
@@ -108,8 +108,8 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 			p.Settings = &st
 		}
 	}
-	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && !vaultstore.Abandoned(l, time.Now()) {
-		p.Locked = (&vaultstore.LockedError{KeyID: k.ID, Holder: l}).Error()
+	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && !store.Abandoned(l, time.Now()) {
+		p.Locked = (&store.LockedError{KeyID: k.ID, Holder: l}).Error()
 	}
 	if !cur.Key.IsZero() {
 		p.Provider = a.checker(*k).Check(ctx, cur.Key)

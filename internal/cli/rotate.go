@@ -19,7 +19,7 @@ import (
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // RotateOptions are `rekey rotate`'s flags and arguments.
@@ -271,7 +271,7 @@ func (a *app) report(out *rotation.Outcome, err error) error {
 func rotationError(err error) error {
 	var refused *rotation.RefusedError
 	var notStored *rotation.NotStoredError
-	var locked *vaultstore.LockedError
+	var locked *store.LockedError
 	switch {
 	case errors.As(err, &refused):
 		return exit(ExitStopped, fmt.Errorf("%v; nothing was changed", refused), "")

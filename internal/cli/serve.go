@@ -68,7 +68,9 @@ func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
 	if err := a.connectVault(ctx); err != nil {
 		return err
 	}
-	go vaultstore.KeepLoggedIn(ctx, a.store.Client(), a.cfg.Vault, a.getenv, a.log)
+	if a.vault != nil {
+		go vaultstore.KeepLoggedIn(ctx, a.vault.Client(), a.cfg.Vault, a.getenv, a.log)
+	}
 	srv, err := serve.New(serve.Options{
 		Serve:    sc,
 		Store:    a.store,

@@ -135,9 +135,11 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 		for v := range st.Compromised {
 			ks.Compromised = append(ks.Compromised, v)
 		}
-		ks.LastAudit = st.LastAudit
 	} else {
 		st = &records.KeyState{}
+	}
+	if la, _, err := a.store.LastAudit(ctx, k.ID); err == nil {
+		ks.LastAudit = la
 	}
 	ks.Versions, ks.NoHistory = a.versionStatus(ctx, k, cur.Version, st)
 	for _, v := range ks.Versions {

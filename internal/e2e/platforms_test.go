@@ -1,4 +1,4 @@
-package rotation_test
+package e2e
 
 import (
 	"bytes"
