@@ -31,7 +31,7 @@ type preflight struct {
 	// Writes is every path the rotation writes, and what the token lacks
 	// there; WritesErr says why that could not be asked.
 	Writes    []store.Write   `json:"writes"`
-	WritesErr string               `json:"writes_error,omitempty"`
+	WritesErr string          `json:"writes_error,omitempty"`
 	Settings  *store.Settings `json:"settings,omitempty"`
 	// SettingsErr says why the mount's settings could not be read.
 	SettingsErr string `json:"settings_error,omitempty"`
