@@ -87,7 +87,9 @@ type Keys interface {
 // another writer has since changed is failure.ErrConflict and changes
 // nothing, so several operators and several `rekey serve` instances share
 // one truth. A record is as large as it needs to be: a store that limits
-// the size of one entry lays a large record out over several.
+// the size of one entry lays a large record out over several (a rotation
+// of 10,000 integrations is recorded whole). A store may cut a reason, a
+// note or a timeline mark longer than 4 KiB, marking the cut.
 type Records interface {
 	// SaveRotation writes a rotation's record (creating it, or updating
 	// the version this handle last wrote or read). Only the key's rotation

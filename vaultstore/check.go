@@ -17,8 +17,8 @@ type Write = store.Write
 // vaultPath, writes, with the capabilities each needs: the key (a new
 // version: update, or create when the key has none yet), its metadata
 // (patch), and each of rekey's records (the lock, the key's state and
-// history, the rotation's record and its journal parts), which are
-// created, read back and updated. rotationID names the rotation's own
+// history, the rotation's record, with its pages, and its journal parts),
+// which are created, read back and updated. rotationID names the rotation's own
 // records; any id of the same form gives the same answer.
 func (s *Store) RotationWrites(keyID, vaultPath, rotationID string, keyExists bool) []Write {
 	data := s.mount + "/data/"
@@ -33,7 +33,10 @@ func (s *Store) RotationWrites(keyID, vaultPath, rotationID string, keyExists bo
 		{Path: data + s.RecordPath("keys", keyID, "lock"), What: "the rotation lock", Needs: rec},
 		{Path: data + s.RecordPath("keys", keyID, "state"), What: "the key's state", Needs: rec},
 		{Path: data + s.RecordPath(historyPath(keyID)), What: "the key's version history", Needs: rec},
-		{Path: data + s.RecordPath("keys", keyID, "rotations", rotationID), What: "the rotation's record", Needs: rec},
+		{Path: data + s.RecordPath(rotationPath(keyID, rotationID)), What: "the rotation's record", Needs: rec, Also: []string{
+			data + s.RecordPath(integrationPagePath(keyID, rotationID, 0)),
+			data + s.RecordPath(timelinePagePath(keyID, rotationID, 0)),
+		}},
 		{Path: data + s.RecordPath(journalPath(keyID, rotationID, 0)), What: "the rotation's journal parts", Needs: rec},
 	}
 }

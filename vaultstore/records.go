@@ -2,66 +2,316 @@ package vaultstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
 )
 
-// JournalPart is how many transitions one journal record holds. A
-// rotation's journal grows with its integrations; Vault limits one entry
-// (1 MiB with integrated storage), so full parts are written once each
-// under keys/<key>/journals/<rotation>/<n>, and the rotation's own record
-// keeps the rest.
+// JournalPart is how many transitions one journal part held in the
+// layout of records before pages (read, never written now).
 const JournalPart = 1000
 
-// SaveRotation writes a rotation's record, and any full journal part not
-// written yet, each with check-and-set: a new record or part is created
-// (cas 0), one this store wrote or read before is updated on the version
-// it knows. Only the rotation lock's holder writes a rotation, so a
-// conflict (failure.ErrConflict) means the lock was lost to another
-// process, whose record is not overwritten. A journal part in the way (a
-// crashed run of the same rotation wrote it) is written over.
-func (s *Store) SaveRotation(ctx context.Context, r *records.Rotation) error {
-	full := len(r.Journal) / JournalPart
-	s.mu.Lock()
-	done := s.journalDone[r.ID]
-	s.mu.Unlock()
-	for n := done; n < full; n++ {
-		part := r.Journal[n*JournalPart : (n+1)*JournalPart]
-		if err := s.saveRecord(ctx, journalPath(r.KeyID, r.ID, n), journalRecord{Transitions: part}, true); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		if s.journalDone == nil {
-			s.journalDone = map[string]int{}
-		}
-		s.journalDone[r.ID] = n + 1
-		s.mu.Unlock()
-	}
-	head := *r
-	head.Journal, head.JournalParts = r.Journal[full*JournalPart:], full
-	return s.saveRecord(ctx, "keys/"+r.KeyID+"/rotations/"+r.ID, &head, false)
+// A rotation's record is one entry while it is small. Once it would not
+// fit in a page, it is laid out over several, each written with
+// check-and-set and only when it changed:
+//
+//	keys/<key>/rotations/<id>                   the head: everything but the lists below
+//	keys/<key>/rotations/<id>/integrations/<n>  the integrations' entries, each on the page a hash of its id names
+//	keys/<key>/journals/<id>/<n>                the journal's full pages, each written once; the rest is in the head
+//	keys/<key>/rotations/<id>/timeline/<n>      the incident timeline, in order
+//
+// The pages are written before the head, so a crash between them leaves
+// the head's view, or a newer one, of each integration and journal line.
+type rotationHead struct {
+	records.Rotation
+	Layout           int `json:"layout,omitempty"` // pagedLayout: the head says how many pages of each list there are
+	IntegrationPages int `json:"integration_pages,omitempty"`
+	JournalPages     int `json:"journal_pages,omitempty"`
+	TimelinePages    int `json:"timeline_pages,omitempty"`
+}
+
+const pagedLayout = 2
+
+// perPage is about how many integrations' entries a page holds.
+const perPage = 100
+
+// inlineMax is the most integrations a record keeps in its head.
+const inlineMax = 200
+
+// rotationLayout is how this store last laid out one rotation's record.
+type rotationLayout struct {
+	paged   bool
+	pages   int   // integration pages
+	journal []int // transitions on each journal page, in order
+}
+
+type integrationPage struct {
+	Integrations []*records.Integration `json:"integrations"`
 }
 
 type journalRecord struct {
 	Transitions []records.Transition `json:"transitions"`
 }
 
+type timelinePage struct {
+	Marks []records.Mark `json:"marks"`
+}
+
+func rotationPath(keyID, id string) string { return "keys/" + keyID + "/rotations/" + id }
+
+func integrationPagePath(keyID, id string, n int) string {
+	return fmt.Sprintf("%s/integrations/%06d", rotationPath(keyID, id), n)
+}
+
+func timelinePagePath(keyID, id string, n int) string {
+	return fmt.Sprintf("%s/timeline/%06d", rotationPath(keyID, id), n)
+}
+
 func journalPath(keyID, rotationID string, n int) string {
 	return fmt.Sprintf("keys/%s/journals/%s/%06d", keyID, rotationID, n)
 }
 
-// Rotation reads one rotation's record, with its whole journal.
+func (s *Store) layout(keyID, id string) rotationLayout {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.layouts[keyID+"/"+id]
+	if l == nil {
+		return rotationLayout{}
+	}
+	return rotationLayout{paged: l.paged, pages: l.pages, journal: slices.Clone(l.journal)}
+}
+
+func (s *Store) setLayout(keyID, id string, l rotationLayout) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.layouts == nil {
+		s.layouts = map[string]*rotationLayout{}
+	}
+	s.layouts[keyID+"/"+id] = &l
+}
+
+// SaveRotation writes a rotation's record with check-and-set: a new
+// record is created (cas 0), one this store wrote or read before is
+// updated on the version it knows, and so is each of its pages. Only the
+// rotation lock's holder writes a rotation, so a conflict
+// (failure.ErrConflict) means the lock was lost to another process, whose
+// record is not overwritten. A page in the way that this store never saw
+// (a crashed run of the same rotation wrote it) is written over. The
+// journal is only ever appended to: a full journal page is written once.
+func (s *Store) SaveRotation(ctx context.Context, r *records.Rotation) error {
+	lay := s.layout(r.KeyID, r.ID)
+	head := rotationHead{Rotation: *r, Layout: pagedLayout}
+	head.JournalParts = 0
+	if !lay.paged && len(r.Integrations) <= inlineMax {
+		b, err := json.Marshal(&head)
+		if err != nil {
+			return err
+		}
+		if len(b) <= pageBudget {
+			return s.saveRecordBytes(ctx, rotationPath(r.KeyID, r.ID), b, false)
+		}
+	}
+	lay.paged = true
+	var pages []pageWrite
+
+	// The integrations, each on the page its id's hash names.
+	if lay.pages == 0 {
+		lay.pages = max(1, (len(r.Integrations)+perPage-1)/perPage)
+	}
+	for {
+		buckets := make([][]*records.Integration, lay.pages)
+		for id, in := range r.Integrations {
+			b := bucket(id, lay.pages)
+			buckets[b] = append(buckets[b], clipIntegration(in))
+		}
+		var ps []pageWrite
+		fits := true
+		for n, bk := range buckets {
+			slices.SortFunc(bk, func(a, b *records.Integration) int { return strings.Compare(a.ID, b.ID) })
+			b, err := json.Marshal(integrationPage{Integrations: bk})
+			if err != nil {
+				return err
+			}
+			if len(b) > pageBudget {
+				fits = false
+				break
+			}
+			ps = append(ps, pageWrite{rel: integrationPagePath(r.KeyID, r.ID, n), b: b})
+		}
+		if fits {
+			pages = append(pages, ps...)
+			break
+		}
+		lay.pages *= 2 // laid out again over more pages
+	}
+
+	// The journal: full pages are written once; the rest, under a page,
+	// stays in the head until it fills one.
+	from := 0
+	for _, c := range lay.journal {
+		from += c
+	}
+	if from > len(r.Journal) { // not the journal this store wrote: afresh
+		lay.journal, from = nil, 0
+	}
+	var tail []records.Transition
+	if rest := r.Journal[from:]; len(rest) > 0 {
+		items := make([][]byte, len(rest))
+		for i, t := range rest {
+			b, err := json.Marshal(clipTransition(t))
+			if err != nil {
+				return err
+			}
+			items[i] = b
+		}
+		bodies, counts := pack("transitions", items, pageBudget)
+		full := len(bodies) - 1 // the last page is not full
+		for i, b := range bodies[:full] {
+			pages = append(pages, pageWrite{rel: journalPath(r.KeyID, r.ID, len(lay.journal)+i), b: b})
+		}
+		lay.journal = append(lay.journal, counts[:full]...)
+		for _, t := range rest[len(rest)-counts[full]:] {
+			tail = append(tail, clipTransition(t))
+		}
+	}
+
+	// The timeline.
+	var timeline int
+	if len(r.Timeline) > 0 {
+		items := make([][]byte, len(r.Timeline))
+		for i, m := range r.Timeline {
+			m.What = clip(m.What)
+			b, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			items[i] = b
+		}
+		bodies, _ := pack("marks", items, pageBudget)
+		for i, b := range bodies {
+			pages = append(pages, pageWrite{rel: timelinePagePath(r.KeyID, r.ID, i), b: b})
+		}
+		timeline = len(bodies)
+	}
+
+	headRel := rotationPath(r.KeyID, r.ID)
+	if err := s.writePages(ctx, pages, func(ctx context.Context) bool { return s.unchanged(ctx, headRel) }); err != nil {
+		return err
+	}
+	head.Integrations, head.Journal, head.Timeline = nil, tail, nil
+	head.Error = clip(head.Error)
+	head.IntegrationPages, head.JournalPages, head.TimelinePages = lay.pages, len(lay.journal), timeline
+	b, err := json.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	if err := s.saveRecordBytes(ctx, headRel, b, false); err != nil {
+		return err
+	}
+	s.setLayout(r.KeyID, r.ID, lay)
+	return nil
+}
+
+// unchanged reports whether the record at rel is still at the version
+// this store last wrote or read (nobody else wrote it since).
+func (s *Store) unchanged(ctx context.Context, rel string) bool {
+	p := s.RecordPath(rel)
+	s.mu.Lock()
+	known := s.seen(p).version
+	s.mu.Unlock()
+	_, version, err := s.getRaw(ctx, p)
+	if errors.Is(err, failure.ErrNotFound) {
+		return known == 0
+	}
+	return err == nil && version == known
+}
+
+// Rotation reads one rotation's record, with every integration and its
+// whole journal and timeline, whichever layout it was written in.
 func (s *Store) Rotation(ctx context.Context, keyID, id string) (*records.Rotation, error) {
-	var r records.Rotation
-	if _, err := s.GetRecord(ctx, "keys/"+keyID+"/rotations/"+id, &r); err != nil {
+	var h rotationHead
+	if _, err := s.GetRecord(ctx, rotationPath(keyID, id), &h); err != nil {
 		return nil, err
 	}
+	r := h.Rotation
 	if r.Integrations == nil {
 		r.Integrations = map[string]*records.Integration{}
 	}
+	if h.Layout < pagedLayout {
+		return s.oldLayout(ctx, keyID, id, &r)
+	}
+	if h.IntegrationPages == 0 && h.JournalPages == 0 && h.TimelinePages == 0 {
+		return &r, nil // all in the head
+	}
+	var rels []string
+	for n := range h.IntegrationPages {
+		rels = append(rels, integrationPagePath(keyID, id, n))
+	}
+	for n := range h.JournalPages {
+		rels = append(rels, journalPath(keyID, id, n))
+	}
+	for n := range h.TimelinePages {
+		rels = append(rels, timelinePagePath(keyID, id, n))
+	}
+	ints := make([]integrationPage, h.IntegrationPages)
+	journal := make([]journalRecord, h.JournalPages)
+	timeline := make([]timelinePage, h.TimelinePages)
+	err := s.readPages(ctx, rels, func(i int, raw []byte) error {
+		var v any
+		switch {
+		case i < h.IntegrationPages:
+			v = &ints[i]
+		case i < h.IntegrationPages+h.JournalPages:
+			v = &journal[i-h.IntegrationPages]
+		default:
+			v = &timeline[i-h.IntegrationPages-h.JournalPages]
+		}
+		if err := json.Unmarshal(raw, v); err != nil {
+			return fmt.Errorf("vault: decode page %s: %w", rels[i], err)
+		}
+		// What this store would write for it, so that it is not written
+		// again unchanged.
+		if b, err := json.Marshal(v); err == nil {
+			s.pages.remember(s.RecordPath(rels[i]), b)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("vault: rotation %s: %w", id, err)
+	}
+	lay := rotationLayout{paged: true, pages: h.IntegrationPages}
+	for _, pg := range ints {
+		for _, in := range pg.Integrations {
+			r.Integrations[in.ID] = in
+		}
+	}
+	tail := r.Journal
+	r.Journal = nil
+	for _, pg := range journal {
+		r.Journal = append(r.Journal, pg.Transitions...)
+		lay.journal = append(lay.journal, len(pg.Transitions))
+	}
+	r.Journal = append(r.Journal, tail...)
+	r.Timeline = r.Timeline[:0]
+	for _, pg := range timeline {
+		r.Timeline = append(r.Timeline, pg.Marks...)
+	}
+	if len(r.Timeline) == 0 {
+		r.Timeline = nil
+	}
+	s.setLayout(keyID, id, lay)
+	return &r, nil
+}
+
+// oldLayout completes a record written before pages: the integrations in
+// the record, the journal in full parts of JournalPart transitions and
+// the rest in the record.
+func (s *Store) oldLayout(ctx context.Context, keyID, id string, r *records.Rotation) (*records.Rotation, error) {
 	if r.JournalParts > 0 {
 		journal := make([]records.Transition, 0, r.JournalParts*JournalPart+len(r.Journal))
 		for n := range r.JournalParts {
@@ -72,15 +322,9 @@ func (s *Store) Rotation(ctx context.Context, keyID, id string) (*records.Rotati
 			journal = append(journal, part.Transitions...)
 		}
 		r.Journal = append(journal, r.Journal...)
-		s.mu.Lock()
-		if s.journalDone == nil {
-			s.journalDone = map[string]int{}
-		}
-		s.journalDone[id] = max(s.journalDone[id], r.JournalParts)
-		s.mu.Unlock()
 		r.JournalParts = 0
 	}
-	return &r, nil
+	return r, nil
 }
 
 // LatestRotation reads the key's latest rotation, or failure.ErrNotFound.
@@ -133,58 +377,3 @@ func (s *Store) Rotations(ctx context.Context, keyID string) ([]string, error) {
 }
 
 func auditPath(keyID string) string { return "keys/" + keyID + "/audit" }
-
-// LastAudit reads the key's latest audit, with its version for
-// check-and-set; failure.ErrNotFound (with the version that creates it)
-// when the key was never audited. An audit recorded in the key's state by
-// an earlier rekey is read when there is none of its own yet.
-func (s *Store) LastAudit(ctx context.Context, keyID string) (*records.Audit, int, error) {
-	var a records.Audit
-	v, err := s.GetRecord(ctx, auditPath(keyID), &a)
-	if errors.Is(err, failure.ErrNotFound) {
-		if st, _, serr := s.KeyState(ctx, keyID); serr == nil && st.LastAudit != nil {
-			return st.LastAudit, v, nil
-		}
-	}
-	if err != nil {
-		return nil, v, err
-	}
-	return &a, v, nil
-}
-
-// SaveAudit records the key's latest audit with check-and-set on cas.
-func (s *Store) SaveAudit(ctx context.Context, keyID string, a *records.Audit, cas int) (int, error) {
-	return s.PutRecord(ctx, auditPath(keyID), a, cas)
-}
-
-const (
-	saidPath  = "serve/said"
-	leasePath = "serve/lease"
-)
-
-// Said reads what `rekey serve` has told the team, with its version.
-func (s *Store) Said(ctx context.Context) (*records.Said, int, error) {
-	var said records.Said
-	v, err := s.GetRecord(ctx, saidPath, &said)
-	if err != nil {
-		return nil, v, err
-	}
-	return &said, v, nil
-}
-
-// SaveSaid writes what `rekey serve` has told the team with check-and-set.
-func (s *Store) SaveSaid(ctx context.Context, said *records.Said, cas int) (int, error) {
-	return s.PutRecord(ctx, saidPath, said, cas)
-}
-
-// ServeLease reads the serve lease's record, with its version.
-func (s *Store) ServeLease(ctx context.Context) (records.ServeLease, int, error) {
-	var l records.ServeLease
-	v, err := s.GetRecord(ctx, leasePath, &l)
-	return l, v, err
-}
-
-// PutServeLease writes the serve lease's record with check-and-set.
-func (s *Store) PutServeLease(ctx context.Context, l records.ServeLease, cas int) (int, error) {
-	return s.PutRecord(ctx, leasePath, l, cas)
-}

@@ -35,9 +35,11 @@ type Store struct {
 	mount     string
 	statePath string
 
-	mu          sync.Mutex
-	journalDone map[string]int          // rotation id → journal parts already written
-	records     map[string]*recordState // record path → what this store knows of it
+	mu      sync.Mutex
+	records map[string]*recordState    // record path → what this store knows of it
+	layouts map[string]*rotationLayout // key/rotation id → how its record was last laid out
+	pages   pageCache                  // what each page held when last written or read
+	slots   map[string]*slotPages      // slotted record → the slot its head last named
 
 	onKey func(secret.Key) // told of every key read from Vault; see OnKey
 
@@ -304,6 +306,9 @@ func (s *Store) put(ctx context.Context, p string, b []byte, cas int) (int, erro
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%s: a record must be a JSON object", where)
 	}
+	if len(b) > MaxEntry {
+		return 0, fmt.Errorf("%s: %d bytes, more than the %d one entry may hold: %w", where, len(b), MaxEntry, failure.ErrInvalid)
+	}
 	for n := int64(len(b)); ; {
 		cur := s.largest.Load()
 		if n <= cur || s.largest.CompareAndSwap(cur, n) {
@@ -406,11 +411,16 @@ func canonical(b []byte) []byte {
 // (journal parts, which only the rotation lock's holder writes);
 // otherwise it is failure.ErrConflict.
 func (s *Store) saveRecord(ctx context.Context, rel string, v any, overwrite bool) error {
-	p := s.RecordPath(rel)
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
+	return s.saveRecordBytes(ctx, rel, b, overwrite)
+}
+
+// saveRecordBytes is saveRecord of a record already marshalled.
+func (s *Store) saveRecordBytes(ctx context.Context, rel string, b []byte, overwrite bool) error {
+	p := s.RecordPath(rel)
 	s.mu.Lock()
 	st := *s.seen(p)
 	s.mu.Unlock()
@@ -424,7 +434,7 @@ func (s *Store) saveRecord(ctx context.Context, rel string, v any, overwrite boo
 			cas = version // our lost write landed
 		}
 	}
-	_, err = s.put(ctx, p, b, cas)
+	_, err := s.put(ctx, p, b, cas)
 	if errors.Is(err, failure.ErrConflict) && overwrite {
 		data, version, rerr := s.getRaw(ctx, p)
 		if rerr != nil && !errors.Is(rerr, failure.ErrNotFound) {

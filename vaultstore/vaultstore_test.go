@@ -201,7 +201,8 @@ func TestLongJournalIsStoredInParts(t *testing.T) {
 	ctx := context.Background()
 	r := &records.Rotation{ID: "r1", KeyID: "an", Integrations: map[string]*records.Integration{}}
 	for i := range 2*JournalPart + 10 {
-		r.Journal = append(r.Journal, records.Transition{Integration: fmt.Sprintf("i%05d", i), From: "waiting", To: "applying"})
+		r.Journal = append(r.Journal, records.Transition{Integration: fmt.Sprintf("i%05d", i), From: "waiting", To: "applying",
+			Reason: "http: apply: POST https://campaign.example.org/wp-json/actionnetwork/v1/settings: status 503, retrying"})
 		if i%700 == 0 {
 			if err := s.SaveRotation(ctx, r); err != nil {
 				t.Fatal(err)
