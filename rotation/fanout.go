@@ -3,7 +3,6 @@ package rotation
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -11,146 +10,63 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
-	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
 )
 
-// journal holds a rotation's record while integrations update, and writes
-// it to Vault when it changed, at most every FlushEvery. A transition lost
-// to a crash between flushes only means resume applies that integration
-// again, which is idempotent.
-type journal struct {
-	e     *Engine
-	out   *outbox // the run's notifications
-	mu    sync.Mutex
-	rec   *records.Rotation
-	dirty bool
-}
-
-func newJournal(e *Engine, rec *records.Rotation, out *outbox) *journal {
-	return &journal{e: e, rec: rec, out: out}
-}
-
-// move records an integration entering state.
-func (j *journal) move(id string, to state.State, reason, fingerprint string, change func(*records.Integration)) {
-	now, reason := j.e.now(), j.e.redact(reason)
-	j.mu.Lock()
-	r := j.rec.Integrations[id]
-	from := r.State
-	r.State, r.Reason, r.Updated, r.Proof = to, reason, now, ""
-	if change != nil {
-		change(r)
+// each calls f(i) for every i in [0, n), at most limit at once, starting
+// them in order, so that the first ones are done first when there are
+// more than limit. When ctx ends before item i could start, skipped(i)
+// is called for it instead (when skipped is not nil). It returns once
+// every call has returned. Rotation, resume, audit and preflight all fan
+// out through it.
+func each(ctx context.Context, limit, n int, f func(i int), skipped func(i int)) {
+	if limit <= 0 {
+		limit = 1
 	}
-	j.rec.Journal = append(j.rec.Journal, records.Transition{At: now, Integration: id, From: from, To: to, Fingerprint: fingerprint, Reason: reason})
-	if to == state.Current && j.rec.Reason == "leak" {
-		j.rec.Timeline = append(j.rec.Timeline, records.Mark{At: now, What: id + " current"})
-	}
-	j.dirty = true
-	j.mu.Unlock()
-	if j.e.Progress != nil {
-		j.e.Progress(id, to, reason)
-	}
-	j.e.logger().Debug("integration", "id", id, "from", from, "to", to, "reason", reason)
-}
-
-// snapshot copies the record under the lock, cheaply: every
-// integration's entry is copied, and the journal and timeline are shared
-// up to their current length (they are only ever appended to, so those
-// elements never change). The copy is then written without holding the
-// lock, so a large record never holds up the integrations.
-func (j *journal) snapshot() *records.Rotation {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	cp := *j.rec
-	cp.Integrations = make(map[string]*records.Integration, len(j.rec.Integrations))
-	for id, r := range j.rec.Integrations {
-		c := *r
-		cp.Integrations[id] = &c
-	}
-	cp.Journal = slices.Clip(j.rec.Journal)
-	cp.Timeline = slices.Clip(j.rec.Timeline)
-	j.dirty = false
-	return &cp
-}
-
-func (j *journal) flush(ctx context.Context) error {
-	return j.e.Store.SaveRotation(ctx, j.snapshot())
-}
-
-// start flushes the journal in the background until the returned func is
-// called; that func flushes once more.
-func (j *journal) start(ctx context.Context) func() {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(j.e.FlushEvery)
-		defer t.Stop()
-		failing := false // say so once, not at every tick
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				j.mu.Lock()
-				dirty := j.dirty
-				j.mu.Unlock()
-				if !dirty {
-					continue
-				}
-				err := j.flush(ctx)
-				switch {
-				case err != nil && ctx.Err() == nil:
-					if !failing {
-						j.e.logger().Warn("could not write the rotation journal; integrations carry on, and it is retried", "rotation", j.rec.ID, "err", err)
-					}
-					failing = true
-					j.mu.Lock()
-					j.dirty = true
-					j.mu.Unlock()
-				case err == nil && failing:
-					j.e.logger().Warn("the rotation journal is written again", "rotation", j.rec.ID)
-					failing = false
-				}
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-// fanOut applies key to every target, at most Concurrency at once, then
-// works out each one's state. Targets start in the order given (the
-// configuration's), so the first ones listed are updated first when there
-// are more than Concurrency. One failure never stops the others.
-func (e *Engine) fanOut(ctx context.Context, j *journal, job Job, key secret.Key, want integrations.Expect, targets []Target) {
-	sem := make(chan struct{}, e.Concurrency)
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
-	for _, t := range targets {
-		j.mu.Lock()
-		prev := *j.rec.Integrations[t.Config.ID]
-		j.mu.Unlock()
+	for i := range n {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			j.move(t.Config.ID, state.Unknown, "not applied: "+ctx.Err().Error(), "", nil)
+			if skipped != nil {
+				skipped(i)
+			}
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			e.one(ctx, j, job, t, key, want, prev)
+			f(i)
 		})
 	}
 	wg.Wait()
 }
 
-func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key secret.Key, want integrations.Expect, prev records.Integration) {
+// fanOut applies the key to every target, at most Concurrency at once,
+// then works out each one's state, in the order given (the
+// configuration's). One failure never stops the others.
+func (r *run) fanOut(ctx context.Context, targets []Target) {
+	each(ctx, r.e.Concurrency, len(targets), func(i int) {
+		r.one(ctx, targets[i])
+	}, func(i int) {
+		r.j.move(targets[i].Config.ID, state.Unknown, "not applied: "+ctx.Err().Error(), "", nil)
+	})
+	r.e.trace(StepFannedOut)
+}
+
+// one applies the key to t and works out its state.
+func (r *run) one(ctx context.Context, t Target) {
+	e, j, job := r.e, r.j, r.job
 	id := t.Config.ID
-	fp := key.Fingerprint()
+	j.mu.Lock()
+	prev := *j.rec.Integrations[id]
+	j.mu.Unlock()
+	fp := r.key.Fingerprint()
 	j.move(id, state.Applying, "", fp, nil)
-	req := integrations.ApplyRequest{Key: key, RotationID: j.rec.ID, Last: prev.Written}
+	req := integrations.ApplyRequest{Key: r.key, RotationID: j.rec.ID, Last: prev.Written}
 	res, attempts, err := e.apply(ctx, t.Integration, req)
 	if err != nil {
-		j.move(id, state.Failing, err.Error(), fp, func(r *records.Integration) { r.Attempts += attempts })
+		j.move(id, state.Failing, err.Error(), fp, func(in *records.Integration) { in.Attempts += attempts })
 		return
 	}
 	written := state.Written{Fingerprint: fp, At: res.At}
@@ -166,14 +82,14 @@ func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key sec
 			Integrations: []notifiers.Integration{{ID: id, Type: t.Config.Type, State: state.Pending, Owner: t.Config.Owner}},
 		})
 	}
-	j.move(id, state.Verifying, "", fp, func(r *records.Integration) {
-		r.Attempts += attempts
-		r.Written = written
+	j.move(id, state.Verifying, "", fp, func(in *records.Integration) {
+		in.Attempts += attempts
+		in.Written = written
 	})
 	vctx, cancel := context.WithTimeout(ctx, e.Timeout)
-	st := integrations.Observe(vctx, t.Integration, ExpectFor(want, &records.Integration{Written: written, Confirmed: prev.Confirmed}))
+	st := integrations.Observe(vctx, t.Integration, ExpectFor(r.want, &records.Integration{Written: written, Confirmed: prev.Confirmed}))
 	cancel()
-	j.move(id, st.State, st.Reason, st.Fingerprint, func(r *records.Integration) { r.Proof = st.Proof })
+	j.move(id, st.State, st.Reason, st.Fingerprint, func(in *records.Integration) { in.Proof = st.Proof })
 }
 
 // apply runs Apply with a per-attempt timeout, retrying transient failures

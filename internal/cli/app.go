@@ -84,6 +84,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	if len(errs) > 0 {
 		return nil, exit(ExitUsage, errs, "")
 	}
+	a.trace("config")
 	return a, nil
 }
 
@@ -183,6 +184,7 @@ func (a *app) connectVault(ctx context.Context) error {
 	a.vault = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
 	a.vault.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
 	a.store = a.vault
+	a.trace("vault")
 	return nil
 }
 
@@ -229,6 +231,7 @@ func (a *app) engine(n notifiers.Notifier) *rotation.Engine {
 		Retries:     *a.cfg.Rotation.Retries,
 		Operator:    operator(),
 		Redact:      a.g.redact.Redact,
+		Trace:       func(s rotation.Step) { a.trace(string(s)) },
 	}
 }
 

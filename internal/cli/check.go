@@ -88,23 +88,23 @@ func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 	// What this token may do on every path a rotation writes is in each
 	// key's preflight.
 	vaultProblems := []string{}
-	var pfs []*preflight
+	var pfs []*rotation.Preflight
 	for _, k := range keys {
 		targets, err := a.targets(k.ID)
 		if err != nil {
 			return err
 		}
-		pf := a.runPreflight(ctx, &k, targets, rotation.NewID(time.Now()))
+		pf := a.preflight(ctx, &k, targets, rotation.NewID(time.Now()))
 		pfs = append(pfs, pf)
-		if err := pf.writeProblem(); err != nil {
+		if err := pf.WriteProblem(); err != nil {
 			vaultProblems = append(vaultProblems, err.Error())
 		}
-		if !pf.ready() {
+		if !pf.Ready() {
 			ready = false
 		}
 		if !a.json() {
 			fmt.Fprintln(w)
-			pf.print(w)
+			printPreflight(w, pf)
 		}
 	}
 	doc["vault"] = vaultProblems

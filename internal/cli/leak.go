@@ -12,11 +12,8 @@ import (
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
-	"github.com/rekey-dev/rekey/notifiers"
-	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
-	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/store"
 )
 
@@ -77,36 +74,16 @@ but do not change the exit code: the leaked key is dead by then, or exit is 3.`,
 	return cmd
 }
 
-// Leaked-key states, as leak reports them.
+// Leaked-key states, as leak reports them (the engine's words).
 const (
-	leakWorks     = "works"     // the provider accepted it
-	leakDead      = "dead"      // the provider refused it
-	leakUnknown   = "unknown"   // the provider could not tell
-	leakUnchecked = "unchecked" // provider none: nothing can tell
+	leakWorks     = rotation.LeakWorks
+	leakDead      = rotation.LeakDead
+	leakUnknown   = rotation.LeakUnknown
+	leakUnchecked = rotation.LeakUnchecked
 )
 
 // leakCheck is one verdict on the leaked key.
-type leakCheck struct {
-	State  string    `json:"state"`
-	Reason string    `json:"reason"`
-	At     time.Time `json:"at"`
-	Checks int       `json:"checks,omitempty"`
-}
-
-func verdict(k config.Key, res providers.Result, at time.Time) leakCheck {
-	c := leakCheck{Reason: res.Reason, At: at, Checks: 1}
-	switch {
-	case k.Provider == "none":
-		c.State, c.Reason, c.Checks = leakUnchecked, "provider none: whether the leaked key still works cannot be checked", 0
-	case res.Validity == providers.Valid:
-		c.State = leakWorks
-	case res.Validity == providers.Invalid:
-		c.State = leakDead
-	default:
-		c.State = leakUnknown
-	}
-	return c
-}
+type leakCheck = rotation.LeakCheck
 
 type leakedDoc struct {
 	Version     int        `json:"version"`
@@ -131,7 +108,7 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	// The preflight checks the current version, the leaked key, with the
 	// provider: that is the "does it still work" check.
 	id := rotation.NewID(declared)
-	pf := a.runPreflight(ctx, k, targets, id)
+	pf := a.preflight(ctx, k, targets, id)
 	human := a.human()
 	if !pf.VaultOK {
 		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
@@ -140,21 +117,21 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 		return exit(ExitStopped, fmt.Errorf("%s has no version in Vault (%s): there is no leaked key on record to replace", k.ID, pf.Vault),
 			fmt.Sprintf("store the current key first with `rekey rotate %s`, or rotate with the key you have", k.ID))
 	}
-	leaked := pf.current
-	before := verdict(*k, pf.Provider, time.Now().UTC())
+	leaked := pf.Current
+	before := rotation.Verdict(*k, pf.Provider, time.Now().UTC())
 	printLeakHeader(human, k, leaked, before, declared)
 
 	if o.DryRun {
 		return a.leakDryRun(ctx, k, leaked, before, pf, len(targets))
 	}
-	pf.print(human)
+	printPreflight(human, pf)
 	if err := vaultReady(pf); err != nil {
 		return err
 	}
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
-	if !integrationsReady(pf) {
+	if !pf.IntegrationsReady() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably stay broken once the leaked key is revoked.\n")
 	}
 	eng, err := a.confirmedEngine(o.Yes, o.AllowUnverified, fmt.Sprintf("Respond to the leak of %s now? Every integration breaks when the leaked key is revoked, until it gets the new one.", k.ID))
@@ -163,11 +140,7 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	job := rotation.Job{
 		Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "leak", Leak: true,
-		RotationID: id,
-		Timeline:   []records.Mark{{At: declared, What: rotation.MarkLeakDeclared}},
-	}
-	if before.State == leakDead {
-		job.Timeline = append(job.Timeline, records.Mark{At: before.At, What: rotation.MarkOldKeyDead})
+		RotationID: id, Timeline: rotation.LeakTimeline(declared, before),
 	}
 	a.alertLeak(ctx, eng, job, leaked, before)
 
@@ -181,7 +154,9 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 
 	// The new key is stored: the leaked one must be dead by now.
-	after := a.recheckLeaked(ctx, k, a.checker(*k), leaked.Key, o.RecheckFor)
+	after := eng.RecheckLeaked(ctx, job, leaked.Key, o.RecheckFor, func() {
+		fmt.Fprintf(a.s.Err, "rekey: the leaked key still works; checking again for up to %s\n", o.RecheckFor)
+	})
 	switch after.State {
 	case leakWorks:
 		a.stillWorks(ctx, eng, job, leaked, after)
@@ -190,7 +165,14 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	copies := a.scanLeaked(ctx, k, leaked)
 
-	rec := a.recordTimeline(ctx, out.Rotation, after, copies)
+	var marks []records.Mark
+	if copies != nil && copies.Error == "" {
+		marks = append(marks, records.Mark{At: time.Now().UTC(), What: fmt.Sprintf("scan_paths scanned: %s of the leaked key found", plural(len(copies.Copies), "copy", "copies"))})
+	}
+	rec, err := eng.RecordContainment(ctx, out.Rotation, after, marks...)
+	if err != nil {
+		fmt.Fprintf(a.s.Err, "rekey: warning: the incident timeline was not recorded in Vault: %v\n", err)
+	}
 	out.Rotation = rec
 	cont, _ := rotation.ContainmentOf(rec)
 
@@ -212,7 +194,7 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	if after.State == leakWorks {
 		return exit(code, fmt.Errorf("the leaked key %s still works: it has not been revoked, or the key pasted was not the one generated by revoking it", leaked.Fingerprint()),
-			fmt.Sprintf("%s must revoke it: %s; if that generates another key, store it with `rekey rotate %s --reason manual`", orSomeone(k.Owner), instructionsFor(*k), k.ID))
+			fmt.Sprintf("%s must revoke it: %s; if that generates another key, store it with `rekey rotate %s --reason manual`", orSomeone(k.Owner), rotation.Instructions(*k), k.ID))
 	}
 	return silent(code)
 }
@@ -233,40 +215,27 @@ func printLeakHeader(w io.Writer, k *config.Key, leaked store.KeyVersion, before
 
 // leakDryRun prints the plan and the copies a scan finds, and changes
 // nothing and tells nobody.
-func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked store.KeyVersion, before leakCheck, pf *preflight, integrations int) error {
+func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked store.KeyVersion, before leakCheck, pf *rotation.Preflight, integrations int) error {
 	copies := a.scanLeaked(ctx, k, leaked)
 	human := a.human()
 	if a.json() {
 		writeJSON(a.s.Out, map[string]any{"preflight": pf, "leaked": leakedDoc{Version: leaked.Version, Fingerprint: leaked.Fingerprint(), Before: before}, "copies": copies, "dry_run": true})
 	} else {
-		pf.print(human)
+		printPreflight(human, pf)
 		printCopiesSection(human, k, copies)
 	}
 	fmt.Fprintf(human, "\nDry run: nothing was changed and nobody was told. A leak response would alert the owner, store a new version of %s, update %d integrations and mark version %d compromised.\n", k.ID, integrations, leaked.Version)
-	if pf.Locked != "" || !integrationsReady(pf) || pf.writeProblem() != nil {
+	if pf.Locked != "" || !pf.IntegrationsReady() || pf.WriteProblem() != nil {
 		return silent(ExitStopped)
 	}
 	return nil
-}
-
-// integrationsReady reports whether every integration passed its
-// preflight. Unlike a planned rotation, a leak response does not wait
-// for the provider: the leaked key's check is what it reports.
-func integrationsReady(pf *preflight) bool {
-	for _, in := range pf.Integrations {
-		if !in.OK {
-			return false
-		}
-	}
-	return true
 }
 
 // alertLeak says on the terminal and in an urgent Slack alert that the key
 // leaked, whether it still works, what breaks and who must click.
 func (a *app) alertLeak(ctx context.Context, eng *rotation.Engine, job rotation.Job, leaked store.KeyVersion, before leakCheck) {
 	k := job.Key
-	instructions := instructionsFor(k)
-	ids, evs := waiting(job.Targets, "breaks when the leaked key is revoked, until it gets the new key")
+	instructions := rotation.Instructions(k)
 	w := a.human()
 	fmt.Fprintf(w, "\nRotation %s of %s (leak).\n", job.RotationID, k.ID)
 	if before.State == leakDead {
@@ -274,62 +243,13 @@ func (a *app) alertLeak(ctx context.Context, eng *rotation.Engine, job rotation.
 	} else {
 		fmt.Fprintf(w, "%s: revoke it now: %s\n", orSomeone(k.Owner), instructions)
 	}
-	fmt.Fprintf(w, "Until rekey has the new key, these integrations are broken: %s\n", strings.Join(ids, ", "))
+	fmt.Fprintf(w, "Until rekey has the new key, these integrations are broken: %s\n", strings.Join(targetIDs(job.Targets), ", "))
 	if eng.Notifier == nil {
 		return
 	}
-	works := map[string]string{
-		leakWorks:     "It STILL WORKS: revoke it now.",
-		leakDead:      "It no longer works: it has been revoked already.",
-		leakUnknown:   "Whether it still works could not be checked (" + before.Reason + ").",
-		leakUnchecked: "Whether it still works cannot be checked (provider none).",
-	}[before.State]
-	ev := notifiers.Event{
-		Kind: notifiers.LeakAlert, At: time.Now().UTC(), Urgent: true, KeyID: k.ID, RotationID: job.RotationID,
-		Reason: "leak", Fingerprint: leaked.Fingerprint(), Owner: k.Owner, Instructions: instructions,
-		Title: fmt.Sprintf("Key %s leaked (version %d, %s): %s, %s", k.ID, leaked.Version, leaked.Fingerprint(), orSomeone(k.Owner), instructions),
-		Text: fmt.Sprintf("%s %d integrations break when it is revoked, and are updated as soon as the new key is pasted into rekey: %s.",
-			works, len(ids), strings.Join(ids, ", ")),
-		Integrations: evs,
-	}
-	if err := eng.Notifier.Notify(ctx, ev); err != nil {
+	if err := eng.AlertLeak(ctx, job, leaked, before); err != nil {
 		a.log.Warn("leak alert not delivered; carrying on", "err", err)
 		fmt.Fprintf(a.s.Err, "rekey: warning: the leak alert was not posted (%v): tell %s yourself\n", err, orSomeone(k.Owner))
-	}
-}
-
-// recheckInterval is the pause between checks of the leaked key within
-// a window of d: a tenth of it, between 100ms and 2s.
-func recheckInterval(d time.Duration) time.Duration {
-	return min(max(d/10, 100*time.Millisecond), 2*time.Second)
-}
-
-// recheckLeaked checks the leaked key until the provider refuses it or
-// recheckFor has passed (always at least once). Unknown answers are
-// retried within the window too.
-func (a *app) recheckLeaked(ctx context.Context, k *config.Key, checker providers.Checker, leaked secret.Key, recheckFor time.Duration) leakCheck {
-	if k.Provider == "none" {
-		return verdict(*k, providers.Result{}, time.Now().UTC())
-	}
-	deadline := time.Now().Add(recheckFor)
-	interval := recheckInterval(recheckFor)
-	told := false
-	var last leakCheck
-	for n := 1; ; n++ {
-		last = verdict(*k, checker.Check(ctx, leaked), time.Now().UTC())
-		last.Checks = n
-		if last.State == leakDead || ctx.Err() != nil || time.Now().Add(interval).After(deadline) {
-			return last
-		}
-		if !told && last.State == leakWorks {
-			fmt.Fprintf(a.s.Err, "rekey: the leaked key still works; checking again for up to %s\n", recheckFor)
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			return last
-		case <-time.After(interval):
-		}
 	}
 }
 
@@ -342,18 +262,9 @@ func (a *app) stillWorks(ctx context.Context, eng *rotation.Engine, job rotation
 	fmt.Fprintf(a.s.Err, "!! THE LEAKED KEY STILL WORKS: %s version %d (%s)\n", k.ID, leaked.Version, leaked.Fingerprint())
 	fmt.Fprintf(a.s.Err, "!! Checked %d times since the new key was stored; the last check, at %s: %s\n", after.Checks, after.At.Format(time.RFC3339), after.Reason)
 	fmt.Fprintf(a.s.Err, "!! It has not been revoked, or the key pasted was not the one generated by revoking it.\n")
-	fmt.Fprintf(a.s.Err, "!! %s: %s\n", orSomeone(k.Owner), instructionsFor(k))
+	fmt.Fprintf(a.s.Err, "!! %s: %s\n", orSomeone(k.Owner), rotation.Instructions(k))
 	fmt.Fprintf(a.s.Err, "%s\n\n", bar)
-	if eng.Notifier == nil {
-		return
-	}
-	ev := notifiers.Event{
-		Kind: notifiers.LeakAlert, At: time.Now().UTC(), Urgent: true, KeyID: k.ID, RotationID: job.RotationID,
-		Reason: "leak", Fingerprint: leaked.Fingerprint(), Owner: k.Owner, Instructions: instructionsFor(k),
-		Title: fmt.Sprintf("The leaked key of %s (%s) still works: it has not been revoked, or the wrong key was pasted", k.ID, leaked.Fingerprint()),
-		Text:  fmt.Sprintf("%s must revoke it now. The new key is stored and being used; checked %d times, the last: %s.", orSomeone(k.Owner), after.Checks, after.Reason),
-	}
-	if err := eng.Notifier.Notify(ctx, ev); err != nil {
+	if err := eng.AlertStillWorks(ctx, job, leaked, after); err != nil {
 		a.log.Warn("leak alert not delivered", "err", err)
 	}
 }
@@ -376,39 +287,6 @@ func (a *app) scanLeaked(ctx context.Context, k *config.Key, leaked store.KeyVer
 		}
 	}
 	return a.runScan(ctx, k.ScanPaths, needles)
-}
-
-// recordTimeline adds the leak's marks to the rotation's record in Vault
-// and returns the record. It reads the record again first, so that a
-// `rekey confirm` made meanwhile is kept.
-func (a *app) recordTimeline(ctx context.Context, rec *records.Rotation, after leakCheck, copies *scanReport) *records.Rotation {
-	ctx = context.WithoutCancel(ctx)
-	if fresh, err := a.store.Rotation(ctx, rec.KeyID, rec.ID); err == nil {
-		rec = fresh
-	}
-	has := func(what string) bool {
-		for _, m := range rec.Timeline {
-			if m.What == what {
-				return true
-			}
-		}
-		return false
-	}
-	if after.State == leakDead && !has(rotation.MarkOldKeyDead) {
-		rec.Timeline = append(rec.Timeline, records.Mark{At: after.At, What: rotation.MarkOldKeyDead})
-	}
-	if after.State == leakWorks {
-		rec.Timeline = append(rec.Timeline, records.Mark{At: after.At, What: fmt.Sprintf("leaked key still works after %d checks", after.Checks)})
-	}
-	if copies != nil && copies.Error == "" {
-		rec.Timeline = append(rec.Timeline, records.Mark{At: time.Now().UTC(), What: fmt.Sprintf("scan_paths scanned: %s of the leaked key found", plural(len(copies.Copies), "copy", "copies"))})
-	}
-	rec.Timeline = rotation.SortTimeline(rec.Timeline)
-	if err := a.store.SaveRotation(ctx, rec); err != nil {
-		a.log.Error("could not record the incident timeline", "rotation", rec.ID, "err", err)
-		fmt.Fprintf(a.s.Err, "rekey: warning: the incident timeline was not recorded in Vault: %v\n", err)
-	}
-	return rec
 }
 
 func printCopiesSection(w io.Writer, k *config.Key, copies *scanReport) {

@@ -2,170 +2,26 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/failure"
-	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/state"
-	"github.com/rekey-dev/rekey/store"
 )
 
-// preflight is what rekey found out before changing anything.
-type preflight struct {
-	Key            string           `json:"key"`
-	Vault          string           `json:"vault"`
-	VaultOK        bool             `json:"vault_ok"`
-	CurrentVersion int              `json:"current_version,omitempty"`
-	Fingerprint    string           `json:"fingerprint,omitempty"`
-	Locked         string           `json:"locked,omitempty"`
-	Provider       providers.Result `json:"provider"`
-	Integrations   []integrationOK  `json:"integrations"`
-	// Writes is every path the rotation writes, and what the token lacks
-	// there; WritesErr says why that could not be asked.
-	Writes    []store.Write   `json:"writes"`
-	WritesErr string          `json:"writes_error,omitempty"`
-	Settings  *store.Settings `json:"settings,omitempty"`
-	// SettingsErr says why the mount's settings could not be read.
-	SettingsErr string `json:"settings_error,omitempty"`
-	current     store.KeyVersion
+// preflight runs the engine's preflight of a rotation of k (rotationID
+// names its records): what `rekey check` reports, and what rotate and
+// leak check before the owner is told to click.
+func (a *app) preflight(ctx context.Context, k *config.Key, targets []rotation.Target, rotationID string) *rotation.Preflight {
+	pf := a.engine(nil).Preflight(ctx, rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k)}, rotationID)
+	a.trace("preflight")
+	return pf
 }
 
-type integrationOK struct {
-	ID     string `json:"id"`
-	Type   string `json:"type"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
-	// Proof is how the integration's state will be proven (exact,
-	// timestamp, probe, person, or none: never shown current).
-	Proof state.Proof `json:"proof"`
-}
-
-// ready reports whether nothing found stands in the way of a rotation.
-func (p *preflight) ready() bool {
-	if !p.VaultOK || p.writeProblem() != nil || p.Locked != "" || p.Provider.Validity == providers.Unknown {
-		return false
-	}
-	for _, in := range p.Integrations {
-		if !in.OK {
-			return false
-		}
-	}
-	return true
-}
-
-// writeProblem says which writes of the rotation this token cannot make,
-// or nil.
-func (p *preflight) writeProblem() error {
-	if p.WritesErr != "" {
-		return errors.New(p.WritesErr)
-	}
-	var bad []string
-	for _, w := range p.Writes {
-		if !w.OK() {
-			bad = append(bad, fmt.Sprintf("%s (%s): token lacks %s", w.Path, w.What, strings.Join(w.Lacks, ", ")))
-		}
-	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return fmt.Errorf("this Vault token cannot make every write a rotation makes: %s", strings.Join(bad, "; "))
-}
-
-// runPreflight checks, without writing anything, that Vault holds the
-// key, this token may make every write the rotation rotationID will make
-// (the key, its metadata, each of rekey's records), nobody is rotating
-// it, the provider answers, and every integration is reachable and
-// writable as far as its type can tell.
-func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotation.Target, rotationID string) *preflight {
-	p := &preflight{Key: k.ID, Vault: a.store.Location(k.VaultPath)}
-	cur, err := a.store.ReadKey(ctx, k.VaultPath)
-	switch {
-	case err == nil:
-		p.VaultOK, p.CurrentVersion, p.Fingerprint, p.current = true, cur.Version, cur.Fingerprint(), cur
-	case errors.Is(err, failure.ErrNotFound):
-		p.VaultOK = true // the first rotation stores version 1
-	default:
-		p.Vault += ": " + err.Error()
-	}
-	if p.VaultOK {
-		// Proven by what Vault says of this token and of the mount, not
-		// by writing: the preflight changes nothing.
-		p.Writes = a.store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0)
-		if err := a.store.CheckWrites(ctx, p.Writes); err != nil {
-			p.WritesErr = err.Error()
-		}
-		if st, err := a.store.Settings(ctx, k.VaultPath); err != nil {
-			p.SettingsErr = err.Error()
-		} else {
-			p.Settings = &st
-		}
-	}
-	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && !store.Abandoned(l, time.Now()) {
-		p.Locked = (&store.LockedError{KeyID: k.ID, Holder: l}).Error()
-	}
-	if !cur.Key.IsZero() {
-		p.Provider = a.checker(*k).Check(ctx, cur.Key)
-	} else {
-		p.Provider = providers.Result{Validity: providers.Unknown, Reason: "no current key in Vault to check"}
-		if err == nil || errors.Is(err, failure.ErrNotFound) {
-			p.Provider.Validity = providers.Valid
-		}
-	}
-	p.Integrations = make([]integrationOK, len(targets))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, a.cfg.Rotation.Concurrency)
-	for i, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			ictx, cancel := context.WithTimeout(ctx, a.cfg.Rotation.Timeout.D())
-			defer cancel()
-			p.Integrations[i] = preflightOne(ictx, t)
-		}()
-	}
-	wg.Wait()
-	return p
-}
-
-func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
-	r := integrationOK{ID: t.Config.ID, Type: t.Config.Type, OK: true}
-	var err error
-	switch in := t.Integration.(type) {
-	case integrations.Manual:
-		owner, _ := in.Person()
-		r.Detail = "updated by a person: " + owner
-		r.Proof = integrations.ProofClass(t.Integration)
-		return r
-	case integrations.Preflighter:
-		err = in.Preflight(ctx)
-		r.Detail = "reachable and writable"
-	case integrations.Reader:
-		_, err = in.Read(ctx)
-		r.Detail = "reachable (read back)"
-	case integrations.Timestamper:
-		_, err = in.UpdatedAt(ctx)
-		r.Detail = "reachable"
-	default:
-		r.Detail = "no way to check before writing"
-	}
-	if err != nil {
-		r.OK, r.Detail = false, err.Error()
-	}
-	r.Proof = integrations.ProofClass(t.Integration) // after Preflight: what it found at the target
-	return r
-}
-
-func (p *preflight) print(w io.Writer) {
+func printPreflight(w io.Writer, p *rotation.Preflight) {
 	cur := "no version yet"
 	if p.CurrentVersion > 0 {
 		cur = fmt.Sprintf("version %d, %s", p.CurrentVersion, p.Fingerprint)
@@ -179,7 +35,7 @@ func (p *preflight) print(w io.Writer) {
 	fmt.Fprintf(w, "Preflight for %s:\n", p.Key)
 	fmt.Fprintf(w, "  %s vault     %s (%s)\n", mark(p.VaultOK), p.Vault, cur)
 	if p.VaultOK {
-		p.printWrites(w, mark)
+		printWrites(w, p, mark)
 	}
 	if p.Locked != "" {
 		fmt.Fprintf(w, "  FAIL lock      %s\n", p.Locked)
@@ -198,7 +54,7 @@ func (p *preflight) print(w io.Writer) {
 
 // printWrites prints the writes the token cannot make, or that it can make
 // them all, and the mount's check-and-set and retention settings.
-func (p *preflight) printWrites(w io.Writer, mark func(bool) string) {
+func printWrites(w io.Writer, p *rotation.Preflight, mark func(bool) string) {
 	if p.WritesErr != "" {
 		fmt.Fprintf(w, "  FAIL writes    could not ask Vault what this token may do: %s\n", p.WritesErr)
 	}

@@ -63,6 +63,8 @@ type GlobalOptions struct {
 	// redact knows every secret of this run; what the CLI prints, logs,
 	// posts and records passes it.
 	redact *secret.Redactor
+	// tracer marks the steps of the run ($REKEY_TRACE).
+	tracer *tracer
 }
 
 // NewRootCmd builds the rekey command tree. What it writes to s.Out and
@@ -73,7 +75,8 @@ func NewRootCmd(s Streams) *cobra.Command {
 }
 
 func newRootCmd(s Streams, red *secret.Redactor) *cobra.Command {
-	g := &GlobalOptions{redact: red}
+	g := &GlobalOptions{redact: red, tracer: newTracer(os.Getenv)}
+	g.tracer.mark("started")
 	root := &cobra.Command{
 		Use:   "rekey",
 		Short: "Rotate third-party API keys and respond when one leaks",

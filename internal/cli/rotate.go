@@ -14,7 +14,6 @@ import (
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/internal/liveview"
-	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
@@ -69,16 +68,16 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 		return err
 	}
 	id := rotation.NewID(time.Now())
-	pf := a.runPreflight(ctx, k, targets, id)
+	pf := a.preflight(ctx, k, targets, id)
 	human := a.human()
 	if a.json() && o.DryRun {
-		writeJSON(a.s.Out, map[string]any{"preflight": pf, "ready": pf.ready(), "dry_run": true})
+		writeJSON(a.s.Out, map[string]any{"preflight": pf, "ready": pf.Ready(), "dry_run": true})
 	} else {
-		pf.print(human)
+		printPreflight(human, pf)
 	}
 	if o.DryRun {
 		fmt.Fprintf(human, "\nDry run: nothing was changed. A rotation would store a new version of %s and update %d integrations.\n", k.ID, len(targets))
-		if !pf.ready() {
+		if !pf.Ready() {
 			return silent(ExitStopped)
 		}
 		return nil
@@ -89,7 +88,7 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
-	if !pf.ready() {
+	if !pf.Ready() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably fail too, and stay broken once the old key is revoked.\n")
 	}
 	eng, err := a.confirmedEngine(o.Yes, o.AllowUnverified, fmt.Sprintf("Rotate %s now? The old key stops working the moment it is revoked.", k.ID))
@@ -108,11 +107,11 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 
 // vaultReady stops a rotation (exit 1, nothing changed, nobody told) when
 // Vault cannot be used or this token cannot make every write it makes.
-func vaultReady(pf *preflight) error {
+func vaultReady(pf *rotation.Preflight) error {
 	if !pf.VaultOK {
 		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
 	}
-	if err := pf.writeProblem(); err != nil {
+	if err := pf.WriteProblem(); err != nil {
 		return exit(ExitStopped, fmt.Errorf("%w; nothing was changed and nobody was told", err),
 			"grant the token what configs/vault-policy.hcl grants, then run `rekey check`")
 	}
@@ -164,47 +163,25 @@ func (a *app) confirm(yes bool, question string) error {
 // and what breaks until rekey has the new key.
 func (a *app) tellOwner(ctx context.Context, eng *rotation.Engine, job rotation.Job, urgent bool) {
 	k := job.Key
-	instructions := instructionsFor(k)
-	ids, evIntegrations := waiting(job.Targets, "")
 	w := a.human()
 	fmt.Fprintf(w, "\nRotation %s of %s (%s).\n", job.RotationID, k.ID, job.Reason)
 	if k.Owner != "" {
 		fmt.Fprintf(w, "Owner: %s\n", k.Owner)
 	}
-	fmt.Fprintf(w, "Now: %s\n", instructions)
-	fmt.Fprintf(w, "Until rekey has the new key, these integrations are broken: %s\n", strings.Join(ids, ", "))
-	if eng.Notifier != nil {
-		ev := notifiers.Event{
-			Kind: notifiers.RotationStarted, At: time.Now().UTC(), Urgent: urgent, KeyID: k.ID, RotationID: job.RotationID,
-			Reason: job.Reason, Owner: k.Owner, Instructions: instructions,
-			Title:        fmt.Sprintf("Rotating %s (%s): %s, please %s", k.ID, job.Reason, orSomeone(k.Owner), instructions),
-			Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), strings.Join(ids, ", ")),
-			Integrations: evIntegrations,
-		}
-		if err := eng.Notifier.Notify(ctx, ev); err != nil {
-			a.log.Warn("notification not delivered; carrying on", "err", err)
-		}
+	fmt.Fprintf(w, "Now: %s\n", rotation.Instructions(k))
+	fmt.Fprintf(w, "Until rekey has the new key, these integrations are broken: %s\n", strings.Join(targetIDs(job.Targets), ", "))
+	if err := eng.Announce(ctx, job, urgent); err != nil {
+		a.log.Warn("notification not delivered; carrying on", "err", err)
 	}
 }
 
-// instructionsFor is what the key's owner must do at the provider.
-func instructionsFor(k config.Key) string {
-	if k.Instructions == "" && k.Provider == "actionnetwork" {
-		return "Action Network → Details → API & Sync → REVOKE & GENERATE NEW KEY"
-	}
-	return k.Instructions
-}
-
-// waiting lists the ids of targets, and each as an event's integration
-// waiting for the new key, with reason.
-func waiting(targets []rotation.Target, reason string) ([]string, []notifiers.Integration) {
+// targetIDs lists the ids of targets.
+func targetIDs(targets []rotation.Target) []string {
 	ids := make([]string, len(targets))
-	evs := make([]notifiers.Integration, len(targets))
 	for i, t := range targets {
 		ids[i] = t.Config.ID
-		evs[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: state.Waiting, Reason: reason, Owner: t.Config.Owner}
 	}
-	return ids, evs
+	return ids
 }
 
 func orSomeone(owner string) string {
@@ -236,8 +213,7 @@ func (a *app) runRotation(ctx context.Context, eng *rotation.Engine, job rotatio
 
 // applyRotation runs the engine with a live view on stderr.
 func (a *app) applyRotation(ctx context.Context, eng *rotation.Engine, job rotation.Job, key secret.Key) (*rotation.Outcome, error) {
-	ids, _ := waiting(job.Targets, "")
-	view := liveview.New(a.s.Err, a.liveTerminal(), ids)
+	view := liveview.New(a.s.Err, a.liveTerminal(), targetIDs(job.Targets))
 	eng.Progress = view.Set
 	out, err := eng.Rotate(ctx, job, key)
 	view.Close()
@@ -326,7 +302,7 @@ func printOutcome(w io.Writer, out *rotation.Outcome) {
 	fmt.Fprintln(w, ".")
 	current := 0
 	for _, res := range out.Results {
-		if res.State == "current" {
+		if res.State == state.Current {
 			current++
 		}
 		fmt.Fprintf(w, "  %-11s %-16s %-7s %s\n", res.State, res.ID, res.Type, res.Reason)
@@ -338,8 +314,8 @@ func printOutcome(w io.Writer, out *rotation.Outcome) {
 	fmt.Fprintln(w, "Still to do:")
 	for _, res := range out.Results {
 		switch res.State {
-		case "current":
-		case "pending":
+		case state.Current:
+		case state.Pending:
 			fmt.Fprintf(w, "  %s: %s updates it by hand, then: rekey confirm %s %s\n", res.ID, orSomeone(res.Owner), r.KeyID, res.ID)
 		default:
 			fmt.Fprintf(w, "  %s: %s — fix it, then: rekey resume %s\n", res.ID, res.Reason, r.KeyID)
