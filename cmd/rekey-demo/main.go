@@ -15,7 +15,7 @@ import (
 
 	"github.com/rekey-dev/rekey/internal/ansim"
 	"github.com/rekey-dev/rekey/internal/cli"
-	"github.com/rekey-dev/rekey/internal/vaulttest"
+	"github.com/rekey-dev/rekey/internal/vaultdev"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -28,11 +28,11 @@ func main() {
 
 func run() error {
 	step("Starting a real Vault dev server (tools/vaultdev; the first build takes a few minutes)")
-	bin, err := vaulttest.Binary()
+	bin, err := vaultdev.Binary()
 	if err != nil {
 		return err
 	}
-	srv, err := vaulttest.Start(bin)
+	srv, err := vaultdev.Start(bin)
 	if err != nil {
 		return err
 	}

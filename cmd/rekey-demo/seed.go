@@ -8,7 +8,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 
-	"github.com/rekey-dev/rekey/internal/vaulttest"
+	"github.com/rekey-dev/rekey/internal/vaultdev"
 )
 
 // seed writes example integrations holding oldKey, and a configuration
@@ -86,7 +86,7 @@ integrations:
 }
 
 // storeInitial writes the key's first version, as an operator would once.
-func storeInitial(srv *vaulttest.Server, key string) error {
+func storeInitial(srv *vaultdev.Server, key string) error {
 	vc := vault.DefaultConfig()
 	vc.Address = srv.Addr
 	c, err := vault.NewClient(vc)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -85,7 +86,9 @@ REVOKE & GENERATE NEW KEY): it stores the new key in Vault, pushes it to every
 integration at once, proves each works, and tells the team what is still broken.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionInfo(debug.ReadBuildInfo).String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
@@ -102,6 +105,7 @@ integration at once, proves each works, and tells the team what is still broken.
 		NewCmdAudit(g, s),
 		NewCmdScan(g, s),
 		NewCmdServe(g, s),
+		NewCmdVersion(g, s),
 	)
 	return root
 }
