@@ -121,6 +121,7 @@ func New(opts Options) (*Server, error) {
 		me:    LeaseRecord{Holder: opts.ID, Host: host, PID: os.Getpid()},
 	}
 	s.metrics = newMetrics(s.now, s.leading)
+	s.metrics.initNotifications(opts.Notifier != nil)
 	return s, nil
 }
 

@@ -336,7 +336,7 @@ func TestStopReleasesLease(t *testing.T) {
 	}
 }
 
-// /metrics is Prometheus text with each key's age, days until due,
+// /metrics is Prometheus text with each key's age, seconds until due,
 // integrations by state, last audit time and duration, rotations by
 // outcome, and whether this instance leads; /healthz says who leads.
 func TestMetricsAndHealth(t *testing.T) {
@@ -376,7 +376,7 @@ func TestMetricsAndHealth(t *testing.T) {
 			{"rekey_leader", nil, leader, 0},
 			{"rekey_key_version", map[string]string{"key": "an-main"}, 2, 0},
 			{"rekey_key_age_seconds", map[string]string{"key": "an-main"}, (10 * day).Seconds(), 5},
-			{"rekey_key_days_until_due", map[string]string{"key": "an-main"}, 80, 0.001},
+			{"rekey_key_rotation_due_seconds", map[string]string{"key": "an-main"}, (80 * day).Seconds(), 5},
 			{"rekey_integrations", map[string]string{"key": "an-main", "state": "current"}, 1, 0},
 			{"rekey_integrations", map[string]string{"key": "an-main", "state": "stale"}, 0, 0},
 			{"rekey_integrations", map[string]string{"key": "an-main", "state": "failing"}, 0, 0},
