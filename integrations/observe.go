@@ -27,6 +27,11 @@ type Expect struct {
 	Versions map[string]VersionState
 	// Current is the current version's fingerprint.
 	Current string
+	// Key is the current version's value, when it was read: a read or a
+	// verify probe may authenticate with it ({{key}} in an http
+	// integration's read or verify). Observe gives it to them with
+	// WithProbeKey; it goes nowhere else.
+	Key secret.Key
 	// RotatedAt is when the current version was stored.
 	RotatedAt time.Time
 	// Last is what rekey last recorded writing to this integration.
@@ -46,6 +51,9 @@ const clockSkew = 2 * time.Minute
 // run when the integration has one and nothing better says it is
 // current. A check that cannot reach its target gives Unknown.
 func Observe(ctx context.Context, in Integration, want Expect) state.Status {
+	if !want.Key.IsZero() {
+		ctx = WithProbeKey(ctx, want.Key)
+	}
 	if m, ok := in.(Manual); ok {
 		return observeManual(ctx, in, m, want)
 	}
