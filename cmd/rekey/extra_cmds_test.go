@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -10,7 +11,23 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
-var slackCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+// extraCmds are the script commands of the stories about Slack's limits,
+// hostile file names and keys typed in the wrong place.
+var extraCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	// subst-named TEMPLATE DIR "NAME" KEYNAME: as subst, into DIR/NAME,
+	//   where NAME is a Go string literal (a file name holding a line
+	//   break or an escape sequence).
+	"subst-named": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 4 {
+			ts.Fatalf("usage: subst-named TEMPLATE DIR \"NAME\" KEYNAME")
+		}
+		name, err := strconv.Unquote(args[2])
+		ts.Check(err)
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		ts.Check(err)
+		s := strings.ReplaceAll(string(b), "@KEY@", readKey(ts, args[3]))
+		ts.Check(os.WriteFile(filepath.Join(ts.MkAbs(args[1]), name), []byte(s), 0o600))
+	},
 	// within DURATION CODE CMD ARGS...: as exits CODE CMD ARGS..., and CMD
 	//   must finish within DURATION (a wait of ten minutes must not happen).
 	"within": func(ts *testscript.TestScript, neg bool, args []string) {
