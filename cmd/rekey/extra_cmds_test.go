@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -61,6 +62,36 @@ var extraCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		_, err = f.WriteString(b.String())
 		ts.Check(err)
 		ts.Check(f.Close())
+	},
+	// keyarg CODE NAME CMD ARGS...: as exits CODE CMD ARGS..., with @KEY@
+	//   in the arguments replaced by keys/NAME (a key typed in the wrong
+	//   place; the leak check then searches everything rekey printed).
+	"keyarg": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) < 3 {
+			ts.Fatalf("usage: keyarg CODE NAME CMD ARGS...")
+		}
+		k := readKey(ts, args[1])
+		run := []string{args[0]}
+		for _, a := range args[2:] {
+			run = append(run, strings.ReplaceAll(a, "@KEY@", k))
+		}
+		scriptCmds["exits"](ts, false, run)
+	},
+	// key-dashed NAME: a random key of four dashed groups (Xq7w-Lm2P-9zRt-Kb4v),
+	//   which has no generic key shape, into keys/NAME.
+	"key-dashed": func(ts *testscript.TestScript, neg bool, args []string) {
+		const alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		b := make([]byte, 16)
+		rand.Read(b)
+		var parts []string
+		for i := 0; i < 16; i += 4 {
+			var p []byte
+			for _, c := range b[i : i+4] {
+				p = append(p, alnum[int(c)%len(alnum)])
+			}
+			parts = append(parts, string(p))
+		}
+		writeKey(ts, args[0], strings.Join(parts, "-"))
 	},
 	// slack-refused N: Slack refused exactly N messages for its limits.
 	"slack-refused": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -23,6 +23,7 @@ import (
 	provall "github.com/rekey-dev/rekey/providers/all"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -80,7 +81,35 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	if len(errs) > 0 {
 		return nil, exit(ExitUsage, errs, "")
 	}
+	var ids []string
+	for _, k := range cfg.Keys {
+		ids = append(ids, k.ID)
+	}
+	for _, in := range cfg.Integrations {
+		ids = append(ids, in.ID)
+	}
+	s.guard.configure(ids, a.knownKeys)
 	return a, nil
+}
+
+// knownKeys reads every retained version of every configured key, for
+// the guard to recognise one typed as an argument. What cannot be read is
+// left out.
+func (a *app) knownKeys(ctx context.Context) []secret.Key {
+	if a.connectVault(ctx) != nil {
+		return nil
+	}
+	var out []secret.Key
+	for _, k := range a.cfg.Keys {
+		versions, _, err := a.store.Versions(ctx, k.VaultPath)
+		if err != nil {
+			continue
+		}
+		for _, v := range versions {
+			out = append(out, v.Key)
+		}
+	}
+	return out
 }
 
 // httpClient is the client integrations and providers share: a request
@@ -176,6 +205,7 @@ func (a *app) connectVault(ctx context.Context) error {
 		return exit(ExitStopped, err, "set VAULT_ADDR and VAULT_TOKEN (or vault.auth in the configuration)")
 	}
 	a.store = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
+	a.s.guard.settle(ctx)
 	return nil
 }
 

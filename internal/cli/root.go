@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -27,6 +28,10 @@ type Streams struct {
 	In  *os.File
 	Out io.Writer
 	Err io.Writer
+
+	// guard hides arguments that look like a key from Out and Err (Main
+	// sets it up); nil hides nothing.
+	guard *argGuard
 }
 
 // exitError carries an exit code with an optional message and hint.
@@ -95,12 +100,21 @@ integration at once, proves each works, and tells the team what is still broken.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A key typed in the wrong place is never echoed: every argument that
+	// looks like one is hidden from all output.
+	s.guard = newArgGuard(args)
+	s.Out, s.Err = guardWriter{w: s.Out, g: s.guard}, guardWriter{w: s.Err, g: s.guard}
 	root := NewRootCmd(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return ExitOK
 	}
+	// The error may quote an argument (no key "…"): compare the arguments
+	// with the keys' versions first, where Vault can be reached.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	s.guard.settle(sctx)
+	cancel()
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
