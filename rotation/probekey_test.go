@@ -10,6 +10,7 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
 )
@@ -67,7 +68,9 @@ func TestProbesGetTheKeyTheyCheck(t *testing.T) {
 	g.mu.Lock()
 	g.held = old // someone put the old key back
 	g.mu.Unlock()
-	if a := e.Audit(context.Background(), j); a.Integrations[0].State != state.Failing {
+	a := e.Audit(context.Background(), j)
+	if a.Integrations[0].State != state.Failing {
 		t.Fatalf("audit of a target holding the old key: %+v", a.Integrations[0])
 	}
+	leakcheck.Assert(t, "results", fmt.Appendf(nil, "%+v %+v", out.Results, a), old.Reveal(), key.Reveal())
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/rotation"
 )
 
@@ -61,6 +62,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 		if err != nil || len(bytes.TrimSpace(out)) > 0 {
 			t.Errorf("%s: promtool check metrics: %v\n%s\n--- /metrics:\n%s", when, err, out, body)
 		}
+		leakcheck.Assert(t, "/metrics", body, w.keys...)
 		return string(body)
 	}
 

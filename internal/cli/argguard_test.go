@@ -44,7 +44,8 @@ func TestGuardHidesKeyArguments(t *testing.T) {
 	var out bytes.Buffer
 	w := guardWriter{w: &out, g: g}
 	fmt.Fprintf(w, "no key %q in rekey.yaml\n--reason must be scheduled or manual, not %q\n", hexKey, b64Key)
-	if strings.Contains(out.String(), hexKey) || strings.Contains(out.String(), b64Key) || !strings.Contains(out.String(), `no key "`+hiddenArg+`" in rekey.yaml`) {
+	leakcheck.Assert(t, "output", out.Bytes(), hexKey, b64Key)
+	if !strings.Contains(out.String(), `no key "`+hiddenArg+`" in rekey.yaml`) {
 		t.Fatalf("written:\n%s", out.String())
 	}
 
@@ -60,8 +61,9 @@ func TestGuardHidesKeyArguments(t *testing.T) {
 	g.settle(context.Background())
 	out.Reset()
 	fmt.Fprintf(w, "key an has no integration %q\n", dashedKey)
-	if strings.Contains(out.String(), dashedKey) || lookups != 1 {
-		t.Fatalf("after Vault was read (%d lookups): %s", lookups, out.String())
+	leakcheck.Assert(t, "output after Vault was read", out.Bytes(), dashedKey)
+	if lookups != 1 {
+		t.Fatalf("Vault read %d times", lookups)
 	}
 }
 

@@ -157,6 +157,10 @@ func TestLongListsStayWithinSlackLimits(t *testing.T) {
 					b, _ := json.Marshal(calls[0].json["blocks"])
 					first = string(b)
 				}
+				for _, c := range calls {
+					noLeak(t, c.method+" body", c.body)
+				}
+				noLeak(t, "logs", tn.logs.String())
 				t.Logf("%s %s: %d messages, the first with %d characters of block text", mode, ev.Kind, len(calls), slacktest.BlockText(first))
 			})
 		}
@@ -326,6 +330,8 @@ func TestRetryAfterIsCapped(t *testing.T) {
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("took %v", took)
 		}
+		noLeak(t, "error", err.Error())
+		noLeak(t, "logs", n.logs.String())
 	})
 	t.Run("real clock", func(t *testing.T) {
 		f := newFake(t)
