@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"os"
 	"strings"
 	"sync"
@@ -11,22 +9,19 @@ import (
 	"github.com/rekey-dev/rekey/secret"
 )
 
-// hiddenArg stands where an argument that looks like a key would have
-// been printed.
-const hiddenArg = "[an argument that looks like a key, not shown]"
-
 // argGuard keeps a key typed in the wrong place (as the KEY or INTEGRATION
 // argument, the value of --reason, --output or --note, any argument) out
-// of everything rekey prints. An argument looks like a key when it has
-// the shape of one (keyShaped), or, once Vault has been read, when it is a
-// version of a configured key or has the length and alphabet of one (a
-// new key, not stored yet, has the shape of the old ones). Every write to
-// stdout and stderr goes through it (guardWriter) and has those arguments
-// replaced by hiddenArg.
+// of everything rekey prints, logs, posts and records. An argument looks
+// like a key when it has the shape of one (keyShaped), or, once Vault has
+// been read, when it is a version of a configured key or has the length
+// and alphabet of one (a new key, not stored yet, has the shape of the old
+// ones). Each such argument is given to the run's secret.Redactor, which
+// every byte written to stdout and stderr passes.
 type argGuard struct {
+	red *secret.Redactor
+
 	mu      sync.Mutex
 	pending []string // arguments that might be a key: compared once Vault is read
-	hide    []string // arguments (and parts of a note) never to print
 	known   []secret.Key
 	shapes  map[secret.Shape]bool
 	learned bool
@@ -38,9 +33,9 @@ type argGuard struct {
 }
 
 // newArgGuard looks at the command line: arguments of a key's shape are
-// hidden at once; others long enough to be a key wait for Vault.
-func newArgGuard(args []string) *argGuard {
-	g := &argGuard{shapes: map[secret.Shape]bool{}}
+// redacted at once; others long enough to be a key wait for Vault.
+func newArgGuard(args []string, red *secret.Redactor) *argGuard {
+	g := &argGuard{red: red, shapes: map[secret.Shape]bool{}}
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") {
 			_, v, ok := strings.Cut(a, "=")
@@ -54,7 +49,7 @@ func newArgGuard(args []string) *argGuard {
 		}
 		switch {
 		case keyShaped(a):
-			g.hide = append(g.hide, a)
+			g.red.Add(a)
 		case len(a) >= 8 && !strings.ContainsAny(a, " \t\n"):
 			g.pending = append(g.pending, a)
 		}
@@ -144,7 +139,7 @@ func (g *argGuard) learn(ctx context.Context) {
 	}
 	for _, a := range g.pending {
 		if !g.ids[a] && g.knownLocked(a) {
-			g.hide = append(g.hide, a)
+			g.red.Add(a)
 		}
 	}
 }
@@ -178,7 +173,7 @@ func (g *argGuard) looksLikeKey(s string) bool {
 }
 
 // holdsKey reports whether text (a note) holds something that looks like
-// a key, and hides that part from all output.
+// a key, and redacts that part from all output.
 func (g *argGuard) holdsKey(text string) bool {
 	found := false
 	for _, tok := range strings.FieldsFunc(text, func(r rune) bool { return strings.ContainsRune(" \t\r\n\"'`,;:()[]{}<>|", r) }) {
@@ -189,36 +184,14 @@ func (g *argGuard) holdsKey(text string) bool {
 		for _, c := range cands {
 			if c != "" && g.looksLikeKey(c) {
 				found = true
-				g.hideString(tok)
+				if g != nil {
+					g.red.Add(tok, c)
+				}
 				break
 			}
 		}
 	}
 	return found
-}
-
-func (g *argGuard) hideString(s string) {
-	if g == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.hide = append(g.hide, s)
-}
-
-// redact replaces every hidden argument in p.
-func (g *argGuard) redact(p []byte) []byte {
-	if g == nil {
-		return p
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, h := range g.hide {
-		if bytes.Contains(p, []byte(h)) {
-			p = bytes.ReplaceAll(p, []byte(h), []byte(hiddenArg))
-		}
-	}
-	return p
 }
 
 func slicesAny(s []string, f func(string) bool) bool {
@@ -229,19 +202,3 @@ func slicesAny(s []string, f func(string) bool) bool {
 	}
 	return false
 }
-
-// guardWriter is stdout or stderr with the guard's arguments hidden.
-type guardWriter struct {
-	w io.Writer
-	g *argGuard
-}
-
-func (w guardWriter) Write(p []byte) (int, error) {
-	if _, err := w.w.Write(w.g.redact(p)); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// Unwrap returns the writer underneath (isTerminal looks at it).
-func (w guardWriter) Unwrap() io.Writer { return w.w }

@@ -40,12 +40,13 @@ func TestKeyShaped(t *testing.T) {
 // Every argument that looks like a key is hidden from what is written;
 // the rest is written as it is.
 func TestGuardHidesKeyArguments(t *testing.T) {
-	g := newArgGuard([]string{"rotate", hexKey, "--reason=" + b64Key, "--note", dashedKey, "--config", "guard_test.go"})
+	red := secret.NewRedactor()
+	g := newArgGuard([]string{"rotate", hexKey, "--reason=" + b64Key, "--note", dashedKey, "--config", "guard_test.go"}, red)
 	var out bytes.Buffer
-	w := guardWriter{w: &out, g: g}
+	w := red.Writer(&out)
 	fmt.Fprintf(w, "no key %q in rekey.yaml\n--reason must be scheduled or manual, not %q\n", hexKey, b64Key)
 	leakcheck.Assert(t, "output", out.Bytes(), hexKey, b64Key)
-	if !strings.Contains(out.String(), `no key "`+hiddenArg+`" in rekey.yaml`) {
+	if !strings.Contains(out.String(), `no key "`+secret.Marker+`" in rekey.yaml`) {
 		t.Fatalf("written:\n%s", out.String())
 	}
 
@@ -70,32 +71,35 @@ func TestGuardHidesKeyArguments(t *testing.T) {
 // A new key, not stored yet, has the shape of the stored ones.
 func TestGuardKnowsTheShapeOfKeys(t *testing.T) {
 	fresh := "Pq8r-Zx5Y-3mNb-Wc6d"
-	g := newArgGuard([]string{"confirm", "an", fresh})
+	red := secret.NewRedactor()
+	g := newArgGuard([]string{"confirm", "an", fresh}, red)
 	g.configure([]string{"an"}, func(context.Context) []secret.Key { return []secret.Key{secret.New(dashedKey)} })
 	g.settle(context.Background())
 	var out bytes.Buffer
-	fmt.Fprintf(guardWriter{w: &out, g: g}, "no integration %q", fresh)
+	fmt.Fprintf(red.Writer(&out), "no integration %q", fresh)
 	leakcheck.Assert(t, "output", out.Bytes(), fresh)
 }
 
 // Configured ids are never taken for keys, nor are arguments of no key's
 // shape; and with no candidate, Vault is not read.
 func TestGuardLeavesIdsAlone(t *testing.T) {
-	g := newArgGuard([]string{"confirm", "actionnetwork-main", "callhub-integration"})
+	red := secret.NewRedactor()
+	g := newArgGuard([]string{"confirm", "actionnetwork-main", "callhub-integration"}, red)
 	g.configure([]string{"actionnetwork-main", "callhub-integration"}, func(context.Context) []secret.Key {
 		t.Fatal("Vault read for arguments that are configured ids")
 		return nil
 	})
 	g.settle(context.Background())
 	var out bytes.Buffer
-	fmt.Fprint(guardWriter{w: &out, g: g}, "actionnetwork-main callhub-integration")
+	fmt.Fprint(red.Writer(&out), "actionnetwork-main callhub-integration")
 	if out.String() != "actionnetwork-main callhub-integration" {
 		t.Fatalf("written %q", out.String())
 	}
 }
 
 func TestNoteHoldsKey(t *testing.T) {
-	g := newArgGuard(nil)
+	red := secret.NewRedactor()
+	g := newArgGuard(nil, red)
 	g.configure(nil, func(context.Context) []secret.Key { return []secret.Key{secret.New(dashedKey)} })
 	g.learn(context.Background())
 	for note, want := range map[string]bool{

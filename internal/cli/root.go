@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rekey-dev/rekey/secret"
 )
 
 // Exit codes, as SPEC.md fixes them.
@@ -62,11 +64,21 @@ type GlobalOptions struct {
 	ConfigPath string
 	Output     string
 	Verbose    bool
+
+	// redact knows every secret of this run; what the CLI prints, logs,
+	// posts and records passes it.
+	redact *secret.Redactor
 }
 
-// NewRootCmd builds the rekey command tree.
+// NewRootCmd builds the rekey command tree. What it writes to s.Out and
+// s.Err passes a secret.Redactor that learns the run's secrets.
 func NewRootCmd(s Streams) *cobra.Command {
-	g := &GlobalOptions{}
+	red := secret.NewRedactor()
+	return newRootCmd(redactStreams(s, red), red)
+}
+
+func newRootCmd(s Streams, red *secret.Redactor) *cobra.Command {
+	g := &GlobalOptions{redact: red}
 	root := &cobra.Command{
 		Use:   "rekey",
 		Short: "Rotate third-party API keys and respond when one leaks",
@@ -100,11 +112,15 @@ integration at once, proves each works, and tells the team what is still broken.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	red := secret.NewRedactor()
 	// A key typed in the wrong place is never echoed: every argument that
-	// looks like one is hidden from all output.
-	s.guard = newArgGuard(args)
-	s.Out, s.Err = guardWriter{w: s.Out, g: s.guard}, guardWriter{w: s.Err, g: s.guard}
-	root := NewRootCmd(s)
+	// looks like one is redacted from all output.
+	s.guard = newArgGuard(args, red)
+	s = redactStreams(s, red)
+	if s.Err != nil {
+		defer redactStdlibLog(s.Err)()
+	}
+	root := newRootCmd(s, red)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

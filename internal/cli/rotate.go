@@ -214,6 +214,7 @@ func orSomeone(owner string) string {
 // prompt. An empty key stops the command with nothing changed.
 func (a *app) readKey(file string, k *config.Key) (secret.Key, error) {
 	key, err := secret.Input{File: file, Stdin: a.s.In, Prompt: a.s.Err, Label: "Paste the new key for " + k.ID}.Read()
+	a.g.redact.AddKey(key)
 	if errors.Is(err, secret.ErrEmpty) {
 		return key, exit(ExitStopped, fmt.Errorf("new key refused: it is empty; nothing was changed"), "")
 	}
