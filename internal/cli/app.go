@@ -93,21 +93,22 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	return a, nil
 }
 
-// knownKeys reads every retained version of every configured key, for
-// the guard to recognise one typed as an argument. What cannot be read is
-// left out.
-func (a *app) knownKeys(ctx context.Context) []secret.Key {
+// knownKeys reads every retained version of every configured key, and
+// rekey's history of each, for the guard to recognise one typed as an
+// argument. What cannot be read is left out.
+func (a *app) knownKeys(ctx context.Context) onRecord {
+	var out onRecord
 	if a.connectVault(ctx) != nil {
-		return nil
+		return out
 	}
-	var out []secret.Key
 	for _, k := range a.cfg.Keys {
-		versions, _, err := a.store.Versions(ctx, k.VaultPath)
-		if err != nil {
-			continue
+		if versions, _, err := a.store.Versions(ctx, k.VaultPath); err == nil {
+			for _, v := range versions {
+				out.keys = append(out.keys, v.Key)
+			}
 		}
-		for _, v := range versions {
-			out = append(out, v.Key)
+		if h, _, err := a.store.History(ctx, k.ID); err == nil && h != nil {
+			out.histories = append(out.histories, h)
 		}
 	}
 	return out

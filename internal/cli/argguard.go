@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -22,11 +23,11 @@ type argGuard struct {
 
 	mu      sync.Mutex
 	pending []string // arguments that might be a key: compared once Vault is read
-	known   []secret.Key
+	known   onRecord
 	shapes  map[secret.Shape]bool
 	learned bool
 	// lookup reads every version of every configured key; load sets it.
-	lookup func(ctx context.Context) []secret.Key
+	lookup func(ctx context.Context) onRecord
 	// ids are the configured key and integration ids: arguments that are
 	// not keys.
 	ids map[string]bool
@@ -86,9 +87,32 @@ func keyShaped(s string) bool {
 	return letters && digits && longest >= 16
 }
 
+// onRecord is what rekey knows of the configured keys' versions: the
+// values Vault retains, and rekey's history of every version it stored or
+// replaced (keyed hashes, pruned versions included).
+type onRecord struct {
+	keys      []secret.Key
+	histories []*records.History
+}
+
+// holds reports whether k is one of the versions on record.
+func (r onRecord) holds(k secret.Key) bool {
+	for _, v := range r.keys {
+		if v.Equal(k) {
+			return true
+		}
+	}
+	for _, h := range r.histories {
+		if _, ok := h.Find(k); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // configure tells the guard the configured ids (never keys) and how to
 // read the keys' versions from Vault.
-func (g *argGuard) configure(ids []string, lookup func(context.Context) []secret.Key) {
+func (g *argGuard) configure(ids []string, lookup func(context.Context) onRecord) {
 	if g == nil {
 		return
 	}
@@ -134,7 +158,7 @@ func (g *argGuard) learn(ctx context.Context) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.known = known
-	for _, k := range known {
+	for _, k := range known.keys {
 		g.shapes[k.Shape()] = true
 	}
 	for _, a := range g.pending {
@@ -144,18 +168,10 @@ func (g *argGuard) learn(ctx context.Context) {
 	}
 }
 
-// knownLocked reports whether s is a known version or has its shape.
+// knownLocked reports whether s is a version on record or has the shape
+// of one Vault retains.
 func (g *argGuard) knownLocked(s string) bool {
-	if g.shapes[secret.ShapeOf(s)] {
-		return true
-	}
-	k := secret.New(s)
-	for _, v := range g.known {
-		if v.Equal(k) {
-			return true
-		}
-	}
-	return false
+	return g.shapes[secret.ShapeOf(s)] || g.known.holds(secret.New(s))
 }
 
 // looksLikeKey reports whether s looks like a key, as far as the guard

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -57,7 +59,7 @@ func TestGuardHidesKeyArguments(t *testing.T) {
 		t.Fatalf("an argument of no key shape was hidden before Vault was read")
 	}
 	lookups := 0
-	g.configure([]string{"an", "callhub"}, func(context.Context) []secret.Key { lookups++; return []secret.Key{secret.New(dashedKey)} })
+	g.configure([]string{"an", "callhub"}, func(context.Context) onRecord { lookups++; return onRecord{keys: []secret.Key{secret.New(dashedKey)}} })
 	g.settle(context.Background())
 	g.settle(context.Background())
 	out.Reset()
@@ -73,7 +75,7 @@ func TestGuardKnowsTheShapeOfKeys(t *testing.T) {
 	fresh := "Pq8r-Zx5Y-3mNb-Wc6d"
 	red := secret.NewRedactor()
 	g := newArgGuard([]string{"confirm", "an", fresh}, red)
-	g.configure([]string{"an"}, func(context.Context) []secret.Key { return []secret.Key{secret.New(dashedKey)} })
+	g.configure([]string{"an"}, func(context.Context) onRecord { return onRecord{keys: []secret.Key{secret.New(dashedKey)}} })
 	g.settle(context.Background())
 	var out bytes.Buffer
 	fmt.Fprintf(red.Writer(&out), "no integration %q", fresh)
@@ -85,9 +87,9 @@ func TestGuardKnowsTheShapeOfKeys(t *testing.T) {
 func TestGuardLeavesIdsAlone(t *testing.T) {
 	red := secret.NewRedactor()
 	g := newArgGuard([]string{"confirm", "actionnetwork-main", "callhub-integration"}, red)
-	g.configure([]string{"actionnetwork-main", "callhub-integration"}, func(context.Context) []secret.Key {
+	g.configure([]string{"actionnetwork-main", "callhub-integration"}, func(context.Context) onRecord {
 		t.Fatal("Vault read for arguments that are configured ids")
-		return nil
+		return onRecord{}
 	})
 	g.settle(context.Background())
 	var out bytes.Buffer
@@ -100,7 +102,7 @@ func TestGuardLeavesIdsAlone(t *testing.T) {
 func TestNoteHoldsKey(t *testing.T) {
 	red := secret.NewRedactor()
 	g := newArgGuard(nil, red)
-	g.configure(nil, func(context.Context) []secret.Key { return []secret.Key{secret.New(dashedKey)} })
+	g.configure(nil, func(context.Context) onRecord { return onRecord{keys: []secret.Key{secret.New(dashedKey)}} })
 	g.learn(context.Background())
 	for note, want := range map[string]bool{
 		"updated by hand in CallHub, ticket 4411":          false,
@@ -114,5 +116,28 @@ func TestNoteHoldsKey(t *testing.T) {
 		if got := g.holdsKey(note); got != want {
 			t.Errorf("holdsKey(%q) = %v, want %v", note, got, want)
 		}
+	}
+}
+
+// A version Vault no longer holds is known by rekey's history (its keyed
+// hash): typed as an argument, it is redacted too.
+func TestGuardKnowsPrunedVersions(t *testing.T) {
+	pruned := "Hh3k-Pq9w-Zt2m-Xc8v"
+	h, err := records.NewHistory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Add(1, secret.New(pruned), time.Now(), records.StandingCompromised, time.Now(), "r1"); err != nil {
+		t.Fatal(err)
+	}
+	red := secret.NewRedactor()
+	g := newArgGuard([]string{"rotate", pruned}, red)
+	g.configure([]string{"an"}, func(context.Context) onRecord { return onRecord{histories: []*records.History{h}} })
+	g.settle(context.Background())
+	var out bytes.Buffer
+	fmt.Fprintf(red.Writer(&out), "no key %q in rekey.yaml", pruned)
+	leakcheck.Assert(t, "output", out.Bytes(), pruned)
+	if !g.holdsKey("it was " + pruned) {
+		t.Error("a note holding a pruned version was not caught")
 	}
 }
