@@ -173,7 +173,7 @@ func singleQuoteSafe(v string) bool { return !strings.ContainsAny(v, `'\`) }
 func doubleQuoteSafe(v string) bool { return !strings.ContainsAny(v, "\\\"$`") }
 
 // dotenvToken encodes value in the quoting style the line already has
-// (quote: 0, '\'' or '"') when that style keeps the value literal, else
+// (none, single or double quotes) when that style keeps the value literal, else
 // in another that does: unquoted, then single quotes, then double quotes
 // for an unquoted line; the other quote for a quoted one.
 func dotenvToken(quote byte, value string) ([]byte, error) {
