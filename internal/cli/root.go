@@ -95,6 +95,9 @@ integration at once, proves each works, and tells the team what is still broken.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels the command (see signal.go); a second one
+	// ends the process at once, as it would without this handler.
+	context.AfterFunc(ctx, stop)
 	root := NewRootCmd(s)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
