@@ -243,7 +243,7 @@ var hostileCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 			ts.Fatalf("unknown signal %s", args[1])
 		}
 		ts.Check(p.cmd.Process.Signal(sig))
-			p.started = time.Now() // exited measures from the signal
+		p.started = time.Now() // exited measures from the signal
 	},
 	// exited NAME SECONDS CODE: the process NAME ends within SECONDS (of
 	// its start or its last signal) with exit code CODE; else it is killed
