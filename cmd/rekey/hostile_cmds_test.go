@@ -246,8 +246,8 @@ var hostileCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 		p.started = time.Now() // exited measures from the signal
 	},
 	// exited NAME SECONDS CODE: the process NAME ends within SECONDS (of
-	// its start or its last signal) with exit code CODE; else it is killed
-	// and the story fails.
+	// its start or its last signal) with exit code CODE, or killed by the
+	// signal CODE (INT, TERM); else it is killed and the story fails.
 	"exited": func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 3 {
 			ts.Fatalf("usage: exited NAME SECONDS CODE")
@@ -255,8 +255,11 @@ var hostileCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 		p := getProc(ts, args[0])
 		secs, err := strconv.ParseFloat(args[1], 64)
 		ts.Check(err)
+		wantSig, bySignal := signals[args[2]]
 		want, err := strconv.Atoi(args[2])
-		ts.Check(err)
+		if !bySignal {
+			ts.Check(err)
+		}
 		select {
 		case <-p.done:
 		case <-time.After(time.Until(p.started.Add(time.Duration(secs * float64(time.Second))))):
@@ -271,6 +274,13 @@ var hostileCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 			got = ee.ExitCode()
 		} else if p.err != nil {
 			ts.Fatalf("%s: %v", args[0], p.err)
+		}
+		if bySignal {
+			ws, _ := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if !ws.Signaled() || ws.Signal() != wantSig {
+				ts.Fatalf("%s ended with %v, want killed by %v", args[0], p.cmd.ProcessState, wantSig)
+			}
+			return
 		}
 		if got != want {
 			ts.Fatalf("%s exited %d, want %d", args[0], got, want)
