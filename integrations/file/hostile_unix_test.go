@@ -159,6 +159,12 @@ func TestFollowSymlinksStaysInTheTree(t *testing.T) {
 			reason: "owned by",
 		},
 		{
+			name:   "beside it, owned by root",
+			link:   func(_, _ string) string { return "real.env" },
+			prep:   func(t *testing.T, www string) { writeFile(t, filepath.Join(www, "real.env"), "KEY=x\n", 0o600) },
+			reason: "owned by",
+		},
+		{
 			name:   "through a directory that is a link",
 			link:   func(_, _ string) string { return "current/.env" },
 			prep:   func(t *testing.T, www string) { asNobody(t, "ln", "-s", "releases/1", filepath.Join(www, "current")) },

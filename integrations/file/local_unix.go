@@ -110,6 +110,7 @@ type local struct {
 	top     int    // the configured path's directory
 	dir     int    // the directory holding the file (top, or beneath it through a link)
 	name    string // the file's name in dir
+	linked  bool   // reached through the configured path's symbolic link
 	content []byte
 	st      fileStat // the file that was read
 	unlock  func()   // releases the write lock; nil when not taken
@@ -130,7 +131,7 @@ func (f *File) open(ctx context.Context, write bool) (*local, error) {
 			l.close()
 		}
 	}()
-	if l.dir, l.name, err = f.resolve(top); err != nil {
+	if l.dir, l.name, l.linked, err = f.resolve(top); err != nil {
 		return nil, err
 	}
 	if write {
@@ -149,12 +150,12 @@ func (f *File) open(ctx context.Context, write bool) (*local, error) {
 	if err != nil {
 		return nil, osError("read", f.path, err)
 	}
-	if err := f.checkKind(pre, l.dir != top); err != nil {
+	if err := f.checkKind(pre, l.linked); err != nil {
 		return nil, err
 	}
 	fd, err := unix.Openat(l.dir, l.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ELOOP) {
-		return nil, f.checkKind(fileStat{mode: unix.S_IFLNK}, l.dir != top)
+		return nil, f.checkKind(fileStat{mode: unix.S_IFLNK}, l.linked)
 	}
 	if err != nil {
 		return nil, osError("read", f.path, err)
@@ -164,10 +165,10 @@ func (f *File) open(ctx context.Context, write bool) (*local, error) {
 	if l.st, err = fstat(fd); err != nil {
 		return nil, osError("read", f.path, err)
 	}
-	if err := f.checkKind(l.st, l.dir != top); err != nil {
+	if err := f.checkKind(l.st, l.linked); err != nil {
 		return nil, err
 	}
-	if l.dir != top {
+	if l.linked {
 		ts, err := fstat(top)
 		if err != nil {
 			return nil, osError("read", f.path, err)
@@ -177,8 +178,7 @@ func (f *File) open(ctx context.Context, write bool) (*local, error) {
 				f.path, l.st.uid, filepath.Dir(f.path), ts.uid, failure.ErrUnauthorized)
 		}
 	}
-	unix.SetNonblock(fd, false) // a regular file: reads never block anyway
-	l.content, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
+	l.content, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1)) // a regular file: never blocks
 	if err != nil {
 		return nil, osError("read", f.path, err)
 	}
@@ -206,22 +206,22 @@ func (f *File) checkKind(s fileStat, followed bool) error {
 // resolve returns the directory holding the file and its name there:
 // top and the path's last step, unless that step is a symbolic link that
 // follow_symlinks allows (see the top of this file).
-func (f *File) resolve(top int) (dir int, name string, err error) {
+func (f *File) resolve(top int) (dir int, name string, linked bool, err error) {
 	name = filepath.Base(f.path)
 	s, err := lstatAt(top, name)
 	if err != nil {
-		return top, name, osError("read", f.path, err)
+		return top, name, false, osError("read", f.path, err)
 	}
 	if !s.symlink() || !f.followSymlinks {
-		return top, name, nil // checkKind refuses a link
+		return top, name, false, nil // checkKind refuses a link
 	}
 	target, err := readlinkAt(top, name)
 	if err != nil {
-		return top, name, osError("read", f.path, err)
+		return top, name, false, osError("read", f.path, err)
 	}
 	rel, ok := beneath(filepath.Dir(f.path), target)
 	if !ok {
-		return top, name, fmt.Errorf("file: %s: the symbolic link points outside %s; rekey follows a link only down into the directory it is in, without \"..\": %w",
+		return top, name, false, fmt.Errorf("file: %s: the symbolic link points outside %s; rekey follows a link only down into the directory it is in, without \"..\": %w",
 			f.path, filepath.Dir(f.path), failure.ErrUnauthorized)
 	}
 	steps := strings.Split(rel, "/")
@@ -237,14 +237,14 @@ func (f *File) resolve(top int) (dir int, name string, err error) {
 			if dir != top {
 				unix.Close(dir)
 			}
-			return top, name, err
+			return top, name, false, err
 		}
 		if dir != top {
 			unix.Close(dir)
 		}
 		dir = next
 	}
-	return dir, steps[len(steps)-1], nil
+	return dir, steps[len(steps)-1], true, nil
 }
 
 // beneath turns a link's target into a path relative to dir made of plain
@@ -366,6 +366,12 @@ func (l *local) replace(data []byte, mode uint32, expect fileStat) (fileStat, er
 	}
 	done = true
 	unix.Fsync(l.dir) // makes the rename durable; some file systems cannot
+	// What was renamed into place must be what rekey wrote: in a directory
+	// another user may write, the temporary file could have been swapped
+	// for something else before the rename.
+	if now, err := lstatAt(l.dir, l.name); err != nil || now.dev != written.dev || now.ino != written.ino {
+		return fileStat{}, fmt.Errorf("file: write %s: the temporary file was replaced by another before it was renamed into place; check the directory: %w", l.path, failure.ErrConflict)
+	}
 	return written, nil
 }
 
