@@ -51,6 +51,7 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	r.Confirmed = state.Written{Fingerprint: want.Current, At: now}
 	r.ConfirmedBy, r.Note = operatorName(e.Operator), note
 	st := integrations.Observe(ctx, t.Integration, ExpectFor(want, r))
+	st.Reason = e.redact(st.Reason)
 	r.State, r.Reason, r.Updated = st.State, st.Reason, now
 	rec.Journal = append(rec.Journal, records.Transition{At: now, Integration: t.Config.ID, From: from, To: r.State, Fingerprint: want.Current, Reason: "confirmed by " + r.ConfirmedBy + ": " + st.Reason})
 	if st.State == state.Current && rec.Reason == "leak" {

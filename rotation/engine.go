@@ -69,6 +69,9 @@ type Engine struct {
 	Logger   *slog.Logger       // may be nil
 	// Progress, if set, is told of every state an integration enters.
 	Progress func(integrationID string, s state.State, detail string)
+	// Redact, if set, is applied to every reason and error the engine
+	// records, reports or notifies (the second wall: secret.Redactor).
+	Redact func(string) string
 
 	Concurrency int
 	Timeout     time.Duration // per attempt
@@ -99,6 +102,13 @@ func (e *Engine) now() time.Time {
 		return e.Now().UTC()
 	}
 	return time.Now().UTC()
+}
+
+func (e *Engine) redact(s string) string {
+	if e.Redact == nil {
+		return s
+	}
+	return e.Redact(s)
 }
 
 func (e *Engine) logger() *slog.Logger {
@@ -298,7 +308,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 
 	version, err := e.Store.WriteKey(ctx, job.Key.VaultPath, newKey, cur.Version, e.metadata(job, rec))
 	if err != nil && version == 0 {
-		rec.Phase, rec.Error, rec.Finished = records.PhaseAborted, err.Error(), e.now()
+		rec.Phase, rec.Error, rec.Finished = records.PhaseAborted, e.redact(err.Error()), e.now()
 		if serr := e.Store.SaveRotation(context.WithoutCancel(ctx), rec); serr != nil {
 			e.logger().Error("could not record the aborted rotation", "rotation", id, "err", serr)
 		}
@@ -575,6 +585,7 @@ func (e *Engine) notify(ctx context.Context, ev notifiers.Event) {
 	if ev.At.IsZero() {
 		ev.At = e.now()
 	}
+	ev = notifiers.RedactEvent(ev, e.Redact)
 	if err := e.Notifier.Notify(context.WithoutCancel(ctx), ev); err != nil {
 		e.logger().Warn("notification not delivered; the outcome is on the terminal and in Vault", "kind", ev.Kind, "err", err)
 	}

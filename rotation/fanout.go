@@ -33,7 +33,7 @@ func newJournal(e *Engine, rec *records.Rotation, out *outbox) *journal {
 
 // move records an integration entering state.
 func (j *journal) move(id string, to state.State, reason, fingerprint string, change func(*records.Integration)) {
-	now := j.e.now()
+	now, reason := j.e.now(), j.e.redact(reason)
 	j.mu.Lock()
 	r := j.rec.Integrations[id]
 	from := r.State

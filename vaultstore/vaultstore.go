@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"path"
 	"slices"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/internal/vaulterr"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -34,12 +34,20 @@ type Store struct {
 
 	mu          sync.Mutex
 	journalDone map[string]int // rotation id → journal parts already written
+
+	onKey func(secret.Key) // told of every key read from Vault; see OnKey
 }
 
 // New returns a Store for mount, keeping records under statePath.
 func New(c *vault.Client, mount, statePath string) *Store {
 	return &Store{c: c, mount: strings.Trim(mount, "/"), statePath: strings.Trim(statePath, "/")}
 }
+
+// OnKey makes the store tell f of every key it reads from Vault, before
+// returning it, so that a redactor (secret.Redactor) knows each version of
+// a key before any text that could quote it is printed, posted or
+// recorded. Call it before the store is used.
+func (s *Store) OnKey(f func(secret.Key)) { s.onKey = f }
 
 // Client returns the Vault client.
 func (s *Store) Client() *vault.Client { return s.c }
@@ -64,7 +72,7 @@ func (v KeyVersion) Fingerprint() string { return v.Key.Fingerprint() }
 func (s *Store) ReadKey(ctx context.Context, vaultPath string) (KeyVersion, error) {
 	sec, err := s.c.KVv2(s.mount).Get(ctx, vaultPath)
 	if err != nil {
-		return KeyVersion{}, classify(fmt.Sprintf("vault: read %s/%s", s.mount, vaultPath), err)
+		return KeyVersion{}, classify(ctx, fmt.Sprintf("vault: read %s/%s", s.mount, vaultPath), err)
 	}
 	return s.keyVersion(ctx, vaultPath, sec)
 }
@@ -73,7 +81,7 @@ func (s *Store) ReadKey(ctx context.Context, vaultPath string) (KeyVersion, erro
 func (s *Store) ReadKeyVersion(ctx context.Context, vaultPath string, version int) (KeyVersion, error) {
 	sec, err := s.c.KVv2(s.mount).GetVersion(ctx, vaultPath, version)
 	if err != nil {
-		return KeyVersion{}, classify(fmt.Sprintf("vault: read %s/%s version %d", s.mount, vaultPath, version), err)
+		return KeyVersion{}, classify(ctx, fmt.Sprintf("vault: read %s/%s version %d", s.mount, vaultPath, version), err)
 	}
 	return s.keyVersion(ctx, vaultPath, sec)
 }
@@ -91,6 +99,9 @@ func (s *Store) keyVersion(_ context.Context, vaultPath string, sec *vault.KVSec
 		Key:     secret.New(v),
 		Created: sec.VersionMetadata.CreatedTime,
 	}
+	if s.onKey != nil {
+		s.onKey(kv.Key)
+	}
 	kv.Metadata = map[string]string{}
 	for k, val := range sec.CustomMetadata {
 		if str, ok := val.(string); ok {
@@ -105,7 +116,7 @@ func (s *Store) keyVersion(_ context.Context, vaultPath string, sec *vault.KVSec
 func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, int, error) {
 	md, err := s.c.KVv2(s.mount).GetMetadata(ctx, vaultPath)
 	if err != nil {
-		return nil, 0, classify(fmt.Sprintf("vault: read metadata %s/%s", s.mount, vaultPath), err)
+		return nil, 0, classify(ctx, fmt.Sprintf("vault: read metadata %s/%s", s.mount, vaultPath), err)
 	}
 	var nums []int
 	for k, v := range md.Versions {
@@ -150,7 +161,7 @@ func (s *Store) WriteKey(ctx context.Context, vaultPath string, key secret.Key, 
 	sec, err := s.c.KVv2(s.mount).Put(ctx, vaultPath, map[string]any{Field: key.Reveal()}, vault.WithCheckAndSet(cas))
 	version := 0
 	if err != nil {
-		werr := classify(where, err)
+		werr := classify(ctx, where, err)
 		// The write may have landed even though we did not hear so.
 		cur, rerr := s.ReadKey(context.WithoutCancel(ctx), vaultPath)
 		if rerr != nil || !cur.Key.Equal(key) || cur.Version != cas+1 {
@@ -177,7 +188,7 @@ func (s *Store) PatchMetadata(ctx context.Context, vaultPath string, meta map[st
 	}
 	err := s.c.KVv2(s.mount).PatchMetadata(ctx, vaultPath, vault.KVMetadataPatchInput{CustomMetadata: cm})
 	if err != nil {
-		return classify(fmt.Sprintf("vault: write metadata %s/%s", s.mount, vaultPath), err)
+		return classify(ctx, fmt.Sprintf("vault: write metadata %s/%s", s.mount, vaultPath), err)
 	}
 	return nil
 }
@@ -207,7 +218,7 @@ func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error)
 	p := s.RecordPath(rel)
 	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
 	if err != nil {
-		return 0, classify(fmt.Sprintf("vault: read record %s/%s", s.mount, p), err)
+		return 0, classify(ctx, fmt.Sprintf("vault: read record %s/%s", s.mount, p), err)
 	}
 	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
 		return 0, fmt.Errorf("vault: read record %s/%s: %w", s.mount, p, failure.ErrNotFound)
@@ -252,7 +263,7 @@ func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int,
 	body = append(body, '}')
 	sec, err := s.c.Logical().WriteBytesWithContext(ctx, s.mount+"/data/"+p, body)
 	if err != nil {
-		return 0, classify(where, err)
+		return 0, classify(ctx, where, err)
 	}
 	if sec == nil || sec.Data == nil {
 		return 0, fmt.Errorf("%s: no version in Vault's answer", where)
@@ -274,7 +285,7 @@ func (s *Store) ListRecords(ctx context.Context, rel string) ([]string, error) {
 	p := s.mount + "/metadata/" + s.RecordPath(rel)
 	sec, err := s.c.Logical().ListWithContext(ctx, p)
 	if err != nil {
-		return nil, classify("vault: list "+p, err)
+		return nil, classify(ctx, "vault: list "+p, err)
 	}
 	if sec == nil || sec.Data == nil {
 		return nil, nil
@@ -289,37 +300,12 @@ func (s *Store) ListRecords(ctx context.Context, rel string) ([]string, error) {
 	return out, nil
 }
 
-// Classify turns an error from the Vault client into one of this
-// package's classes, prefixed with where. It keeps Vault's own error
-// messages, which never hold a secret value, but never a body that is not
-// Vault's JSON: a proxy's error page can quote the request, key and token
-// included.
-func Classify(where string, err error) error { return classify(where, err) }
+// Classify turns an error from the Vault client into a classified one
+// prefixed with where: package vaulterr, rekey's one Vault classifier.
+func Classify(where string, err error) error {
+	return vaulterr.Classify(context.Background(), where, err)
+}
 
-func classify(where string, err error) error {
-	if errors.Is(err, vault.ErrSecretNotFound) {
-		return fmt.Errorf("%s: %w", where, failure.ErrNotFound)
-	}
-	var re *vault.ResponseError
-	if errors.As(err, &re) {
-		msg := "an answer that is not Vault's"
-		if !re.RawError {
-			msg = Truncate(strings.Join(re.Errors, "; "), 300)
-		}
-		switch {
-		case strings.Contains(msg, "check-and-set parameter did not match"):
-			return fmt.Errorf("%s: %w", where, failure.ErrConflict)
-		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
-			return fmt.Errorf("%s: %s: %w", where, msg, failure.ErrUnauthorized)
-		case re.StatusCode == http.StatusNotFound:
-			return fmt.Errorf("%s: %w", where, failure.ErrNotFound)
-		case re.StatusCode == http.StatusServiceUnavailable || re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests:
-			return fmt.Errorf("%s: status %d: %s: %w", where, re.StatusCode, msg, failure.ErrTransient)
-		}
-		return fmt.Errorf("%s: status %d: %s", where, re.StatusCode, msg)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	return fmt.Errorf("%s: %v: %w", where, err, failure.ErrTransient)
+func classify(ctx context.Context, where string, err error) error {
+	return vaulterr.Classify(ctx, where, err)
 }

@@ -89,6 +89,16 @@ type world struct {
 	web   *webtest.Server
 	slack *worldSlack
 	work  string
+
+	mu      sync.Mutex
+	secrets []string // tokens and canaries a script added (token, hostile)
+}
+
+// addSecret makes the leak check look for s too.
+func (w *world) addSecret(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.secrets = append(w.secrets, s)
 }
 
 const worldKey = "rekey-world"
@@ -143,12 +153,15 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 
 // checkNoLeaks searches everything rekey printed, every dump a test
 // integration wrote (its argv and environment), and rekey's records and
-// key metadata in Vault for every key the script minted, raw, base64 and hex.
+// key metadata in Vault for every key the script minted, raw, base64 and
+// hex; and all but the requests the GitHub and widget servers received
+// (which carry them) for every token of the world (Vault's, Slack's,
+// GitHub's, the widget's) and every secret a script added.
 func (w *world) checkNoLeaks(t testscript.T) {
 	keys := w.keys()
-	if len(keys) == 0 {
-		return
-	}
+	w.mu.Lock()
+	tokens := append([]string{w.vault.Token, w.gh.Token, w.web.Token, slackToken}, w.secrets...)
+	w.mu.Unlock()
 	var blobs []struct {
 		what string
 		data []byte
@@ -192,6 +205,12 @@ func (w *world) checkNoLeaks(t testscript.T) {
 		if found := leakcheck.Find(b.data, keys...); len(found) > 0 {
 			t.Fatal(fmt.Sprintf("key leaked into %s: %v", b.what, found))
 		}
+		if strings.HasPrefix(b.what, "requests to ") {
+			continue
+		}
+		if found := leakcheck.Find(b.data, tokens...); len(found) > 0 {
+			t.Fatal(fmt.Sprintf("token or peer bytes leaked into %s: %v (tokens: vault, github, widget, slack, then the script's)", b.what, found))
+		}
 	}
 }
 
@@ -210,7 +229,7 @@ func (w *world) keys() []string {
 // allCmds merges the script commands of every story file.
 func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
-	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds} {
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds} {
 		for name, f := range m {
 			if _, dup := all[name]; dup {
 				panic("duplicate script command " + name)

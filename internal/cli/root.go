@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rekey-dev/rekey/secret"
 )
 
 // Exit codes, as SPEC.md fixes them.
@@ -57,11 +59,21 @@ type GlobalOptions struct {
 	ConfigPath string
 	Output     string
 	Verbose    bool
+
+	// redact knows every secret of this run; what the CLI prints, logs,
+	// posts and records passes it.
+	redact *secret.Redactor
 }
 
-// NewRootCmd builds the rekey command tree.
+// NewRootCmd builds the rekey command tree. What it writes to s.Out and
+// s.Err passes a secret.Redactor that learns the run's secrets.
 func NewRootCmd(s Streams) *cobra.Command {
-	g := &GlobalOptions{}
+	red := secret.NewRedactor()
+	return newRootCmd(redactStreams(s, red), red)
+}
+
+func newRootCmd(s Streams, red *secret.Redactor) *cobra.Command {
+	g := &GlobalOptions{redact: red}
 	root := &cobra.Command{
 		Use:   "rekey",
 		Short: "Rotate third-party API keys and respond when one leaks",
@@ -98,7 +110,12 @@ func Main(args []string, s Streams) int {
 	// The first signal cancels the command (see signal.go); a second one
 	// ends the process at once, as it would without this handler.
 	context.AfterFunc(ctx, stop)
-	root := NewRootCmd(s)
+	red := secret.NewRedactor()
+	s = redactStreams(s, red)
+	if s.Err != nil {
+		defer redactStdlibLog(s.Err)()
+	}
+	root := newRootCmd(s, red)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -207,6 +207,7 @@ func orSomeone(owner string) string {
 // prompt. An empty key stops the command with nothing changed.
 func (a *app) readKey(ctx context.Context, file string, k *config.Key) (secret.Key, error) {
 	key, err := secret.Input{File: file, Stdin: a.s.In, Prompt: a.s.Err, Label: "Paste the new key for " + k.ID}.ReadContext(ctx)
+	a.g.redact.AddKey(key)
 	if err != nil && ctx.Err() != nil {
 		return key, interruptedBeforeStore(false)
 	}
