@@ -68,6 +68,7 @@ type Integration struct {
 	Type      string        `json:"type"`
 	State     state.State   `json:"state"` // a progress state or an outcome
 	Reason    string        `json:"reason,omitempty"`
+	Proof     state.Proof   `json:"proof,omitempty"` // how an outcome was proven
 	Attempts  int           `json:"attempts,omitempty"`
 	Written   state.Written `json:"written,omitzero"`
 	Confirmed state.Written `json:"confirmed,omitzero"`

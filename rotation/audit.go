@@ -54,7 +54,7 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 		for _, t := range job.Targets {
 			ka.Integrations = append(ka.Integrations, AuditResult{Result: Result{
 				ID: t.Config.ID, Type: t.Config.Type, Owner: t.Config.Owner,
-				State: state.Unknown, Reason: "could not read the key's versions from Vault: " + ka.Error,
+				State: state.Unknown, Reason: "could not read the key's versions from Vault: " + ka.Error, Proof: state.NoProof,
 			}})
 		}
 		return ka
@@ -70,7 +70,7 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 		}
 		st.Reason = e.redact(st.Reason)
 		ka.Integrations[i] = AuditResult{
-			Result:      Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner},
+			Result:      Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner, Proof: st.Proof},
 			Fingerprint: st.Fingerprint,
 		}
 	}
@@ -84,7 +84,7 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	// Remember this audit, and say what changed since the last one.
 	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: map[string]state.Status{}}
 	for _, r := range ka.Integrations {
-		audit.Integrations[r.ID] = state.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint}
+		audit.Integrations[r.ID] = state.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint, Proof: r.Proof}
 	}
 	err = e.Store.UpdateKeyState(context.WithoutCancel(ctx), job.Key.ID, func(st *records.KeyState) {
 		if prev := st.LastAudit; prev != nil {

@@ -185,6 +185,9 @@ type Result struct {
 	State  state.State `json:"state"`
 	Reason string      `json:"reason,omitempty"`
 	Owner  string      `json:"owner,omitempty"`
+	// Proof is how the state was proven (exact, timestamp, probe,
+	// person, none); empty when it was not observed (a failed write).
+	Proof state.Proof `json:"proof,omitempty"`
 }
 
 // Outcome is what a rotation, resume or confirm ended with.
@@ -510,7 +513,7 @@ func results(job Job, rec *records.Rotation) []Result {
 	out := make([]Result, 0, len(rec.Integrations))
 	for _, in := range orderedIDs(job, rec) {
 		r := rec.Integrations[in]
-		res := Result{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: owners[r.ID]}
+		res := Result{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: owners[r.ID], Proof: r.Proof}
 		if !r.State.Final() {
 			res.State, res.Reason = state.Unknown, "not reached: "+string(r.State)
 		}

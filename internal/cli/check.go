@@ -158,6 +158,11 @@ func (a *app) cleartextURLs() []string {
 		check("keys "+k.ID+" provider_url", k.ProviderURL)
 		check("keys "+k.ID+" verify_url", k.VerifyURL)
 	}
+	for _, in := range a.cfg.Integrations {
+		if u, ok := in.Settings["api_url"].(string); ok {
+			check("integration "+in.ID+" api_url", u) // the platform token, and the key, go there
+		}
+	}
 	return out
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -34,6 +35,9 @@ type integrationOK struct {
 	Type   string `json:"type"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Proof is how the integration's state will be proven (exact,
+	// timestamp, probe, person, or none: never shown current).
+	Proof state.Proof `json:"proof"`
 }
 
 // ready reports whether nothing found stands in the way of a rotation.
@@ -99,6 +103,7 @@ func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
 	case integrations.Manual:
 		owner, _ := in.Person()
 		r.Detail = "updated by a person: " + owner
+		r.Proof = integrations.ProofClass(t.Integration)
 		return r
 	case integrations.Preflighter:
 		err = in.Preflight(ctx)
@@ -115,6 +120,7 @@ func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
 	if err != nil {
 		r.OK, r.Detail = false, err.Error()
 	}
+	r.Proof = integrations.ProofClass(t.Integration) // after Preflight: what it found at the target
 	return r
 }
 
@@ -138,6 +144,10 @@ func (p *preflight) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %s provider  current key %s: %s\n", mark(p.Provider.Validity != providers.Unknown), p.Provider.Validity, p.Provider.Reason)
 	for _, in := range p.Integrations {
-		fmt.Fprintf(w, "  %s %-9s %s (%s): %s\n", mark(in.OK), "integ.", in.ID, in.Type, in.Detail)
+		proof := "proven by " + string(in.Proof)
+		if in.Proof == state.NoProof {
+			proof = "not provable: never shown current; add a verify probe"
+		}
+		fmt.Fprintf(w, "  %s %-9s %s (%s): %s [%s]\n", mark(in.OK), "integ.", in.ID, in.Type, in.Detail, proof)
 	}
 }

@@ -153,10 +153,10 @@ func printKeyStatus(a *app, ks KeyStatus) {
 	for _, in := range a.cfg.IntegrationsOf(ks.Key) {
 		rec, ok := r.Integrations[in.ID]
 		if !ok {
-			fmt.Fprintf(w, "    %-11s %-16s not part of this rotation\n", "-", in.ID)
+			fmt.Fprintf(w, "    %-10s %-11s %-16s not part of this rotation\n", "-", "-", in.ID)
 			continue
 		}
-		fmt.Fprintf(w, "    %-11s %-16s %s\n", rec.State, in.ID, rec.Reason)
+		fmt.Fprintf(w, "    %-10s %-11s %-16s %s\n", proofWord(rec.Proof), rec.State, in.ID, rec.Reason)
 	}
 	if c := r.Containment; c != nil {
 		if c.Contained.IsZero() {
