@@ -134,6 +134,15 @@ var localCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		ts.Check(err)
 		time.Sleep(d)
 	},
+	// wait-text FILE REGEXP: wait (up to 60s) until FILE holds text
+	// matching REGEXP (what a background process printed so far).
+	"wait-text": func(ts *testscript.TestScript, neg bool, args []string) {
+		re := regexp.MustCompile(args[1])
+		waitFor(ts, fmt.Sprintf("%q in %s", args[1], args[0]), func() bool {
+			b, err := os.ReadFile(ts.MkAbs(args[0]))
+			return err == nil && re.Match(b)
+		})
+	},
 	// mkfifo PATH: make a FIFO (replacing whatever is at PATH).
 	"mkfifo": func(ts *testscript.TestScript, neg bool, args []string) {
 		p := ts.MkAbs(args[0])

@@ -123,6 +123,7 @@ func Main(args []string, s Streams) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		ee.err = saySignalled(ctx, ee.err)
 		if ee.err != nil {
 			fmt.Fprintf(s.Err, "rekey: error: %v\n", ee.err)
 		}

@@ -18,14 +18,18 @@ import (
 // process at once; the records written so far are what `rekey resume`
 // works from, as after a crash.
 
+// errInterrupted marks the errors that already say a signal stopped the
+// command.
+var errInterrupted = errors.New("interrupted")
+
 // interruptedBeforeStore is the end of a command that a signal stopped
 // before the new key was stored. started says the rotation had begun
 // (the plan may be on record, marked aborted).
 func interruptedBeforeStore(started bool) error {
 	if started {
-		return exit(ExitStopped, errors.New("interrupted before the new key was stored; nothing was changed"), "")
+		return exit(ExitStopped, fmt.Errorf("%w before the new key was stored; nothing was changed", errInterrupted), "")
 	}
-	return exit(ExitStopped, errors.New("interrupted; nothing was changed"), "")
+	return exit(ExitStopped, fmt.Errorf("%w; nothing was changed", errInterrupted), "")
 }
 
 // interruptedAfterStore adds to err, the end of a command that reached
@@ -36,9 +40,21 @@ func interruptedAfterStore(ctx context.Context, err error, keyID string) error {
 	if ctx.Err() == nil || !errors.As(err, &ee) || ee.code == ExitOK {
 		return err
 	}
-	msg := errors.New("interrupted: the integrations not current are on record")
+	msg := fmt.Errorf("%w: the integrations not current are on record", errInterrupted)
 	if ee.err != nil {
-		msg = fmt.Errorf("interrupted: %w", ee.err)
+		msg = fmt.Errorf("%w: %w", errInterrupted, ee.err)
 	}
 	return exit(ee.code, msg, "run `rekey resume "+keyID+"` to finish, once any integration that failed is fixed")
+}
+
+// saySignalled makes the error a command ended with say that a signal
+// stopped it, when one did (ctx is cancelled only by a signal until Main
+// returns) and the error does not say so already: a Vault read cut short
+// in the preflight is "interrupted: vault …: context canceled", not a
+// Vault problem.
+func saySignalled(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil || errors.Is(err, errInterrupted) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errInterrupted, err)
 }
