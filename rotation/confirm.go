@@ -29,7 +29,8 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	if err != nil {
 		return Result{}, err
 	}
-	defer e.release(lease)
+	unlock := e.hold(ctx, lease)
+	defer unlock()
 
 	want, rec, err := e.Expect(ctx, job.Key)
 	if err != nil {
@@ -61,6 +62,7 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 		return Result{}, err
 	}
 	res := Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner, Proof: st.Proof}
+	unlock() // recorded: the notifications need no lock
 
 	// Tell the rotation's thread; when this was the last one, the outcome.
 	e.resumeThread(rec)

@@ -5,6 +5,7 @@
 package vaultstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,7 +34,8 @@ type Store struct {
 	statePath string
 
 	mu          sync.Mutex
-	journalDone map[string]int // rotation id → journal parts already written
+	journalDone map[string]int          // rotation id → journal parts already written
+	records     map[string]*recordState // record path → what this store knows of it
 
 	onKey func(secret.Key) // told of every key read from Vault; see OnKey
 }
@@ -213,28 +215,79 @@ func (s *Store) RecordPath(parts ...string) string {
 }
 
 // GetRecord reads the JSON record at rel (under the state path) into dst
-// and returns its version. A missing record is failure.ErrNotFound.
+// and returns its version. A missing record is failure.ErrNotFound, with
+// the version a write must check-and-set against to create it: 0 when the
+// path never existed, the latest version's number when that version was
+// deleted or destroyed (Vault still counts it).
 func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error) {
 	p := s.RecordPath(rel)
-	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
+	data, version, err := s.getRaw(ctx, p)
 	if err != nil {
-		return 0, classify(ctx, fmt.Sprintf("vault: read record %s/%s", s.mount, p), err)
+		return version, err
 	}
-	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
-		return 0, fmt.Errorf("vault: read record %s/%s: %w", s.mount, p, failure.ErrNotFound)
-	}
-	b, err := json.Marshal(sec.Data)
+	b, err := json.Marshal(data)
 	if err != nil {
 		return 0, err
 	}
 	if err := json.Unmarshal(b, dst); err != nil {
 		return 0, fmt.Errorf("vault: decode record %s/%s: %w", s.mount, p, err)
 	}
-	return sec.VersionMetadata.Version, nil
+	s.mu.Lock()
+	s.seen(p).version, s.seen(p).lost = version, nil
+	s.mu.Unlock()
+	return version, nil
 }
 
-// PutRecord writes v as the JSON record at rel. With cas >= 0 the write is
-// check-and-set on that version (0: must not exist); -1 writes blindly.
+// getRaw reads the data of the latest version of the KV path p (under the
+// mount) and its version; see GetRecord for a missing record.
+func (s *Store) getRaw(ctx context.Context, p string) (map[string]any, int, error) {
+	where := fmt.Sprintf("vault: read record %s/%s", s.mount, p)
+	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
+	if err != nil {
+		return nil, 0, classify(ctx, where, err)
+	}
+	if sec == nil || sec.VersionMetadata == nil {
+		return nil, 0, fmt.Errorf("%s: %w", where, failure.ErrNotFound)
+	}
+	if sec.Data == nil {
+		// The latest version was deleted or destroyed.
+		return nil, sec.VersionMetadata.Version, fmt.Errorf("%s: version %d deleted: %w", where, sec.VersionMetadata.Version, failure.ErrNotFound)
+	}
+	return sec.Data, sec.VersionMetadata.Version, nil
+}
+
+// recordState is what this store knows of one record path.
+type recordState struct {
+	version int // the version last written or read here; 0: none
+	// lost is the canonical body of a write whose answer was lost, and
+	// lostVersion the version it would have made: whether it landed is
+	// found out before the path is written again.
+	lost        []byte
+	lostVersion int
+}
+
+// seen returns p's state; s.mu must be held.
+func (s *Store) seen(p string) *recordState {
+	if s.records == nil {
+		s.records = map[string]*recordState{}
+	}
+	st := s.records[p]
+	if st == nil {
+		st = &recordState{}
+		s.records[p] = st
+	}
+	return st
+}
+
+// PutRecord writes v as the JSON record at rel with check-and-set on cas:
+// 0 creates it (the path must not exist, or its latest version be deleted
+// with cas its number), n updates version n. A mismatch is
+// failure.ErrConflict. Every record write is check-and-set, so mounts with
+// cas_required work; a negative cas is failure.ErrInvalid.
+//
+// When the answer is lost (the connection broke, a timeout, a 5xx), the
+// record is read back: if it holds exactly v at version cas+1, the write
+// landed and its version is returned.
 //
 // The record is marshalled once and sent as it is, in a KV v2 write body
 // {"options": {"cas": N}, "data": <record>}: a rotation's record grows
@@ -243,27 +296,49 @@ func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error)
 // time and CPU each write took.
 func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int, error) {
 	p := s.RecordPath(rel)
-	where := fmt.Sprintf("vault: write record %s/%s", s.mount, p)
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
+	}
+	return s.put(ctx, p, b, cas)
+}
+
+func (s *Store) put(ctx context.Context, p string, b []byte, cas int) (int, error) {
+	where := fmt.Sprintf("vault: write record %s/%s", s.mount, p)
+	if cas < 0 {
+		return 0, fmt.Errorf("%s: check-and-set version %d: %w", where, cas, failure.ErrInvalid)
 	}
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%s: a record must be a JSON object", where)
 	}
 	body := make([]byte, 0, len(b)+40)
-	body = append(body, '{')
-	if cas >= 0 {
-		body = append(body, `"options":{"cas":`...)
-		body = strconv.AppendInt(body, int64(cas), 10)
-		body = append(body, "},"...)
-	}
-	body = append(body, `"data":`...)
+	body = append(body, `{"options":{"cas":`...)
+	body = strconv.AppendInt(body, int64(cas), 10)
+	body = append(body, `},"data":`...)
 	body = append(body, b...)
 	body = append(body, '}')
 	sec, err := s.c.Logical().WriteBytesWithContext(ctx, s.mount+"/data/"+p, body)
 	if err != nil {
-		return 0, classify(ctx, where, err)
+		werr := classify(ctx, where, err)
+		if !answerLost(err) {
+			return 0, werr
+		}
+		// The write may have landed even though we did not hear so.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		landed, version, rerr := s.holds(rctx, p, b, cas+1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := s.seen(p)
+		switch {
+		case rerr != nil:
+			st.lost, st.lostVersion = canonical(b), cas+1
+			return 0, werr
+		case landed:
+			st.version, st.lost = version, nil
+			return version, nil
+		}
+		return 0, werr
 	}
 	if sec == nil || sec.Data == nil {
 		return 0, fmt.Errorf("%s: no version in Vault's answer", where)
@@ -276,7 +351,95 @@ func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int,
 	if err != nil {
 		return 0, fmt.Errorf("%s: version %q in Vault's answer: %w", where, n, err)
 	}
+	s.mu.Lock()
+	s.seen(p).version, s.seen(p).lost = int(version), nil
+	s.mu.Unlock()
 	return int(version), nil
+}
+
+// answerLost reports whether a failed write may have been carried out:
+// anything but an answer from Vault that refused it.
+func answerLost(err error) bool {
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode >= 500
+	}
+	return true
+}
+
+// holds reports whether the record at p holds exactly b at version want,
+// and the version it is at.
+func (s *Store) holds(ctx context.Context, p string, b []byte, want int) (bool, int, error) {
+	data, version, err := s.getRaw(ctx, p)
+	if errors.Is(err, failure.ErrNotFound) {
+		return false, version, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	got, err := json.Marshal(data)
+	if err != nil {
+		return false, 0, err
+	}
+	return version == want && bytes.Equal(got, canonical(b)), version, nil
+}
+
+// canonical is a JSON object re-encoded as Vault's answer is: decoded
+// with numbers kept as written, then encoded with keys sorted.
+func canonical(b []byte) []byte {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return b
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// saveRecord writes v at rel with check-and-set on the version this store
+// last wrote or read there (0: creates it). A write of this store whose
+// answer was lost is first looked for: if it landed, its version counts.
+// With overwrite, a record found in the way is read and written over
+// (journal parts, which only the rotation lock's holder writes);
+// otherwise it is failure.ErrConflict.
+func (s *Store) saveRecord(ctx context.Context, rel string, v any, overwrite bool) error {
+	p := s.RecordPath(rel)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	st := *s.seen(p)
+	s.mu.Unlock()
+	cas := st.version
+	if st.lost != nil {
+		data, version, err := s.getRaw(ctx, p)
+		if err != nil && !errors.Is(err, failure.ErrNotFound) {
+			return err
+		}
+		if got, _ := json.Marshal(data); err == nil && version == st.lostVersion && bytes.Equal(got, st.lost) {
+			cas = version // our lost write landed
+		}
+	}
+	_, err = s.put(ctx, p, b, cas)
+	if errors.Is(err, failure.ErrConflict) && overwrite {
+		data, version, rerr := s.getRaw(ctx, p)
+		if rerr != nil && !errors.Is(rerr, failure.ErrNotFound) {
+			return rerr
+		}
+		if got, _ := json.Marshal(data); rerr == nil && bytes.Equal(got, canonical(b)) {
+			s.mu.Lock()
+			s.seen(p).version, s.seen(p).lost = version, nil
+			s.mu.Unlock()
+			return nil
+		}
+		_, err = s.put(ctx, p, b, version)
+	}
+	return err
 }
 
 // ListRecords lists the records directly under rel (sub-folders left

@@ -66,7 +66,8 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			return setup(e, srv)
 		},
-		Cmds: allCmds(),
+		Cmds:      allCmds(),
+		Condition: scriptCondition,
 	})
 }
 
@@ -229,7 +230,7 @@ func (w *world) keys() []string {
 // allCmds merges the script commands of every story file.
 func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
-	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds} {
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds, vaultCmds} {
 		for name, f := range m {
 			if _, dup := all[name]; dup {
 				panic("duplicate script command " + name)
@@ -299,10 +300,16 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		rand.Read(b)
 		writeKey(ts, args[0], hex.EncodeToString(b))
 	},
-	// vault-seed NAME PATH: store keys/NAME as a new version of PATH.
+	// vault-seed NAME PATH: store keys/NAME as a new version of PATH (with
+	// check-and-set, as a mount with cas_required wants).
 	"vault-seed": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
-		_, err := w.vault.Client.KVv2(w.vault.Mount).Put(context.Background(), args[1], map[string]any{"api_key": readKey(ts, args[0])})
+		kv := w.vault.Client.KVv2(w.vault.Mount)
+		cas := 0
+		if md, err := kv.GetMetadata(context.Background(), args[1]); err == nil {
+			cas = md.CurrentVersion
+		}
+		_, err := kv.Put(context.Background(), args[1], map[string]any{"api_key": readKey(ts, args[0])}, vault.WithCheckAndSet(cas))
 		ts.Check(err)
 	},
 	// vault-holds NAME PATH [VERSION]: the current (or given) version of PATH is keys/NAME.

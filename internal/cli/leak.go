@@ -130,7 +130,8 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	// The preflight checks the current version, the leaked key, with the
 	// provider: that is the "does it still work" check.
-	pf := a.runPreflight(ctx, k, targets)
+	id := rotation.NewID(declared)
+	pf := a.runPreflight(ctx, k, targets, id)
 	human := a.human()
 	if !pf.VaultOK {
 		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
@@ -147,6 +148,9 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 		return a.leakDryRun(ctx, k, leaked, before, pf, len(targets))
 	}
 	pf.print(human)
+	if err := vaultReady(pf); err != nil {
+		return err
+	}
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
@@ -159,7 +163,7 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	job := rotation.Job{
 		Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "leak", Leak: true,
-		RotationID: rotation.NewID(declared),
+		RotationID: id,
 		Timeline:   []records.Mark{{At: declared, What: rotation.MarkLeakDeclared}},
 	}
 	if before.State == leakDead {
@@ -242,7 +246,7 @@ func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked vaultstore.K
 		printCopiesSection(human, k, copies)
 	}
 	fmt.Fprintf(human, "\nDry run: nothing was changed and nobody was told. A leak response would alert the owner, store a new version of %s, update %d integrations and mark version %d compromised.\n", k.ID, integrations, leaked.Version)
-	if pf.Locked != "" || !integrationsReady(pf) {
+	if pf.Locked != "" || !integrationsReady(pf) || pf.writeProblem() != nil {
 		return silent(ExitStopped)
 	}
 	return nil
@@ -363,8 +367,18 @@ func (a *app) scanLeaked(ctx context.Context, k *config.Key, leaked vaultstore.K
 	if len(k.ScanPaths) == 0 {
 		return nil
 	}
-	n := needleInfo{Key: k.ID, Version: leaked.Version, Fingerprint: leaked.Fingerprint(), State: string(integrations.VersionCompromised), value: leaked.Key}
-	return a.runScan(ctx, k.ScanPaths, []needleInfo{n})
+	needles := []needleInfo{{Key: k.ID, Version: leaked.Version, Fingerprint: leaked.Fingerprint(), State: string(integrations.VersionCompromised), value: leaked.Key}}
+	// Earlier leaks' keys too, whether Vault still holds them or not.
+	all, err := a.keyNeedles(ctx, *k)
+	if err != nil {
+		a.log.Warn("could not list earlier compromised versions; looking for the leaked key only", "key", k.ID, "err", err)
+	}
+	for _, n := range all {
+		if n.State == string(integrations.VersionCompromised) && n.Fingerprint != leaked.Fingerprint() {
+			needles = append(needles, n)
+		}
+	}
+	return a.runScan(ctx, k.ScanPaths, needles)
 }
 
 // recordTimeline adds the leak's marks to the rotation's record in Vault
@@ -409,6 +423,9 @@ func printCopiesSection(w io.Writer, k *config.Key, copies *scanReport) {
 	copies.printCopies(w, "  ", false)
 	if copies.Error != "" {
 		fmt.Fprintf(w, "  The scan did not finish: %s\n", copies.Error)
+	}
+	if len(copies.NotLookedFor) > 0 {
+		fmt.Fprintf(w, "  Not looked for: %s (%s)\n", strings.Join(copies.NotLookedFor, ", "), copies.NotLookedForWhy)
 	}
 	if len(copies.Copies) > 0 {
 		fmt.Fprintln(w, "  Delete them or replace them with the new key: they hold a compromised key.")

@@ -67,7 +67,8 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	pf := a.runPreflight(ctx, k, targets)
+	id := rotation.NewID(time.Now())
+	pf := a.runPreflight(ctx, k, targets, id)
 	human := a.human()
 	if a.json() && o.DryRun {
 		writeJSON(a.s.Out, map[string]any{"preflight": pf, "ready": pf.ready(), "dry_run": true})
@@ -81,8 +82,8 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 		}
 		return nil
 	}
-	if !pf.VaultOK {
-		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
+	if err := vaultReady(pf); err != nil {
+		return err
 	}
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
@@ -94,7 +95,7 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: rotation.NewID(time.Now())}
+	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: id}
 	a.tellOwner(ctx, eng, job, false)
 
 	key, err := a.readKey(ctx, o.NewKeyFile, k)
@@ -102,6 +103,19 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 		return err
 	}
 	return a.runRotation(ctx, eng, job, key)
+}
+
+// vaultReady stops a rotation (exit 1, nothing changed, nobody told) when
+// Vault cannot be used or this token cannot make every write it makes.
+func vaultReady(pf *preflight) error {
+	if !pf.VaultOK {
+		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
+	}
+	if err := pf.writeProblem(); err != nil {
+		return exit(ExitStopped, fmt.Errorf("%w; nothing was changed and nobody was told", err),
+			"grant the token what configs/vault-policy.hcl grants, then run `rekey check`")
+	}
+	return nil
 }
 
 // confirmedEngine asks before going on (unless yes), then builds the
