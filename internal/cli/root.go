@@ -112,6 +112,9 @@ integration at once, proves each works, and tells the team what is still broken.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels the command (see signal.go); a second one
+	// ends the process at once, as it would without this handler.
+	context.AfterFunc(ctx, stop)
 	red := secret.NewRedactor()
 	// A key typed in the wrong place is never echoed: every argument that
 	// looks like one is redacted from all output.
@@ -133,6 +136,7 @@ func Main(args []string, s Streams) int {
 	cancel()
 	var ee *exitError
 	if errors.As(err, &ee) {
+		ee.err = saySignalled(ctx, ee.err)
 		if ee.err != nil {
 			fmt.Fprintf(s.Err, "rekey: error: %v\n", ee.err)
 		}
