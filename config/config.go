@@ -317,6 +317,7 @@ func (c *Config) validate() Errors {
 			add(item, "type", "required")
 		}
 	}
+	errs = append(errs, c.vaultTargets(os.Getenv)...)
 	return errs
 }
 

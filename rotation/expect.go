@@ -43,7 +43,7 @@ func (e *Engine) expect(ctx context.Context, keyID string, versions []store.KeyV
 	for _, v := range versions {
 		fp := v.Fingerprint()
 		if v.Version == current {
-			want.Current = fp
+			want.Current, want.Key = fp, v.Key
 			want.Versions[fp] = integrations.VersionCurrent
 		} else if _, done := want.Versions[fp]; !done {
 			want.Versions[fp] = integrations.VersionSuperseded

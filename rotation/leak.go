@@ -121,6 +121,16 @@ func Waiting(job Job, reason string) []notifiers.Integration {
 	return evs
 }
 
+// someIDs names the first integrations of ids for a message, and says how
+// many more there are (the message lists them all below).
+func someIDs(ids []string) string {
+	const first = 20
+	if len(ids) <= first {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:first], ", "), len(ids)-first)
+}
+
 func targetIDs(job Job) []string {
 	ids := make([]string, len(job.Targets))
 	for i, t := range job.Targets {
@@ -147,7 +157,7 @@ func (e *Engine) Announce(ctx context.Context, job Job, urgent bool) error {
 		Kind: notifiers.RotationStarted, Urgent: urgent, KeyID: k.ID, RotationID: job.RotationID,
 		Reason: job.Reason, Owner: k.Owner, Instructions: Instructions(k),
 		Title:        fmt.Sprintf("Rotating %s (%s): %s, please %s", k.ID, job.Reason, orSomeone(k.Owner), Instructions(k)),
-		Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), strings.Join(ids, ", ")),
+		Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), someIDs(ids)),
 		Integrations: Waiting(job, ""),
 	})
 }
@@ -169,7 +179,7 @@ func (e *Engine) AlertLeak(ctx context.Context, job Job, leaked store.KeyVersion
 		Reason: "leak", Fingerprint: leaked.Fingerprint(), Owner: k.Owner, Instructions: Instructions(k),
 		Title: fmt.Sprintf("Key %s leaked (version %d, %s): %s, %s", k.ID, leaked.Version, leaked.Fingerprint(), orSomeone(k.Owner), Instructions(k)),
 		Text: fmt.Sprintf("%s %d integrations break when it is revoked, and are updated as soon as the new key is pasted into rekey: %s.",
-			works, len(ids), strings.Join(ids, ", ")),
+			works, len(ids), someIDs(ids)),
 		Integrations: Waiting(job, "breaks when the leaked key is revoked, until it gets the new key"),
 	})
 }
