@@ -205,6 +205,15 @@ func (a *app) connectVault(ctx context.Context) error {
 	if a.store != nil {
 		return nil
 	}
+	if st := a.g.store; st != nil {
+		if o, ok := st.(interface{ OnKey(func(secret.Key)) }); ok {
+			o.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
+		}
+		a.store = st
+		a.s.guard.settle(ctx)
+		a.trace("vault")
+		return nil
+	}
 	c, err := vaultstore.Connect(ctx, a.cfg.Vault, a.getenv)
 	if err != nil {
 		return exit(ExitStopped, err, "set VAULT_ADDR and VAULT_TOKEN (or vault.auth in the configuration)")

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // Exit codes, as SPEC.md fixes them.
@@ -71,17 +72,20 @@ type GlobalOptions struct {
 	redact *secret.Redactor
 	// tracer marks the steps of the run ($REKEY_TRACE).
 	tracer *tracer
+	// store is used instead of Vault when set (the CLI's logic tests run
+	// on the in-memory store).
+	store store.Store
 }
 
 // NewRootCmd builds the rekey command tree. What it writes to s.Out and
 // s.Err passes a secret.Redactor that learns the run's secrets.
 func NewRootCmd(s Streams) *cobra.Command {
 	red := secret.NewRedactor()
-	return newRootCmd(redactStreams(s, red), red)
+	return newRootCmd(redactStreams(s, red), red, nil)
 }
 
-func newRootCmd(s Streams, red *secret.Redactor) *cobra.Command {
-	g := &GlobalOptions{redact: red, tracer: newTracer(os.Getenv)}
+func newRootCmd(s Streams, red *secret.Redactor, st store.Store) *cobra.Command {
+	g := &GlobalOptions{redact: red, tracer: newTracer(os.Getenv), store: st}
 	g.tracer.mark("started")
 	root := &cobra.Command{
 		Use:   "rekey",
@@ -116,7 +120,10 @@ integration at once, proves each works, and tells the team what is still broken.
 }
 
 // Main runs rekey with args and returns the process's exit code.
-func Main(args []string, s Streams) int {
+func Main(args []string, s Streams) int { return run(args, s, nil) }
+
+// run is Main, with the store to use instead of Vault (nil: Vault).
+func run(args []string, s Streams, st store.Store) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The first signal cancels the command (see signal.go); a second one
@@ -130,7 +137,7 @@ func Main(args []string, s Streams) int {
 	if s.Err != nil {
 		defer redactStdlibLog(s.Err)()
 	}
-	root := newRootCmd(s, red)
+	root := newRootCmd(s, red, st)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
