@@ -122,6 +122,7 @@ func httpTargets(tb testing.TB, srv *slowServer, n int, client *http.Client) []T
 }
 
 func benchStore(tb testing.TB) *vaultstore.Store {
+	tb.Helper()
 	env := vaulttest.New(tb)
 	s := vaultstore.New(env.Client, env.Mount, "rekey")
 	if _, err := s.WriteKey(context.Background(), "an/main", randomKey(tb), 0, nil); err != nil {
@@ -230,6 +231,39 @@ func BenchmarkRotateHTTP(b *testing.B) {
 			b.ReportMetric(float64(vmHWM())/(1<<20), "MB-VmHWM")
 		})
 	}
+}
+
+// BenchmarkRotateHTTPLarge is BenchmarkRotateHTTP for one key held by
+// 10,000 http integrations, 256 at once: the wall time against the ideal
+// ceil(N/256) × 100 ms (target ≤ 1.15), and the largest entry written to
+// Vault (target < 256 KiB, whatever the number of integrations).
+func BenchmarkRotateHTTPLarge(b *testing.B) {
+	const n, concurrency = 10000, 256
+	store := benchStore(b)
+	srv := newSlowServer(b)
+	targets := httpTargets(b, srv, n, benchClient())
+	ideal := time.Duration(math.Ceil(float64(n)/concurrency)) * perIntegration
+	var wall time.Duration
+	var peak uint64
+	b.ResetTimer()
+	for range b.N {
+		e := &Engine{Store: store, Concurrency: concurrency, Timeout: 30 * time.Second, Retries: 1}
+		stop := heapPeak()
+		start := time.Now()
+		out, err := e.Rotate(context.Background(), benchJob(targets), randomKey(b))
+		wall += time.Since(start)
+		peak = max(peak, stop())
+		if err != nil || !out.AllCurrent() {
+			b.Fatalf("rotate: %v %+v", err, out)
+		}
+	}
+	b.StopTimer()
+	avg := wall / time.Duration(b.N)
+	b.ReportMetric(float64(avg.Milliseconds()), "ms-wall")
+	b.ReportMetric(float64(ideal.Milliseconds()), "ms-ideal")
+	b.ReportMetric(float64(avg)/float64(ideal), "x-ideal")
+	b.ReportMetric(float64(store.Largest())/1024, "KiB-largest-entry")
+	b.ReportMetric(float64(peak)/(1<<20), "MB-heap-peak")
 }
 
 // BenchmarkRotateHTTPSequential is BenchmarkRotateHTTP with concurrency

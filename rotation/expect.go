@@ -39,6 +39,21 @@ func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expec
 }
 
 func (e *Engine) expect(ctx context.Context, keyID string, versions []store.KeyVersion, current int, rotatedAt time.Time) (integrations.Expect, error) {
+	h, _, err := e.Store.History(ctx, keyID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		return expectOf(versions, current, rotatedAt, nil, nil), err
+	}
+	st, _, err := e.Store.KeyState(ctx, keyID)
+	if err != nil {
+		return expectOf(versions, current, rotatedAt, h, nil), err
+	}
+	return expectOf(versions, current, rotatedAt, h, st), nil
+}
+
+// expectOf is what integrations are measured against, given the versions
+// Vault holds (current is the current one's number), rekey's history of
+// the key (nil: none) and its state (nil: unknown).
+func expectOf(versions []store.KeyVersion, current int, rotatedAt time.Time, h *records.History, st *records.KeyState) integrations.Expect {
 	want := integrations.Expect{Versions: map[string]integrations.VersionState{}, RotatedAt: rotatedAt}
 	for _, v := range versions {
 		fp := v.Fingerprint()
@@ -52,10 +67,6 @@ func (e *Engine) expect(ctx context.Context, keyID string, versions []store.KeyV
 	// Versions Vault no longer holds are known from rekey's history: an
 	// integration holding one is stale, or compromised, never "a key
 	// rekey does not know".
-	h, _, err := e.Store.History(ctx, keyID)
-	if err != nil && !errors.Is(err, failure.ErrNotFound) {
-		return want, err
-	}
 	if h != nil {
 		for _, v := range h.Versions {
 			switch {
@@ -66,16 +77,14 @@ func (e *Engine) expect(ctx context.Context, keyID string, versions []store.KeyV
 			}
 		}
 	}
-	st, _, err := e.Store.KeyState(ctx, keyID)
-	if err != nil {
-		return want, err
-	}
 	// A compromised version stays compromised, even stored again as the
 	// current one: a leaked key is never called current.
-	for _, c := range st.Compromised {
-		want.Versions[c.Fingerprint] = integrations.VersionCompromised
+	if st != nil {
+		for _, c := range st.Compromised {
+			want.Versions[c.Fingerprint] = integrations.VersionCompromised
+		}
 	}
-	return want, nil
+	return want
 }
 
 // retained lists versions for History.CatchUp: current is Vault's current

@@ -73,13 +73,17 @@ func (j *journal) flush(ctx context.Context) error {
 }
 
 // start flushes the journal in the background until the returned func is
-// called; that func flushes once more.
+// called (finish then writes the closed record).
 func (j *journal) start(ctx context.Context) func() {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(j.e.FlushEvery)
+		// A record of thousands of integrations takes a while to write:
+		// the next flush waits at least four times as long as the last
+		// one took, so that writing the journal never takes more than a
+		// fifth of the time (and of the machine) the integrations need.
+		t := time.NewTimer(j.e.FlushEvery)
 		defer t.Stop()
 		failing := false // say so once, not at every tick
 		for {
@@ -87,26 +91,29 @@ func (j *journal) start(ctx context.Context) func() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			}
+			j.mu.Lock()
+			dirty := j.dirty
+			j.mu.Unlock()
+			if !dirty {
+				t.Reset(j.e.FlushEvery)
+				continue
+			}
+			began := time.Now()
+			err := j.flush(ctx)
+			t.Reset(max(j.e.FlushEvery, 4*time.Since(began)))
+			switch {
+			case err != nil && ctx.Err() == nil:
+				if !failing {
+					j.e.logger().Warn("could not write the rotation journal; integrations carry on, and it is retried", "rotation", j.rec.ID, "err", err)
+				}
+				failing = true
 				j.mu.Lock()
-				dirty := j.dirty
+				j.dirty = true
 				j.mu.Unlock()
-				if !dirty {
-					continue
-				}
-				err := j.flush(ctx)
-				switch {
-				case err != nil && ctx.Err() == nil:
-					if !failing {
-						j.e.logger().Warn("could not write the rotation journal; integrations carry on, and it is retried", "rotation", j.rec.ID, "err", err)
-					}
-					failing = true
-					j.mu.Lock()
-					j.dirty = true
-					j.mu.Unlock()
-				case err == nil && failing:
-					j.e.logger().Warn("the rotation journal is written again", "rotation", j.rec.ID)
-					failing = false
-				}
+			case err == nil && failing:
+				j.e.logger().Warn("the rotation journal is written again", "rotation", j.rec.ID)
+				failing = false
 			}
 		}
 	}()

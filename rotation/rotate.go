@@ -3,6 +3,7 @@ package rotation
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -48,7 +49,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if err := r.plan(ctx, cur); err != nil {
 		return nil, err
 	}
-	stored, err := r.store(ctx, cur, versions, st)
+	stored, h, err := r.store(ctx, cur, versions, st)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +60,9 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 		Fingerprint: r.rec.NewFingerprint, OldFingerprint: r.rec.OldFingerprint,
 		Title: fmt.Sprintf("New key %s stored in Vault (version %d); updating %d integrations", r.rec.NewFingerprint, r.rec.NewVersion, len(job.Targets)),
 	})
-	if r.want, err = e.expect(ctx, job.Key.ID, stored, r.rec.NewVersion, r.rec.Stored); err != nil {
+	if h != nil { // as just written, with the key's state
+		r.want = expectOf(stored, r.rec.NewVersion, r.rec.Stored, h, st)
+	} else if r.want, err = e.expect(ctx, job.Key.ID, stored, r.rec.NewVersion, r.rec.Stored); err != nil {
 		e.logger().Warn("could not read compromised versions; states may say stale for compromised", "err", err)
 	}
 	return r.finish(ctx, job.Targets)
@@ -117,8 +120,9 @@ func (r *run) plan(ctx context.Context, cur store.KeyVersion) error {
 // store writes the new key to Vault with check-and-set on the version
 // checked, then records that it is stored, marks the replaced version
 // compromised for a leak, and adds the new version to rekey's history. It
-// returns every version Vault now holds.
-func (r *run) store(ctx context.Context, cur store.KeyVersion, versions []store.KeyVersion, st *records.KeyState) ([]store.KeyVersion, error) {
+// returns every version Vault now holds, and the history as written (nil
+// when it could not be). st is brought up to date.
+func (r *run) store(ctx context.Context, cur store.KeyVersion, versions []store.KeyVersion, st *records.KeyState) ([]store.KeyVersion, *records.History, error) {
 	e, job, rec := r.e, r.job, r.rec
 	version, err := e.Store.WriteKey(ctx, job.Key.VaultPath, r.key, cur.Version, e.metadata(job, rec))
 	if err != nil && version == 0 {
@@ -126,7 +130,7 @@ func (r *run) store(ctx context.Context, cur store.KeyVersion, versions []store.
 		if serr := e.Store.SaveRotation(context.WithoutCancel(ctx), rec); serr != nil {
 			e.logger().Error("could not record the aborted rotation", "rotation", rec.ID, "err", serr)
 		}
-		return nil, &NotStoredError{Err: err}
+		return nil, nil, &NotStoredError{Err: err}
 	}
 	if err != nil {
 		e.logger().Warn("key stored but its metadata was not", "key", job.Key.ID, "err", err)
@@ -137,15 +141,22 @@ func (r *run) store(ctx context.Context, cur store.KeyVersion, versions []store.
 		e.logger().Error("could not record the stored key; `rekey resume` will find it from Vault's metadata", "rotation", rec.ID, "err", err)
 	}
 	if job.Leak && cur.Version > 0 {
-		e.markCompromised(ctx, job.Key.ID, cur, rec.ID)
+		c := e.markCompromised(ctx, job.Key.ID, cur, rec.ID)
+		st.Compromised = maps.Clone(st.Compromised)
+		if st.Compromised == nil {
+			st.Compromised = map[int]records.CompromisedVersion{}
+		}
+		st.Compromised[cur.Version] = c
 	}
 	stored := append(slices.Clone(versions), store.KeyVersion{Version: version, Key: r.key, Created: rec.Stored})
-	if _, err := e.Store.UpdateHistory(context.WithoutCancel(ctx), job.Key.ID, func(h *records.History) (bool, error) {
+	h, err := e.Store.UpdateHistory(context.WithoutCancel(ctx), job.Key.ID, func(h *records.History) (bool, error) {
 		return h.CatchUp(retained(stored, version, st, cur.Version, rec.ID, job.Leak), e.now())
-	}); err != nil {
+	})
+	if err != nil {
 		e.logger().Error("could not record the new version in the key's history; the next rotation or audit catches up from Vault", "key", job.Key.ID, "err", err)
+		h = nil
 	}
-	return stored, nil
+	return stored, h, nil
 }
 
 // metadata is the custom metadata the new version is stored with. The
@@ -174,15 +185,18 @@ func (e *Engine) metadata(job Job, rec *records.Rotation) map[string]string {
 	}
 }
 
-// markCompromised records that version v of the key was replaced by a leak.
-func (e *Engine) markCompromised(ctx context.Context, keyID string, v store.KeyVersion, rotationID string) {
+// markCompromised records that version v of the key was replaced by a
+// leak, and returns the record of it.
+func (e *Engine) markCompromised(ctx context.Context, keyID string, v store.KeyVersion, rotationID string) records.CompromisedVersion {
+	c := records.CompromisedVersion{Fingerprint: v.Fingerprint(), At: e.now(), RotationID: rotationID}
 	err := e.Store.UpdateKeyState(context.WithoutCancel(ctx), keyID, func(st *records.KeyState) {
 		if st.Compromised == nil {
 			st.Compromised = map[int]records.CompromisedVersion{}
 		}
-		st.Compromised[v.Version] = records.CompromisedVersion{Fingerprint: v.Fingerprint(), At: e.now(), RotationID: rotationID}
+		st.Compromised[v.Version] = c
 	})
 	if err != nil {
 		e.logger().Error("could not mark the leaked version compromised", "key", keyID, "version", v.Version, "err", err)
 	}
+	return c
 }

@@ -40,7 +40,7 @@ func TestPagesAreWrittenWhenTheyChange(t *testing.T) {
 	if err := s.SaveRotation(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	pages := n / perPage
+	pages := (n + perPage - 1) / perPage
 	for p := range pages {
 		if v := versionOf(t, env, integrationPagePath("an", "r1", p)); v != 1 {
 			t.Fatalf("integration page %d at version %d after one save", p, v)

@@ -32,7 +32,7 @@ const pageBudget = 160 << 10
 const maxText = 4 << 10
 
 // writeBound is how many page writes go to Vault at once.
-const writeBound = 8
+const writeBound = 16
 
 // pageHash is what a page held when this store last wrote or read it.
 type pageHash [sha256.Size]byte

@@ -38,7 +38,7 @@ type rotationHead struct {
 const pagedLayout = 2
 
 // perPage is about how many integrations' entries a page holds.
-const perPage = 100
+const perPage = 400
 
 // inlineMax is the most integrations a record keeps in its head.
 const inlineMax = 200

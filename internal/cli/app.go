@@ -37,6 +37,8 @@ type app struct {
 	getenv func(string) string
 	http   *http.Client
 
+	built map[string]integrations.Integration // every integration, built once by load
+
 	store store.Store       // nil until connectVault
 	vault *vaultstore.Store // the store, when it is Vault
 }
@@ -63,21 +65,24 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		http:   httpClient(cfg),
 	}
 	learnSecrets(cfg, a.getenv, g.redact)
-	// Check each key's provider settings and build every integration
-	// once, to validate their fields.
+	// Check each key's provider settings and build every integration,
+	// which validates their fields; commands use them as built.
 	var errs config.Errors
 	for i, k := range cfg.Keys {
 		if err := provall.Validate(k); err != nil {
 			errs = append(errs, &config.Error{File: cfg.File, Item: fmt.Sprintf("keys[%d] (%s)", i, k.ID), Msg: err.Error()})
 		}
 	}
+	a.built = make(map[string]integrations.Integration, len(cfg.Integrations))
 	for _, in := range cfg.Integrations {
-		if _, err := all.New(a.host(), in); err != nil {
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				errs = append(errs, ce)
-				continue
-			}
+		integ, err := all.New(a.host(), in)
+		var ce *config.Error
+		switch {
+		case err == nil:
+			a.built[in.ID] = integ
+		case errors.As(err, &ce):
+			errs = append(errs, ce)
+		default:
 			errs = append(errs, &config.Error{File: cfg.File, Item: cfg.ItemName(in), Msg: err.Error()})
 		}
 	}
@@ -155,9 +160,12 @@ func (a *app) key(id string) (*config.Key, error) {
 func (a *app) targets(keyID string) ([]rotation.Target, error) {
 	var out []rotation.Target
 	for _, in := range a.cfg.IntegrationsOf(keyID) {
-		integ, err := all.New(a.host(), in)
-		if err != nil {
-			return nil, exit(ExitUsage, err, "")
+		integ, ok := a.built[in.ID]
+		if !ok {
+			var err error
+			if integ, err = all.New(a.host(), in); err != nil {
+				return nil, exit(ExitUsage, err, "")
+			}
 		}
 		out = append(out, rotation.Target{Config: in, Integration: integ})
 	}
