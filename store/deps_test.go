@@ -32,6 +32,9 @@ func TestDependencies(t *testing.T) {
 		{"../providers/...", root + "rotation"},
 		{"../notifiers/...", root + "rotation"},
 		{"../records", root + "integrations"},
+		{"../records", root + "config"},
+		{"../failure", root + "state"},
+		{"../state", root + "failure"},
 		{"../cmd/rekey-demo", "testing"},
 		{"../cmd/rekey", "testing"},
 	} {
