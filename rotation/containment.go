@@ -72,6 +72,7 @@ func ContainmentOf(rec *records.Rotation) (c Containment, ok bool) {
 	sort.Strings(ids)
 	var latest time.Time
 	all := !rec.Stored.IsZero() || rec.NewVersion > 0
+	since := currentTimes(rec)
 	if !all {
 		c.Open = append(c.Open, "the new key is not stored")
 	}
@@ -86,7 +87,13 @@ func ContainmentOf(rec *records.Rotation) (c Containment, ok bool) {
 			c.Open = append(c.Open, id+" "+string(st))
 			continue
 		}
-		at := currentSince(rec, id)
+		at := since[id]
+		if at.IsZero() {
+			at = r.Confirmed.At
+			if at.IsZero() {
+				at = r.Updated
+			}
+		}
 		if at.After(latest) {
 			latest = at
 		}
@@ -107,18 +114,13 @@ func ContainmentOf(rec *records.Rotation) (c Containment, ok bool) {
 	return c, true
 }
 
-// currentSince is when integration id last became current in rec.
-func currentSince(rec *records.Rotation, id string) time.Time {
-	var at time.Time
+// currentTimes is when each integration of rec last became current, from
+// its journal (one pass: a rotation may have thousands).
+func currentTimes(rec *records.Rotation) map[string]time.Time {
+	at := make(map[string]time.Time, len(rec.Integrations))
 	for _, t := range rec.Journal {
-		if t.Integration == id && t.To == state.Current && t.At.After(at) {
-			at = t.At
-		}
-	}
-	if r := rec.Integrations[id]; at.IsZero() && r != nil {
-		at = r.Confirmed.At
-		if at.IsZero() {
-			at = r.Updated
+		if t.To == state.Current && t.At.After(at[t.Integration]) {
+			at[t.Integration] = t.At
 		}
 	}
 	return at

@@ -67,8 +67,12 @@ func observe(k *KeySaid, id string, got state.State) (Change, bool) {
 
 // forget drops integrations that are no longer configured.
 func forget(k *KeySaid, configured []string) {
+	keep := make(map[string]bool, len(configured))
+	for _, id := range configured {
+		keep[id] = true
+	}
 	for id := range k.Integrations {
-		if !slices.Contains(configured, id) {
+		if !keep[id] {
 			delete(k.Integrations, id)
 		}
 	}

@@ -484,13 +484,14 @@ func stateChanged(job rotation.Job, ka *rotation.KeyAudit, changes []Change) not
 		Kind: notifiers.StateChanged, KeyID: job.Key.ID, Fingerprint: ka.Current, Owner: job.Key.Owner,
 		Text: fmt.Sprintf("Found by the scheduled audit. Run `rekey audit %s` for every integration's state.", job.Key.ID),
 	}
-	all := eventIntegrations(ka)
+	all := map[string]notifiers.Integration{}
+	for _, in := range eventIntegrations(ka) {
+		all[in.ID] = in
+	}
 	for _, c := range changes {
-		for _, in := range all {
-			if in.ID == c.ID {
-				in.Previous = c.Previous
-				ev.Integrations = append(ev.Integrations, in)
-			}
+		if in, ok := all[c.ID]; ok {
+			in.Previous = c.Previous
+			ev.Integrations = append(ev.Integrations, in)
 		}
 		if c.State == state.Compromised {
 			ev.Urgent = true

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path"
 	"slices"
 	"strconv"
@@ -216,13 +218,9 @@ func (s *Store) RecordPath(parts ...string) string {
 // deleted or destroyed (Vault still counts it).
 func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error) {
 	p := s.RecordPath(rel)
-	data, version, err := s.getRaw(ctx, p)
+	b, version, err := s.getBytes(ctx, p)
 	if err != nil {
 		return version, err
-	}
-	b, err := json.Marshal(data)
-	if err != nil {
-		return 0, err
 	}
 	if err := json.Unmarshal(b, dst); err != nil {
 		return 0, fmt.Errorf("vault: decode record %s/%s: %w", s.mount, p, err)
@@ -232,6 +230,56 @@ func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error)
 	s.mu.Unlock()
 	return version, nil
 }
+
+// getBytes reads the data of the latest version of the KV path p (under
+// the mount), as the JSON Vault sent, and its version; see GetRecord for a
+// missing record. Vault's answer is decoded once, straight to the
+// record's bytes (a page of a large record is read in one pass).
+func (s *Store) getBytes(ctx context.Context, p string) (json.RawMessage, int, error) {
+	where := fmt.Sprintf("vault: read record %s/%s", s.mount, p)
+	resp, err := s.c.Logical().ReadRawWithContext(ctx, s.mount+"/data/"+p)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	var answer struct {
+		Data *struct {
+			Data     json.RawMessage `json:"data"`
+			Metadata *struct {
+				Version int `json:"version"`
+			} `json:"metadata"`
+		} `json:"data"`
+	}
+	if resp != nil && resp.StatusCode == http.StatusNotFound {
+		// KV v2 answers 404 for a path that never held a version, and for
+		// one whose latest version was deleted (with its metadata).
+		if derr := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&answer); derr != nil {
+			return nil, 0, classify(ctx, where, derr)
+		}
+		if answer.Data != nil && answer.Data.Metadata != nil {
+			v := answer.Data.Metadata.Version
+			return nil, v, fmt.Errorf("%s: version %d deleted: %w", where, v, failure.ErrNotFound)
+		}
+		return nil, 0, fmt.Errorf("%s: %w", where, failure.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, classify(ctx, where, err)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswer)).Decode(&answer); err != nil {
+		return nil, 0, classify(ctx, where, err)
+	}
+	if answer.Data == nil || answer.Data.Metadata == nil {
+		return nil, 0, fmt.Errorf("%s: %w", where, failure.ErrNotFound)
+	}
+	v := answer.Data.Metadata.Version
+	if len(answer.Data.Data) == 0 || string(answer.Data.Data) == "null" {
+		return nil, v, fmt.Errorf("%s: version %d deleted: %w", where, v, failure.ErrNotFound)
+	}
+	return answer.Data.Data, v, nil
+}
+
+// maxAnswer bounds what is read of one answer: a record entry is at most
+// MaxEntry, with Vault's wrapping around it.
+const maxAnswer = 4 * MaxEntry
 
 // getRaw reads the data of the latest version of the KV path p (under the
 // mount) and its version; see GetRecord for a missing record.
