@@ -35,9 +35,10 @@ path "secret/metadata/actionnetwork/main" {
   }
 }
 
-# rekey's own records: rotations and their journal parts, each key's state,
-# version history (keyed hashes of every version, never a key) and rotation
-# lock, the `rekey serve` lease and what it has said. They hold
+# rekey's own records: rotations (laid out over pages when large) and their
+# journal parts, each key's state, latest audit, version history (keyed
+# hashes of every version, never a key) and rotation lock, the `rekey serve`
+# lease and what it has said. They hold
 # fingerprints and keyed hashes, never keys. Every write is check-and-set.
 path "secret/data/rekey/*" {
   capabilities = ["create", "read", "update"]
