@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -79,6 +80,9 @@ type Serve struct {
 	RemindBefore  []Duration `mapstructure:"remind_before"`
 	Listen        string     `mapstructure:"listen"`
 	LeaseTTL      Duration   `mapstructure:"lease_ttl"`
+	// PublicURL is where people reach `rekey serve`'s hand-off pages
+	// (<public_url>/handoff); optional.
+	PublicURL string `mapstructure:"public_url"`
 }
 
 // Key is one credential issued by a provider.
@@ -252,6 +256,9 @@ func (c *Config) validate() Errors {
 			add("notify.slack", "channel", "required with token_env")
 		}
 	}
+	if msg := checkPublicURL(c.Serve.PublicURL); msg != "" {
+		add("serve", "public_url", "%s", msg)
+	}
 	if c.Rotation.Concurrency < 1 || c.Rotation.Concurrency > 1024 {
 		add("rotation", "concurrency", "must be between 1 and 1024, got %d", c.Rotation.Concurrency)
 	}
@@ -318,6 +325,21 @@ func (c *Config) validate() Errors {
 		}
 	}
 	return errs
+}
+
+// checkPublicURL says what is wrong with serve.public_url, or "".
+func checkPublicURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return fmt.Sprintf("%q is not an http(s) URL like https://rekey.example.org", raw)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return fmt.Sprintf("%q: give the address only, with no query, fragment or user", raw)
+	}
+	return ""
 }
 
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
