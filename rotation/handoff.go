@@ -18,6 +18,7 @@ import (
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
+	"github.com/rekey-dev/rekey/vaultstore"
 )
 
 // Hand-offs: a manual integration with `handoff: {ttl: ...}` gets, once
@@ -96,6 +97,12 @@ type HandoffRecords interface {
 	UpdateHandoff(ctx context.Context, hash string, change func(*records.Handoff) bool) (*records.Handoff, error)
 }
 
+var (
+	_ Wrapper        = (*vaultstore.Store)(nil)
+	_ Wrapper        = (*vaultstore.Opener)(nil)
+	_ HandoffRecords = (*vaultstore.Store)(nil)
+)
+
 // Courier gives a hand-off code to the one person it is for.
 type Courier interface {
 	// Deliver gives d.Code to d.Owner alone and says how ("slack-dm",
@@ -143,8 +150,8 @@ func (h *Handoffs) learn(s string) {
 	}
 }
 
-// hashOf returns the keyed hash of code; ok is false when the records (or
-// their salt) cannot be had.
+// hashOf returns the keyed hash of code under the records' salt; an error
+// when there are no records, or the salt cannot be read.
 func (h *Handoffs) hashOf(ctx context.Context, code Code) (string, error) {
 	if h.Records == nil {
 		return "", errors.New("hand-offs: no records to look the code up in")
@@ -344,7 +351,7 @@ func (s HandoffStatus) when() string {
 	return s.Opened.Format(time.RFC3339)
 }
 
-// Handoffs says where the latest hand-off code of each of job's manual
+// HandoffStatuses says where the latest hand-off code of each of job's manual
 // integrations with a hand-off stands. A code rekey has no record of is
 // "not-sent".
 func (e *Engine) HandoffStatuses(ctx context.Context, job Job) []HandoffStatus {

@@ -108,6 +108,18 @@ func NewOpener(base *vault.Client) *Opener {
 	return &Opener{c: base}
 }
 
+// Wrap makes no code: an Opener holds no token to make one with
+// (failure.ErrUnauthorized).
+func (o *Opener) Wrap(context.Context, map[string]string, time.Duration) (string, string, time.Time, error) {
+	return "", "", time.Time{}, fmt.Errorf("vault: wrap: no Vault token: %w", failure.ErrUnauthorized)
+}
+
+// LookupAccessor needs a token: an Opener has none
+// (failure.ErrUnauthorized).
+func (o *Opener) LookupAccessor(context.Context, string) (time.Time, error) {
+	return time.Time{}, fmt.Errorf("vault: look up a hand-off code by its accessor: no Vault token: %w", failure.ErrUnauthorized)
+}
+
 // client is a new client like o.c with token as its only token.
 func (o *Opener) client(token string) (*vault.Client, error) {
 	cfg := o.c.CloneConfig()

@@ -37,6 +37,8 @@ type app struct {
 	http   *http.Client
 
 	store *vaultstore.Store // nil until connectVault
+
+	courier *courier // hand-off codes' delivery (handoff.go); nil until needed
 }
 
 // load reads and validates the configuration and every integration's
@@ -226,6 +228,7 @@ func (a *app) engine(n notifiers.Notifier) *rotation.Engine {
 		Retries:     *a.cfg.Rotation.Retries,
 		Operator:    operator(),
 		Redact:      a.g.redact.Redact,
+		Handoffs:    a.handoffs(),
 	}
 }
 

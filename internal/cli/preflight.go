@@ -35,7 +35,11 @@ type preflight struct {
 	Settings  *vaultstore.Settings `json:"settings,omitempty"`
 	// SettingsErr says why the mount's settings could not be read.
 	SettingsErr string `json:"settings_error,omitempty"`
-	current     vaultstore.KeyVersion
+	// Identity is the wrong-group guard's reference: the current key's
+	// Action Network group (identity.go).
+	Identity *identityOK `json:"identity,omitempty"`
+	current  vaultstore.KeyVersion
+	identity *rotation.IdentityCheck
 }
 
 type integrationOK struct {
@@ -98,7 +102,7 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 	if p.VaultOK {
 		// Proven by what Vault says of this token and of the mount, not
 		// by writing: the preflight changes nothing.
-		p.Writes = a.store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0)
+		p.Writes = append(a.store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0), a.handoffWrites(targets)...)
 		if err := a.store.CheckWrites(ctx, p.Writes); err != nil {
 			p.WritesErr = err.Error()
 		}
@@ -110,6 +114,9 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 	}
 	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && !vaultstore.Abandoned(l, time.Now()) {
 		p.Locked = (&vaultstore.LockedError{KeyID: k.ID, Holder: l}).Error()
+	}
+	if p.VaultOK {
+		a.takeIdentity(ctx, k, cur.Key, p)
 	}
 	if !cur.Key.IsZero() {
 		p.Provider = a.checker(*k).Check(ctx, cur.Key)
@@ -134,6 +141,7 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 		}()
 	}
 	wg.Wait()
+	a.preflightHandoffs(ctx, targets, p)
 	return p
 }
 
@@ -187,6 +195,7 @@ func (p *preflight) print(w io.Writer) {
 		fmt.Fprintf(w, "  ok   lock      free\n")
 	}
 	fmt.Fprintf(w, "  %s provider  current key %s: %s\n", mark(p.Provider.Validity != providers.Unknown), p.Provider.Validity, p.Provider.Reason)
+	p.Identity.print(w)
 	for _, in := range p.Integrations {
 		proof := "proven by " + string(in.Proof)
 		if in.Proof == state.NoProof {
