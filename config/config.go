@@ -334,10 +334,14 @@ func checkPublicURL(raw string) string {
 	}
 	u, err := url.Parse(raw)
 	switch {
-	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+	case err != nil:
+		return "not an http(s) URL like https://rekey.example.org"
+	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
 		return fmt.Sprintf("%q is not an http(s) URL like https://rekey.example.org", raw)
-	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		return fmt.Sprintf("%q: give the address only, with no query, fragment or user", raw)
+	case u.User != nil:
+		return "give the address only: no user or password in it" // and not repeated here
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Sprintf("%q: give the address only, with no query or fragment", raw)
 	}
 	return ""
 }
