@@ -225,7 +225,7 @@ func (e *Engine) handOff(ctx context.Context, job Job, t Target, key secret.Key,
 		"owner": owner, "instructions": instructions,
 	}, ttl)
 	if err != nil {
-		log.Warn("no hand-off code: Vault did not wrap the key", "err", e.redact(err.Error()))
+		log.Info("no hand-off code: Vault did not wrap the key", "err", e.redact(err.Error()))
 		return "no hand-off code: Vault did not wrap the key (" + e.redact(err.Error()) + "); run `rekey resume " + job.Key.ID + "` to try again"
 	}
 	h.learn(token)
@@ -242,7 +242,7 @@ func (e *Engine) handOff(ctx context.Context, job Job, t Target, key secret.Key,
 	if err != nil {
 		// A code rekey has no record of is never handed out.
 		e.destroy(ctx, code, log)
-		log.Warn("no hand-off code: it could not be recorded", "err", e.redact(err.Error()))
+		log.Info("no hand-off code: it could not be recorded", "err", e.redact(err.Error()))
 		return "no hand-off code: it could not be recorded in Vault (" + e.redact(err.Error()) + "); run `rekey resume " + job.Key.ID + "` to try again"
 	}
 	if err := e.Store.UpdateKeyState(context.WithoutCancel(ctx), job.Key.ID, func(st *records.KeyState) {
@@ -263,7 +263,7 @@ func (e *Engine) handOff(ctx context.Context, job Job, t Target, key secret.Key,
 		e.destroy(ctx, code, log)
 		why := e.redact(derr.Error())
 		e.updateHandoff(ctx, hash, func(r *records.Handoff) bool { r.NotSent = why; return true }, log)
-		log.Warn("hand-off code not delivered; destroyed", "err", why)
+		log.Info("hand-off code not delivered; destroyed", "err", why)
 		return "no hand-off code: it could not be delivered to " + owner + " (" + why + "); run `rekey resume " + job.Key.ID + "` to try again"
 	}
 	e.updateHandoff(ctx, hash, func(r *records.Handoff) bool { r.Delivery, r.Sent = via, now; return true }, log)
@@ -403,7 +403,8 @@ func (e *Engine) handoffStatus(ctx context.Context, rec *records.Handoff) Handof
 	case len(rec.Tries) > 0 && !rec.Opened.IsZero():
 		hs.State = records.HandoffTriedTwice
 		last := rec.Tries[len(rec.Tries)-1]
-		hs.Detail = fmt.Sprintf("opened at %s via %s, then tried again %d times (last at %s via %s): a possible exposure", rec.Opened.Format(time.RFC3339), rec.OpenedVia, len(rec.Tries), last.At.Format(time.RFC3339), last.Via)
+		hs.Detail = fmt.Sprintf("opened at %s via %s, then tried again %s (last at %s via %s): a possible exposure",
+			rec.Opened.Format(time.RFC3339), viaWords(rec.OpenedVia), times(len(rec.Tries)), last.At.Format(time.RFC3339), viaWords(last.Via))
 	case !rec.Opened.IsZero():
 		hs.State, hs.Detail = records.HandoffOpened, "opened at "+rec.Opened.Format(time.RFC3339)+" via "+viaWords(rec.OpenedVia)
 		if !rec.Confirmed.IsZero() {
@@ -414,7 +415,7 @@ func (e *Engine) handoffStatus(ctx context.Context, rec *records.Handoff) Handof
 	case !now.Before(rec.Expires):
 		hs.State, hs.Detail = records.HandoffExpired, "expired unopened at "+rec.Expires.Format(time.RFC3339)
 		if len(rec.Tries) > 0 {
-			hs.Detail += fmt.Sprintf("; tried %d times since", len(rec.Tries))
+			hs.Detail += "; tried " + times(len(rec.Tries)) + " since"
 		}
 	default:
 		hs.State, hs.Detail = records.HandoffUnopened, deliveryWords(rec.Delivery, rec.Owner)+" at "+rec.Sent.Format(time.RFC3339)+", unopened; it works until "+rec.Expires.Format(time.RFC3339)
@@ -431,6 +432,16 @@ func (e *Engine) handoffStatus(ctx context.Context, rec *records.Handoff) Handof
 		}
 	}
 	return hs
+}
+
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	}
+	return fmt.Sprintf("%d times", n)
 }
 
 func viaWords(via string) string {
@@ -572,7 +583,7 @@ func (e *Engine) deadCode(ctx context.Context, code Code, via string) error {
 	}
 	alerted := e.Notifier != nil
 	e.notify(ctx, ev)
-	e.logger().Error("hand-off code used twice: possible exposure", "key", rec.KeyID, "integration", rec.Integration, "fingerprint", rec.Fingerprint, "via", via)
+	e.logger().Info("hand-off code used twice: possible exposure", "key", rec.KeyID, "integration", rec.Integration, "fingerprint", rec.Fingerprint, "via", via)
 	e.updateHandoff(ctx, hash, func(r *records.Handoff) bool {
 		r.Tries = append(r.Tries, records.HandoffTry{At: now, Via: via, Found: records.HandoffOpened, Alerted: alerted})
 		return true
