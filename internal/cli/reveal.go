@@ -43,7 +43,15 @@ a second opening may mean someone else holds the key, so rekey alerts the team
 (when it has the configuration and a Vault token to look the code up with).
 
 Exit codes: 0 shown, 1 expired, already opened or not valid, 2 usage.`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				// Never repeated: it may be the code itself.
+				g.redact.Add(args...)
+				return exit(ExitUsage, errors.New("reveal takes no arguments: a code on the command line would stay in the shell's history and show in the process list"),
+					"paste it at the prompt, pipe it on stdin, or pass --code-file PATH")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return revealRun(cmd.Context(), g, s, o)
 		},
