@@ -63,7 +63,7 @@ func TestWrapOpensOnce(t *testing.T) {
 	}
 }
 
-func second[T any](_ T, err error) error       { return err }
+func second[T any](_ T, err error) error        { return err }
 func third[T, U any](_ T, _ U, err error) error { return err }
 
 // A code's TTL is Vault's: past it, the code opens nothing.
