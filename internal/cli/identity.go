@@ -4,19 +4,28 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/providers/actionnetwork"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/secret"
 )
 
 // anGroups reads an Action Network key's group for the wrong-group guard
-// (rotation.GroupReader), hashed as package actionnetwork hashes it.
-type anGroups struct{ c *actionnetwork.Checker }
+// (rotation.GroupReader), hashed as package actionnetwork hashes it, each
+// read within timeout (a rate limit's wait that would pass it is not
+// started: the group is then unknown).
+type anGroups struct {
+	c       *actionnetwork.Checker
+	timeout time.Duration
+}
 
 // Group implements rotation.GroupReader.
 func (g anGroups) Group(ctx context.Context, key secret.Key, salt []byte) ([]string, string) {
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
 	id := g.c.Identity(ctx, key)
 	if id.State != actionnetwork.IdentityKnown {
 		return nil, id.Reason
@@ -32,9 +41,24 @@ func (g anGroups) Group(ctx context.Context, key secret.Key, salt []byte) ([]str
 // provider has no groups.
 func (a *app) groups(k config.Key) rotation.GroupReader {
 	if c, ok := a.checker(k).(*actionnetwork.Checker); ok {
-		return anGroups{c}
+		return anGroups{c: c, timeout: a.cfg.Rotation.Timeout.D()}
 	}
 	return nil
+}
+
+// notNow is a GroupReader that does not read the group of one key, which
+// the preflight found does not work now (dead, or Action Network
+// throttling it): asking again would only wait.
+type notNow struct {
+	rotation.GroupReader
+	fingerprint, reason string
+}
+
+func (n notNow) Group(ctx context.Context, key secret.Key, salt []byte) ([]string, string) {
+	if key.Fingerprint() == n.fingerprint {
+		return nil, n.reason
+	}
+	return n.GroupReader.Group(ctx, key, salt)
 }
 
 // identityOK is the guard's reference as the preflight shows it.
@@ -51,6 +75,9 @@ func (a *app) takeIdentity(ctx context.Context, k *config.Key, current secret.Ke
 	g := a.groups(*k)
 	if g == nil {
 		return
+	}
+	if !current.IsZero() && p.Provider.Validity != providers.Valid {
+		g = notNow{GroupReader: g, fingerprint: current.Fingerprint(), reason: "the current key does not work now: " + p.Provider.Reason}
 	}
 	p.identity = rotation.TakeIdentity(ctx, a.store, k.ID, g, current)
 	p.Identity = &identityOK{Known: p.identity.Known(), Tags: p.identity.Tags(), Source: p.identity.Source, Reason: p.identity.Reason}

@@ -115,9 +115,6 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && !vaultstore.Abandoned(l, time.Now()) {
 		p.Locked = (&vaultstore.LockedError{KeyID: k.ID, Holder: l}).Error()
 	}
-	if p.VaultOK {
-		a.takeIdentity(ctx, k, cur.Key, p)
-	}
 	if !cur.Key.IsZero() {
 		p.Provider = a.checker(*k).Check(ctx, cur.Key)
 	} else {
@@ -125,6 +122,9 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 		if err == nil || errors.Is(err, failure.ErrNotFound) {
 			p.Provider.Validity = providers.Valid
 		}
+	}
+	if p.VaultOK {
+		a.takeIdentity(ctx, k, cur.Key, p)
 	}
 	p.Integrations = make([]integrationOK, len(targets))
 	var wg sync.WaitGroup
