@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	vault "github.com/hashicorp/vault/api"
+
 	"github.com/rekey-dev/rekey/internal/ansim"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
@@ -110,4 +112,62 @@ integrations:
 		t.Fatalf("reveal with the code as an argument: exit %d, want %d\n%s", code, ExitUsage, stderr)
 	}
 	leakcheck.Assert(t, "the refusal", []byte(stdout+stderr), handoff)
+}
+
+// A token that may not wrap is found by the preflight, and the rotation
+// stops there, before anyone is told to click: nothing changes.
+func TestRotateStopsWhenTheTokenMayNotWrap(t *testing.T) {
+	env := vaulttest.New(t)
+	sim := ansim.New()
+	an := httptest.NewServer(sim)
+	defer an.Close()
+	old, key := sim.Generate(), sim.Generate()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "rekey.yaml")
+	os.WriteFile(cfg, []byte(`
+vault: {mount: `+env.Mount+`}
+keys:
+  - {id: an, provider: actionnetwork, provider_url: "`+an.URL+`/api/v2/", vault_path: an/main}
+integrations:
+  - {id: callhub, key: an, type: manual, owner: "Dana", handoff: {ttl: 1h}}
+`), 0o600)
+	newKey := filepath.Join(dir, "new")
+	os.WriteFile(newKey, []byte(key), 0o600)
+	if _, err := env.Client.KVv2(env.Mount).Put(t.Context(), "an/main", map[string]any{"api_key": old}); err != nil {
+		t.Fatal(err)
+	}
+	// Everything configs/vault-policy.hcl grants but sys/wrapping/wrap,
+	// and no default policy (which grants it).
+	m := env.Mount
+	policy := `
+path "` + m + `/data/an/main" { capabilities = ["read", "update"] }
+path "` + m + `/metadata/an/main" { capabilities = ["read", "patch"] }
+path "` + m + `/data/rekey/*" { capabilities = ["create", "read", "update"] }
+path "` + m + `/metadata/rekey/*" { capabilities = ["list"] }
+path "` + m + `/config" { capabilities = ["read"] }
+path "sys/capabilities-self" { capabilities = ["update"] }
+`
+	if err := env.Client.Sys().PutPolicy("nowrap-"+m, policy); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := env.Client.Auth().Token().Create(&vault.TokenCreateRequest{NoDefaultPolicy: true, Policies: []string{"nowrap-" + m}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("VAULT_ADDR", env.Addr)
+	t.Setenv("VAULT_TOKEN", sec.Auth.ClientToken)
+	in, _ := os.Open(os.DevNull)
+	defer in.Close()
+	var out, errs bytes.Buffer
+	code := Main([]string{"rotate", "an", "--yes", "--new-key-file", newKey, "--config", cfg}, Streams{In: in, Out: &out, Err: &errs})
+	if code != ExitStopped || !strings.Contains(out.String(), "FAIL write     sys/wrapping/wrap (hand-off codes (Vault response wrapping)): token lacks update") ||
+		!strings.Contains(errs.String(), "nothing was changed and nobody was told") {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errs.String())
+	}
+	if strings.Contains(out.String(), "Now:") {
+		t.Fatal("the owner was told to click")
+	}
+	if v, err := env.Client.KVv2(env.Mount).Get(t.Context(), "an/main"); err != nil || v.VersionMetadata.Version != 1 {
+		t.Fatalf("Vault changed: %v", err)
+	}
 }
