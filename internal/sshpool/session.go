@@ -1,0 +1,265 @@
+package sshpool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Exit statuses from sysexits.h that mean something to rekey, as package
+// command reads them locally; 127 is the shell's "command not found".
+const (
+	exitTempFail = 75
+	exitNoPerm   = 77
+	exitNotFound = 127
+)
+
+// Command is one command to run on a host.
+type Command struct {
+	// What names the command in errors: "exec: wp-widget: apply".
+	What string
+	Argv []string
+	// Dir, when set, is the directory the command runs in.
+	Dir string
+	// Key must not appear in Argv. With Stdin, it is written to the
+	// command's stdin followed by a newline; nothing else is.
+	Key   secret.Key
+	Stdin bool
+	// StdoutLimit, when above zero, captures stdout; a command that
+	// prints more fails. Otherwise stdout is discarded. Stderr is never
+	// read: a command's output can echo the key.
+	StdoutLimit int
+}
+
+// Quote joins argv into one command line for a POSIX shell (the login
+// shell sshd runs it with): every argument in single quotes, a single
+// quote inside one written '\'', so no argument can be read as anything
+// but one word. An argument holding a NUL byte cannot be passed, and is
+// an error.
+func Quote(argv []string) (string, error) {
+	var b strings.Builder
+	for i, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return "", fmt.Errorf("argument %d holds a NUL byte", i)
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(a, "'", `'\''`))
+		b.WriteByte('\'')
+	}
+	return b.String(), nil
+}
+
+// Run runs c on the host through one session of its connection and
+// returns what it printed on stdout (when captured). The remote
+// environment is what sshd gives a session; rekey sets no variable.
+// Errors are classified as package command classifies a local child's:
+// exit 75 transient, 77 unauthorized, others invalid; a lost connection
+// and ctx's deadline are transient. When ctx ends the command is sent
+// SIGKILL and its session closed.
+func (h *Host) Run(ctx context.Context, c Command) ([]byte, error) {
+	what := c.What + ": on " + h.ep.describe()
+	if len(c.Argv) == 0 || c.Argv[0] == "" {
+		return nil, fmt.Errorf("%s: no command given: %w", what, failure.ErrInvalid)
+	}
+	name := baseName(c.Argv[0])
+	if !c.Key.IsZero() {
+		k := c.Key.Reveal() // compared only; never printed
+		for i, a := range c.Argv {
+			if strings.Contains(a, k) {
+				return nil, fmt.Errorf("%s: argument %d of %s holds the key; a command gets it on stdin only: %w", what, i, name, failure.ErrInvalid)
+			}
+		}
+		if strings.Contains(c.Dir, k) {
+			return nil, fmt.Errorf("%s: the directory of %s holds the key: %w", what, name, failure.ErrInvalid)
+		}
+	}
+	line, err := Quote(c.Argv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s: %v: %w", what, name, err, failure.ErrInvalid)
+	}
+	if c.Dir != "" {
+		dir, err := Quote([]string{c.Dir})
+		if err != nil {
+			return nil, fmt.Errorf("%s: dir: %v: %w", what, err, failure.ErrInvalid)
+		}
+		line = "cd " + dir + " && " + line
+	}
+
+	sess, release, err := h.session(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.What, err)
+	}
+	defer release()
+	if c.Stdin {
+		sess.Stdin = strings.NewReader(c.Key.Reveal() + "\n") // the command's stdin is the wire
+	}
+	var out *limitBuffer
+	if c.StdoutLimit > 0 {
+		out = &limitBuffer{limit: c.StdoutLimit}
+		sess.Stdout = out
+	}
+	// Stdout (when not captured) and stderr stay nil: x/crypto discards them.
+	if err := sess.Start(line); err != nil {
+		return nil, fmt.Errorf("%s: start %s: %s: %w", what, name, handshakeReason(err), failure.ErrTransient)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		select { // the host may not pass signals on; do not wait for it
+		case <-done:
+		case <-time.After(time.Second):
+		}
+		return nil, fmt.Errorf("%s: %s: %w", what, name, ctxErr(ctx))
+	}
+	if err != nil {
+		return nil, classifyExit(what, name, err)
+	}
+	if out != nil {
+		if out.over {
+			return nil, fmt.Errorf("%s: %s printed more than %d bytes: %w", what, name, c.StdoutLimit, failure.ErrInvalid)
+		}
+		return out.buf.Bytes(), nil
+	}
+	return nil, nil
+}
+
+func classifyExit(what, name string, err error) error {
+	var ee *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case errors.As(err, &ee):
+		if sig := ee.Signal(); sig != "" {
+			return fmt.Errorf("%s: %s was killed (signal %s): %w", what, name, sig, failure.ErrInvalid)
+		}
+		class := failure.ErrInvalid
+		switch code := ee.ExitStatus(); code {
+		case exitTempFail:
+			class = failure.ErrTransient
+		case exitNoPerm:
+			class = failure.ErrUnauthorized
+		case exitNotFound:
+			return fmt.Errorf("%s: command %q not found on the host (exit status 127): %w", what, name, failure.ErrInvalid)
+		}
+		return fmt.Errorf("%s: %s exited with status %d: %w", what, name, ee.ExitStatus(), class)
+	case errors.As(err, &missing), errors.Is(err, io.EOF):
+		return fmt.Errorf("%s: %s: the connection was lost before it finished: %w", what, name, failure.ErrTransient)
+	}
+	return fmt.Errorf("%s: %s: %s: %w", what, name, handshakeReason(err), failure.ErrTransient)
+}
+
+// session opens a session on the host's connection, within the
+// connection's limit of sessions at once. release closes it.
+func (h *Host) session(ctx context.Context) (*ssh.Session, func(), error) {
+	c, err := h.p.get(ctx, h.ep)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("ssh: %s: wait for a session: %w", h.ep.describe(), ctxErr(ctx))
+	}
+	sess, err := c.client.NewSession()
+	if err != nil {
+		<-c.sem
+		var oc *ssh.OpenChannelError
+		if errors.As(err, &oc) && oc.Reason == ssh.Prohibited {
+			return nil, nil, fmt.Errorf("ssh: %s: the host refused another session (its MaxSessions is lower than rekey's %d): %w", h.ep.describe(), cap(c.sem), failure.ErrTransient)
+		}
+		return nil, nil, fmt.Errorf("ssh: %s: open a session: the connection was lost: %w", h.ep.describe(), failure.ErrTransient)
+	}
+	return sess, func() { sess.Close(); <-c.sem }, nil
+}
+
+// SFTP opens an SFTP session of its own on the host's connection, for one
+// operation: when ctx ends, the session is closed, so a host that stops
+// answering cannot hold the caller, and other operations on the host are
+// not disturbed. Call release when done.
+func (h *Host) SFTP(ctx context.Context) (client *sftp.Client, release func(), err error) {
+	sess, done, err := h.session(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*sftp.Client, func(), error) {
+		done()
+		return nil, nil, fmt.Errorf("ssh: %s: sftp: %w", h.ep.describe(), err)
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	r, err := sess.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		return fail(fmt.Errorf("the host has no sftp subsystem: %w", failure.ErrInvalid))
+	}
+	stop := make(chan struct{})
+	watch := make(chan struct{})
+	go func() {
+		defer close(watch)
+		select {
+		case <-ctx.Done():
+			sess.Close()
+		case <-stop:
+		}
+	}()
+	c, err := sftp.NewClientPipe(r, w)
+	if err != nil {
+		close(stop)
+		<-watch
+		if ctx.Err() != nil {
+			return fail(ctxErr(ctx))
+		}
+		return fail(fmt.Errorf("start: %s: %w", handshakeReason(err), failure.ErrTransient))
+	}
+	return c, func() {
+		close(stop)
+		<-watch
+		c.Close()
+		done()
+	}, nil
+}
+
+// limitBuffer keeps the first limit bytes written and notes whether more came.
+type limitBuffer struct {
+	buf   bytes.Buffer
+	limit int
+	over  bool
+}
+
+func (b *limitBuffer) Write(p []byte) (int, error) {
+	if room := b.limit - b.buf.Len(); room < len(p) {
+		b.over = true
+		if room > 0 {
+			b.buf.Write(p[:room])
+		}
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func baseName(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 && i < len(p)-1 {
+		return p[i+1:]
+	}
+	return p
+}
