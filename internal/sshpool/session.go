@@ -43,7 +43,7 @@ type Command struct {
 
 // Quote joins argv into one command line for a POSIX shell (the login
 // shell sshd runs it with): every argument in single quotes, a single
-// quote inside one written '\'', so no argument can be read as anything
+// quote inside one written '\”, so no argument can be read as anything
 // but one word. An argument holding a NUL byte cannot be passed, and is
 // an error.
 func Quote(argv []string) (string, error) {

@@ -121,9 +121,9 @@ func knownAlgorithms(cb ssh.HostKeyCallback, addr string) []string {
 // probeKey is a public key no known_hosts line can hold.
 type probeKey struct{}
 
-func (probeKey) Type() string                          { return "rekey-probe" }
-func (probeKey) Marshal() []byte                       { return []byte("rekey-probe") }
-func (probeKey) Verify([]byte, *ssh.Signature) error   { return errors.New("probe key") }
+func (probeKey) Type() string                        { return "rekey-probe" }
+func (probeKey) Marshal() []byte                     { return []byte("rekey-probe") }
+func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe key") }
 
 func unwrapPath(err error) error {
 	var pe *os.PathError
