@@ -48,7 +48,7 @@ func (p *Pool) auth(ep *endpoint) ([]ssh.AuthMethod, func(), error) {
 	if files := p.identityFiles(ep); len(files) > 0 {
 		var signers []ssh.Signer
 		for _, f := range files {
-			s, err := p.loadIdentity(f, true)
+			s, err := p.loadIdentity(f)
 			if err != nil {
 				return nil, nothing, err
 			}
@@ -75,7 +75,7 @@ func (p *Pool) auth(ep *endpoint) ([]ssh.AuthMethod, func(), error) {
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}
-		s, err := p.loadIdentity(path, len(signers) == 0)
+		s, err := p.loadIdentity(path)
 		if err != nil {
 			if len(signers) == 0 {
 				closeAgent()
@@ -93,8 +93,21 @@ func (p *Pool) auth(ep *endpoint) ([]ssh.AuthMethod, func(), error) {
 }
 
 // loadIdentity reads a private key, opening it with the passphrase from
-// passphrase_env when it has one.
-func (p *Pool) loadIdentity(path string, required bool) (ssh.Signer, error) {
+// passphrase_env when it has one; once per run.
+func (p *Pool) loadIdentity(path string) (ssh.Signer, error) {
+	p.idMu.Lock()
+	defer p.idMu.Unlock()
+	if s, ok := p.identities[path]; ok {
+		return s, nil
+	}
+	s, err := p.openIdentity(path)
+	if err == nil {
+		p.identities[path] = s
+	}
+	return s, err
+}
+
+func (p *Pool) openIdentity(path string) (ssh.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("identity %s: %w: %w", path, unwrapPath(err), failure.ErrUnauthorized)

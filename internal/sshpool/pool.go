@@ -92,6 +92,9 @@ type Pool struct {
 	cfg     *ssh_config.Config
 	cfgErr  error
 
+	idMu       sync.Mutex
+	identities map[string]ssh.Signer // opened once per run
+
 	mu      sync.Mutex
 	conns   map[string]*conn
 	dialing map[string]*dialCall
@@ -157,7 +160,7 @@ func New(o Options) *Pool {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Pool{o: o, conns: map[string]*conn{}, dialing: map[string]*dialCall{}, dials: map[string]int{}}
+	return &Pool{o: o, identities: map[string]ssh.Signer{}, conns: map[string]*conn{}, dialing: map[string]*dialCall{}, dials: map[string]int{}}
 }
 
 func expandHome(p, home string) string {
@@ -277,12 +280,18 @@ func ctxErr(ctx context.Context) error {
 
 // dial connects to ep (through its jump hosts), checks its key and logs in.
 func (p *Pool) dial(ep *endpoint) (*conn, error) {
+	who := ep.describe()
+	// Identities first: opening one with a passphrase takes a while
+	// (bcrypt), and is not the host's time to answer.
+	auth, closeAuth, err := p.auth(ep)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: %s: %w", who, err)
+	}
+	defer closeAuth()
 	ctx, cancel := context.WithTimeout(context.Background(), p.o.ConnectTimeout)
 	defer cancel()
-	who := ep.describe()
 
 	var raw net.Conn
-	var err error
 	if ep.via != nil {
 		jump, jerr := p.get(ctx, ep.via)
 		if jerr != nil {
@@ -301,12 +310,6 @@ func (p *Pool) dial(ep *endpoint) (*conn, error) {
 	deadline, _ := ctx.Deadline()
 	raw.SetDeadline(deadline)
 
-	auth, closeAuth, err := p.auth(ep)
-	if err != nil {
-		raw.Close()
-		return nil, fmt.Errorf("ssh: %s: %w", who, err)
-	}
-	defer closeAuth()
 	trust, err := p.trust(ep)
 	if err != nil {
 		raw.Close()

@@ -51,7 +51,13 @@ func host(t *testing.T, p *sshpool.Pool, name string) *sshpool.Host {
 }
 
 func TestRunQuotesHostileArguments(t *testing.T) {
-	srv := sshtest.Start(t, sshtest.Options{})
+	for _, shell := range []string{"/bin/sh", "/bin/bash"} {
+		t.Run(filepath.Base(shell), func(t *testing.T) { testHostileArguments(t, shell) })
+	}
+}
+
+func testHostileArguments(t *testing.T, shell string) {
+	srv := sshtest.Start(t, sshtest.Options{Shell: shell})
 	p := pool(t, srv, nil)
 	h := host(t, p, srv.Target(0))
 	marker := filepath.Join(t.TempDir(), "pwned")

@@ -41,6 +41,8 @@ type Options struct {
 	Addrs []string
 	// Config is appended to the generated sshd_config.
 	Config string
+	// Shell is the login shell where Start can choose it (default /bin/sh).
+	Shell string
 }
 
 // Server is one running sshd.
@@ -50,6 +52,9 @@ type Server struct {
 	Port  int
 	User  string // the login name (the user running the test)
 	Dir   string // the server's files: sshd_config, keys, known_hosts
+	// Home is the login's home directory on the server, and Shell its
+	// login shell: see Start.
+	Home, Shell string
 
 	// Identity is a private key (OpenSSH format, no passphrase) the
 	// server accepts; KnownHosts a known_hosts file that holds the host
@@ -60,6 +65,7 @@ type Server struct {
 
 	sshd   string
 	config string
+	argv   []string
 	t      testing.TB
 
 	mu  sync.Mutex
@@ -68,6 +74,13 @@ type Server struct {
 }
 
 // Start starts a server that stops when t ends.
+//
+// Run as root where unshare(1) is found, sshd runs in a mount namespace of
+// its own in which /etc/passwd gives the login a fresh home directory
+// (Server.Home) and /bin/sh as its shell: the server is a clean host,
+// whose sessions do not run the machine's ~/.bashrc (which can take
+// seconds) or see its ~/.ssh. Otherwise the login is the test's user as
+// the machine knows it.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	sshd := testtool.Find(t, "openssh-server", "sshd", "/usr/sbin/sshd")
@@ -121,6 +134,21 @@ LogLevel VERBOSE
 `, dir, o.Config)
 	s.config = filepath.Join(dir, "sshd_config")
 	writeFile(t, s.config, []byte(cfg.String()), 0o600)
+	s.Home, s.Shell = u.HomeDir, ""
+	s.argv = []string{sshd, "-D", "-e", "-f", s.config}
+	if unshare, err := exec.LookPath("unshare"); err == nil && os.Geteuid() == 0 {
+		s.Home, s.Shell = filepath.Join(dir, "home"), o.Shell
+		if s.Shell == "" {
+			s.Shell = "/bin/sh"
+		}
+		if err := os.Mkdir(s.Home, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		passwd := filepath.Join(dir, "passwd")
+		writeFile(t, passwd, []byte(cleanPasswd(t, s.Home, s.Shell)), 0o644)
+		s.argv = []string{unshare, "--mount", "--propagation", "private", "/bin/sh", "-c",
+			`mount --bind "$0" /etc/passwd && exec "$@"`, passwd, sshd, "-D", "-e", "-f", s.config}
+	}
 
 	s.Start()
 	t.Cleanup(s.Stop)
@@ -136,7 +164,7 @@ func (s *Server) Start() {
 		return
 	}
 	s.log = &lockedBuffer{}
-	cmd := exec.Command(s.sshd, "-D", "-e", "-f", s.config)
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	cmd.Stdout = s.log
 	cmd.Stderr = s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -156,6 +184,23 @@ func (s *Server) Start() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// cleanPasswd is /etc/passwd with root's home and shell replaced.
+func cleanPasswd(t testing.TB, home, shell string) string {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		f := strings.Split(l, ":")
+		if len(f) == 7 && f[2] == "0" {
+			f[5], f[6] = home, shell
+			lines[i] = strings.Join(f, ":")
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // Stop stops sshd and every connection it serves: the host is gone.
