@@ -9,6 +9,7 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/conformance"
 	execint "github.com/rekey-dev/rekey/integrations/exec"
+	"github.com/rekey-dev/rekey/integrations/file"
 	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/internal/sshtest"
 	"github.com/rekey-dev/rekey/secret"
@@ -59,6 +60,31 @@ func TestExecOverSSH(t *testing.T) {
 		in, err := execint.New(h, item)
 		if err != nil {
 			ct.Fatalf("exec.New: %v", err)
+		}
+		return in, p
+	}))
+}
+
+// TestFileOverSSH runs the suite against a .env file on a host reached
+// over SSH, rewritten over SFTP, whose reload command runs there.
+func TestFileOverSSH(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	conformance.Run(t, conformance.TargetFunc(func(ct conformance.T, initial secret.Key) (integrations.Integration, conformance.Probe) {
+		p := &fileProbe{t: ct, dir: t.TempDir()}
+		p.env = filepath.Join(p.dir, "site.env")
+		script(ct, p.dir, "reload.sh", reloadScript[:len("#!/bin/sh\ndir=$(dirname \"$0\")\n")]+procSnapshot+reloadScript[len("#!/bin/sh\ndir=$(dirname \"$0\")\n"):])
+		p.SetHolds(ct, initial)
+		settings := map[string]any{
+			"host": srv.Target(0),
+			"path": p.env, "format": "dotenv", "field": "ACTION_NETWORK_API_KEY",
+			"reload": []string{filepath.Join(p.dir, "reload.sh"), "site"},
+		}
+		item := config.Integration{ID: "web1-env", Key: "actionnetwork-main", Type: file.Type, Settings: settings}
+		h, logs := sshHost(t, srv, item, envOf(map[string]string{"GITHUB_TOKEN": "ghp_not_for_children"}))
+		p.logs = logs
+		in, err := file.New(h, item)
+		if err != nil {
+			ct.Fatalf("file.New: %v", err)
 		}
 		return in, p
 	}))

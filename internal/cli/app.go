@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/all"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/notifiers/console"
 	"github.com/rekey-dev/rekey/notifiers/slack"
@@ -34,6 +36,7 @@ type app struct {
 	log    *slog.Logger
 	getenv func(string) string
 	http   *http.Client
+	ssh    *sshpool.Pool // connections to other hosts, one per host per run
 
 	store *vaultstore.Store // nil until connectVault
 }
@@ -59,6 +62,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		getenv: os.Getenv,
 		http:   httpClient(cfg),
 	}
+	a.ssh = sshPool(cfg, a.getenv, a.log)
 	// Check each key's provider settings and build every integration
 	// once, to validate their fields.
 	var errs config.Errors
@@ -93,6 +97,26 @@ func httpClient(cfg *config.Config) *http.Client {
 	return &http.Client{Timeout: cfg.Rotation.Timeout.D(), Transport: t}
 }
 
+// sshPool is the run's connections to other hosts. Relative paths in the
+// ssh section are taken from the configuration file's directory.
+func sshPool(cfg *config.Config, getenv func(string) string, log *slog.Logger) *sshpool.Pool {
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
+			return p
+		}
+		return filepath.Join(filepath.Dir(cfg.File), p)
+	}
+	return sshpool.New(sshpool.Options{
+		KnownHosts:     rel(cfg.SSH.KnownHosts),
+		IdentityFile:   rel(cfg.SSH.IdentityFile),
+		PassphraseEnv:  cfg.SSH.PassphraseEnv,
+		ConnectTimeout: cfg.SSH.ConnectTimeout.D(),
+		Sessions:       cfg.Rotation.Concurrency,
+		Getenv:         getenv,
+		Logger:         log,
+	})
+}
+
 func configHint(path string, err error) string {
 	if strings.Contains(err.Error(), "no such file") {
 		return "pass --config PATH or set REKEY_CONFIG; configs/example.yaml is a starting point"
@@ -101,7 +125,7 @@ func configHint(path string, err error) string {
 }
 
 func (a *app) host() integrations.Host {
-	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http}
+	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http, SSH: a.ssh}
 }
 
 // key returns the configured key with that id, or a usage error.

@@ -150,6 +150,9 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
+	if err := pf.stopUntrusted(); err != nil {
+		return err
+	}
 	if !integrationsReady(pf) {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably stay broken once the leaked key is revoked.\n")
 	}

@@ -88,6 +88,9 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
+	if err := pf.stopUntrusted(); err != nil {
+		return err
+	}
 	if !pf.ready() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably fail too, and stay broken once the old key is revoked.\n")
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -262,4 +263,33 @@ func baseName(p string) string {
 		return p[i+1:]
 	}
 	return p
+}
+
+// FileError says, in rekey's words, why an SFTP operation failed, and
+// classifies it: never the text the host's server sent with it.
+func FileError(err error) (reason string, class error) {
+	var se *sftp.StatusError
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "no such file or directory", failure.ErrNotFound
+	case errors.Is(err, os.ErrPermission):
+		return "permission denied", failure.ErrUnauthorized
+	case errors.Is(err, os.ErrExist):
+		return "already exists", failure.ErrConflict
+	case errors.As(err, &se):
+		switch se.FxCode() {
+		case sftp.ErrSSHFxFailure:
+			return "the host's SFTP server refused it (a full disk, a read-only file system, a directory that is not empty, ...)", failure.ErrInvalid
+		case sftp.ErrSSHFxOpUnsupported:
+			return "the host's SFTP server does not support it", failure.ErrInvalid
+		case sftp.ErrSSHFxConnectionLost, sftp.ErrSSHFxNoConnection:
+			return "the connection was lost", failure.ErrTransient
+		case sftp.ErrSSHFxBadMessage:
+			return "the host's SFTP server sent a bad message", failure.ErrTransient
+		}
+		return fmt.Sprintf("SFTP status %d", se.Code), failure.ErrInvalid
+	case errors.Is(err, sftp.ErrSSHFxConnectionLost), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.ErrClosedPipe), errors.Is(err, os.ErrClosed):
+		return "the connection was lost", failure.ErrTransient
+	}
+	return "the SFTP session failed", failure.ErrTransient
 }
