@@ -354,6 +354,7 @@ type Proxy struct {
 	conns    []net.Conn
 	cutAfter int64 // when > 0: cut once clients have sent this many more bytes
 	sent     int64
+	paused   chan struct{} // while not nil, what clients send waits
 	Accepted int
 }
 
@@ -385,6 +386,26 @@ func (p *Proxy) CutAfter(n int64) {
 	p.sent, p.cutAfter = 0, n
 }
 
+// Pause holds what clients send until Resume; the server's answers
+// still flow.
+func (p *Proxy) Pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused == nil {
+		p.paused = make(chan struct{})
+	}
+}
+
+// Resume lets what clients send flow again.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused != nil {
+		close(p.paused)
+		p.paused = nil
+	}
+}
+
 // Cut closes every connection now.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
@@ -394,6 +415,10 @@ func (p *Proxy) Cut() {
 	}
 	p.conns = nil
 	p.cutAfter = 0
+	if p.paused != nil {
+		close(p.paused)
+		p.paused = nil
+	}
 }
 
 func (p *Proxy) accept() {
@@ -417,6 +442,12 @@ func (p *Proxy) accept() {
 			for {
 				n, err := c.Read(buf)
 				if n > 0 {
+					p.mu.Lock()
+					wait := p.paused
+					p.mu.Unlock()
+					if wait != nil {
+						<-wait
+					}
 					p.mu.Lock()
 					cut := false
 					if p.cutAfter > 0 {
