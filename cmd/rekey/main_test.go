@@ -29,6 +29,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/cli"
 	"github.com/rekey-dev/rekey/internal/ghtest"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/sshtest"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/internal/webtest"
 	"github.com/rekey-dev/rekey/secret"
@@ -81,6 +82,7 @@ func TestScripts(t *testing.T) {
 //	$SLACK_URL $SLACK_BOT_TOKEN            Slack's API root (api_url) and a bot token
 //	$DOWN_URL                              a URL where nothing listens
 //	$DUMPS                                 $WORK/dumps, leak-checked; Slack posts go to dumps/slack.log
+//	$SSH_NAME $SSH_KNOWN_HOSTS ...         hosts over SSH, once a script says `sshd start NAME` (ssh_cmds_test.go)
 type world struct {
 	vault *vaulttest.Env
 	sim   *ansim.Sim
@@ -88,6 +90,7 @@ type world struct {
 	gh    *ghtest.Server
 	web   *webtest.Server
 	slack *worldSlack
+	ssh   *sshWorld
 	work  string
 }
 
@@ -105,7 +108,8 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 	}
 	sim := ansim.New()
 	an := httptest.NewServer(sim)
-	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir, gh: ghtest.New(tb, ghtest.Options{}), web: webtest.New(tb)}
+	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir, gh: ghtest.New(tb, ghtest.Options{}), web: webtest.New(tb),
+		ssh: &sshWorld{tb: tb, servers: map[string]*sshtest.Server{}, stamps: map[string]time.Time{}}}
 	e.Values[worldKey] = w
 	for _, d := range []string{".capture", "keys", "dumps"} {
 		if err := os.MkdirAll(filepath.Join(e.WorkDir, d), 0o700); err != nil {
@@ -210,7 +214,7 @@ func (w *world) keys() []string {
 // allCmds merges the script commands of every story file.
 func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
-	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds} {
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, sshCmds} {
 		for name, f := range m {
 			if _, dup := all[name]; dup {
 				panic("duplicate script command " + name)

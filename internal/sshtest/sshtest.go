@@ -290,6 +290,16 @@ func (s *Server) Authorize(pub ssh.PublicKey) {
 	f.Write(ssh.MarshalAuthorizedKey(pub))
 }
 
+// AuthorizeLine adds an authorized_keys line (a public key file's content).
+func (s *Server) AuthorizeLine(line []byte) {
+	s.t.Helper()
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(line)
+	if err != nil {
+		s.t.Fatalf("sshtest: %v", err)
+	}
+	s.Authorize(pub)
+}
+
 func writeFile(t testing.TB, path string, b []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, b, mode); err != nil {
