@@ -33,6 +33,16 @@ import (
 	"github.com/rekey-dev/rekey/internal/testtool"
 )
 
+// T is what Start needs of a test: *testing.T and *testing.B are one; the
+// demo (cmd/rekey-demo) gives its own.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
 // Options shape one server.
 type Options struct {
 	// Addrs are the loopback addresses it listens on, all on one port
@@ -66,7 +76,7 @@ type Server struct {
 	sshd   string
 	config string
 	argv   []string
-	t      testing.TB
+	t      T
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -81,9 +91,14 @@ type Server struct {
 // whose sessions do not run the machine's ~/.bashrc (which can take
 // seconds) or see its ~/.ssh. Otherwise the login is the test's user as
 // the machine knows it.
-func Start(t testing.TB, o Options) *Server {
+func Start(t T, o Options) *Server {
 	t.Helper()
-	sshd := testtool.Find(t, "openssh-server", "sshd", "/usr/sbin/sshd")
+	var sshd string
+	if tb, ok := t.(testing.TB); ok {
+		sshd = testtool.Find(tb, "openssh-server", "sshd", "/usr/sbin/sshd")
+	} else if sshd = Find(); sshd == "" {
+		t.Fatal("sshd not found: install it with `apt-get install -y openssh-server`")
+	}
 	if len(o.Addrs) == 0 {
 		o.Addrs = []string{"127.0.0.1"}
 	}
@@ -155,6 +170,16 @@ LogLevel VERBOSE
 	return s
 }
 
+// Find is the path of sshd, or "".
+func Find() string {
+	for _, n := range []string{"sshd", "/usr/sbin/sshd"} {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
 // Start starts sshd again after Stop, on the same port with the same keys.
 func (s *Server) Start() {
 	s.t.Helper()
@@ -168,6 +193,7 @@ func (s *Server) Start() {
 	cmd.Stdout = s.log
 	cmd.Stderr = s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second // a session's process may hold the log pipe
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("sshtest: start sshd: %v", err)
 	}
@@ -187,7 +213,7 @@ func (s *Server) Start() {
 }
 
 // cleanPasswd is /etc/passwd with root's home and shell replaced.
-func cleanPasswd(t testing.TB, home, shell string) string {
+func cleanPasswd(t T, home, shell string) string {
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
@@ -210,13 +236,49 @@ func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	// The listener and the processes of each connection share the
-	// process group sshd was started in.
+	// sshd puts each connection in a session of its own (setsid): kill
+	// the listener's descendants one by one, then its group.
+	for _, pid := range descendants(s.cmd.Process.Pid) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	s.cmd.Wait()
 	s.cmd = nil
-	// Session processes that left the group (setsid) belong to
-	// connections now cut; they end on their own.
+}
+
+// descendants lists the processes below pid (Linux /proc; none elsewhere).
+func descendants(pid int) []int {
+	parent := map[int]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) > 1 {
+			if pp, err := strconv.Atoi(f[1]); err == nil {
+				parent[n] = pp
+			}
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for c, pp := range parent {
+			if pp == p {
+				out = append(out, c)
+				walk(c)
+			}
+		}
+	}
+	walk(pid)
+	return out
 }
 
 // Log is what sshd wrote so far (it never sees a key: keys travel
@@ -255,7 +317,7 @@ func (s *Server) NewHostKey() ssh.PublicKey {
 // WriteKey writes a new ed25519 key pair (private key at path, OpenSSH
 // format, encrypted when passphrase is not empty; public key at
 // path.pub) and returns the public key.
-func WriteKey(t testing.TB, path, passphrase string) ssh.PublicKey {
+func WriteKey(t T, path, passphrase string) ssh.PublicKey {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -300,7 +362,7 @@ func (s *Server) AuthorizeLine(line []byte) {
 	s.Authorize(pub)
 }
 
-func writeFile(t testing.TB, path string, b []byte, mode os.FileMode) {
+func writeFile(t T, path string, b []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, b, mode); err != nil {
 		t.Fatalf("sshtest: %v", err)
@@ -310,7 +372,7 @@ func writeFile(t testing.TB, path string, b []byte, mode os.FileMode) {
 	}
 }
 
-func freePort(t testing.TB, host string) int {
+func freePort(t T, host string) int {
 	t.Helper()
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
