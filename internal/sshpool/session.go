@@ -168,6 +168,20 @@ func classifyExit(what, name string, err error) error {
 // session opens a session on the host's connection, within the
 // connection's limit of sessions at once. release closes it.
 func (h *Host) session(ctx context.Context) (*ssh.Session, func(), error) {
+	for attempt := 0; ; attempt++ {
+		sess, release, err := h.trySession(ctx)
+		if !errors.Is(err, errLost) || attempt > 0 {
+			return sess, release, err
+		}
+		// The connection died before the pool noticed: connect again, once.
+	}
+}
+
+// errLost marks a session that could not be opened because the
+// connection was gone.
+var errLost = errors.New("the connection was lost")
+
+func (h *Host) trySession(ctx context.Context) (*ssh.Session, func(), error) {
 	c, err := h.p.get(ctx, h.ep)
 	if err != nil {
 		return nil, nil, err
@@ -184,7 +198,9 @@ func (h *Host) session(ctx context.Context) (*ssh.Session, func(), error) {
 		if errors.As(err, &oc) && oc.Reason == ssh.Prohibited {
 			return nil, nil, fmt.Errorf("ssh: %s: the host refused another session (its MaxSessions is lower than rekey's %d): %w", h.ep.describe(), cap(c.sem), failure.ErrTransient)
 		}
-		return nil, nil, fmt.Errorf("ssh: %s: open a session: the connection was lost: %w", h.ep.describe(), failure.ErrTransient)
+		c.client.Close()
+		<-c.dead
+		return nil, nil, fmt.Errorf("ssh: %s: open a session: %w: %w", h.ep.describe(), errLost, failure.ErrTransient)
 	}
 	return sess, func() { sess.Close(); <-c.sem }, nil
 }
