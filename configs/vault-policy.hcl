@@ -1,5 +1,5 @@
 # Least privilege for rekey: every command (check, rotate, leak, resume,
-# confirm, audit, status, scan) and `rekey serve`.
+# confirm, audit, status, scan) and `rekey serve`, and nothing else.
 #
 # Written for the configuration in configs/example.yaml: KV v2 mount
 # "secret", state_path "rekey", and one key at vault_path
@@ -9,10 +9,12 @@
 #   vault policy write rekey configs/vault-policy.hcl
 #   vault token create -policy=rekey -period=24h    # or an AppRole with token_policies=rekey
 #
-# rekey never deletes, destroys or undeletes anything, and reads no other
-# path. An integration of type vault (another app's settings) is written
-# with its own token_env; if it shares rekey's token, add read and update
-# on that app's data path here.
+# rekey never deletes, destroys or undeletes anything, never changes how
+# many versions Vault keeps, and reads no other path. An integration of
+# type vault (another app's settings) is written with its own token_env; if
+# it shares rekey's token, add read and update on that app's data path here.
+# `rekey check` proves, from what Vault says this token may do, that every
+# write of a rotation is allowed before anyone is told to click.
 
 # The key: read every version, and write a new version (check-and-set on
 # the version read). A key's first version is stored by creating the path:
@@ -23,24 +25,38 @@ path "secret/data/actionnetwork/main" {
 
 # The key's metadata: which versions exist, and rekey's custom metadata
 # (managed-by, rotated_at, reason, rotation_id, fingerprint, integrations).
+# The patch may set custom_metadata and nothing else: not max_versions
+# (max_versions=1 would erase every earlier version, a leaked one
+# included), cas_required or delete_version_after.
 path "secret/metadata/actionnetwork/main" {
   capabilities = ["read", "patch"]
+  allowed_parameters = {
+    "custom_metadata" = []
+  }
 }
 
-# rekey's own records: rotations and their journals, each key's state and
-# rotation lock, compromised versions, audits, the `rekey serve` lease and
-# what it has said. They hold fingerprints, never keys.
+# rekey's own records: rotations and their journal parts, each key's state,
+# version history (keyed hashes of every version, never a key) and rotation
+# lock, the `rekey serve` lease and what it has said. They hold
+# fingerprints and keyed hashes, never keys. Every write is check-and-set.
 path "secret/data/rekey/*" {
-  capabilities = ["create", "read", "update", "list"]
+  capabilities = ["create", "read", "update"]
 }
 
-# Listing rekey's records (rotations, for `rekey serve`'s metrics).
+# Listing a key's rotations (for `rekey serve`'s metrics).
 path "secret/metadata/rekey/*" {
-  capabilities = ["read", "list"]
+  capabilities = ["list"]
 }
 
-# `rekey check` asks Vault what this token may do on the paths above. This
-# is also in Vault's default policy; it grants nothing but the answer.
+# `rekey check` and the rotation preflight read the mount's settings
+# (cas_required, max_versions) and report them; they change nothing.
+path "secret/config" {
+  capabilities = ["read"]
+}
+
+# `rekey check` and the rotation preflight ask Vault what this token may do
+# on every path a rotation writes. This is also in Vault's default policy;
+# it grants nothing but the answer.
 path "sys/capabilities-self" {
   capabilities = ["update"]
 }
@@ -53,3 +69,12 @@ path "auth/token/lookup-self" {
 path "auth/token/renew-self" {
   capabilities = ["update"]
 }
+
+# A token only for `rekey scan` (say, on a host that holds copies of the
+# key) needs no read access to the key itself: scan then looks for every
+# version by the keyed hash in rekey's history (in a build whose scan
+# matches keyed hashes; see docs/RELIABILITY.md). Give it a policy of its
+# own with just these two paths (per key id):
+#
+#   path "secret/data/rekey/keys/actionnetwork-main/history" { capabilities = ["read"] }
+#   path "secret/data/rekey/keys/actionnetwork-main/state"   { capabilities = ["read"] }

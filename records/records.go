@@ -68,6 +68,7 @@ type Integration struct {
 	Type      string        `json:"type"`
 	State     state.State   `json:"state"` // a progress state or an outcome
 	Reason    string        `json:"reason,omitempty"`
+	Proof     state.Proof   `json:"proof,omitempty"` // how an outcome was proven
 	Attempts  int           `json:"attempts,omitempty"`
 	Written   state.Written `json:"written,omitzero"`
 	Confirmed state.Written `json:"confirmed,omitzero"`
@@ -95,14 +96,20 @@ type Mark struct {
 
 // Lock says who holds a key's rotation lock and since when.
 type Lock struct {
-	Held       bool      `json:"held"`
-	User       string    `json:"user,omitempty"`
-	Host       string    `json:"host,omitempty"`
-	PID        int       `json:"pid,omitempty"`
-	Since      time.Time `json:"since,omitzero"`
-	Expires    time.Time `json:"expires,omitzero"`
-	RotationID string    `json:"rotation_id,omitempty"`
-	Command    string    `json:"command,omitempty"`
+	Held bool   `json:"held"`
+	User string `json:"user,omitempty"`
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
+	// BootID and PIDNamespace say where PID means something: the kernel's
+	// boot id (/proc/sys/kernel/random/boot_id) and the holder's PID
+	// namespace (/proc/self/ns/pid, e.g. "pid:[4026531836]"). A PID is
+	// only ever judged dead by a process of the same boot and namespace.
+	BootID       string    `json:"boot_id,omitempty"`
+	PIDNamespace string    `json:"pid_namespace,omitempty"`
+	Since        time.Time `json:"since,omitzero"`
+	Expires      time.Time `json:"expires,omitzero"`
+	RotationID   string    `json:"rotation_id,omitempty"`
+	Command      string    `json:"command,omitempty"`
 }
 
 // KeyState is what rekey knows about a key across rotations.

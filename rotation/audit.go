@@ -50,11 +50,11 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	ka := &KeyAudit{Key: job.Key.ID, At: start}
 	want, rec, err := e.Expect(ctx, job.Key)
 	if err != nil {
-		ka.Error = err.Error()
+		ka.Error = e.redact(err.Error())
 		for _, t := range job.Targets {
 			ka.Integrations = append(ka.Integrations, AuditResult{Result: Result{
 				ID: t.Config.ID, Type: t.Config.Type, Owner: t.Config.Owner,
-				State: state.Unknown, Reason: "could not read the key's versions from Vault: " + err.Error(),
+				State: state.Unknown, Reason: "could not read the key's versions from Vault: " + ka.Error, Proof: state.NoProof,
 			}})
 		}
 		return ka
@@ -68,8 +68,9 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 				st.Reason += "; the last rotation recorded: " + r.Reason
 			}
 		}
+		st.Reason = e.redact(st.Reason)
 		ka.Integrations[i] = AuditResult{
-			Result:      Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner},
+			Result:      Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner, Proof: st.Proof},
 			Fingerprint: st.Fingerprint,
 		}
 	}
@@ -83,7 +84,7 @@ func (e *Engine) Audit(ctx context.Context, job Job) *KeyAudit {
 	// Remember this audit, and say what changed since the last one.
 	audit := &records.Audit{At: start, Duration: ka.Duration, Integrations: map[string]state.Status{}}
 	for _, r := range ka.Integrations {
-		audit.Integrations[r.ID] = state.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint}
+		audit.Integrations[r.ID] = state.Status{State: r.State, Reason: r.Reason, Fingerprint: r.Fingerprint, Proof: r.Proof}
 	}
 	err = e.Store.UpdateKeyState(context.WithoutCancel(ctx), job.Key.ID, func(st *records.KeyState) {
 		if prev := st.LastAudit; prev != nil {

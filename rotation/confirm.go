@@ -29,7 +29,8 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	if err != nil {
 		return Result{}, err
 	}
-	defer e.release(lease)
+	unlock := e.hold(ctx, lease)
+	defer unlock()
 
 	want, rec, err := e.Expect(ctx, job.Key)
 	if err != nil {
@@ -51,7 +52,8 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	r.Confirmed = state.Written{Fingerprint: want.Current, At: now}
 	r.ConfirmedBy, r.Note = operatorName(e.Operator), note
 	st := integrations.Observe(ctx, t.Integration, ExpectFor(want, r))
-	r.State, r.Reason, r.Updated = st.State, st.Reason, now
+	st.Reason = e.redact(st.Reason)
+	r.State, r.Reason, r.Updated, r.Proof = st.State, st.Reason, now, st.Proof
 	rec.Journal = append(rec.Journal, records.Transition{At: now, Integration: t.Config.ID, From: from, To: r.State, Fingerprint: want.Current, Reason: "confirmed by " + r.ConfirmedBy + ": " + st.Reason})
 	if st.State == state.Current && rec.Reason == "leak" {
 		rec.Timeline = append(rec.Timeline, records.Mark{At: now, What: t.Config.ID + " current (confirmed)"})
@@ -59,7 +61,8 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 	if err := e.Store.SaveRotation(ctx, rec); err != nil {
 		return Result{}, err
 	}
-	res := Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner}
+	res := Result{ID: t.Config.ID, Type: t.Config.Type, State: st.State, Reason: st.Reason, Owner: t.Config.Owner, Proof: st.Proof}
+	unlock() // recorded: the notifications need no lock
 
 	// Tell the rotation's thread; when this was the last one, the outcome.
 	e.resumeThread(rec)

@@ -37,6 +37,13 @@ type Store interface {
 	LatestRotation(ctx context.Context, keyID string) (*records.Rotation, error)
 	KeyState(ctx context.Context, keyID string) (*records.KeyState, int, error)
 	UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error
+	// History is rekey's own history of the key's versions (keyed hashes,
+	// never keys); failure.ErrNotFound when there is none yet.
+	History(ctx context.Context, keyID string) (*records.History, int, error)
+	// UpdateHistory applies change with check-and-set, retrying on
+	// conflict; a key without one starts from an empty history with a new
+	// salt. Nothing is written when change reports no change.
+	UpdateHistory(ctx context.Context, keyID string, change func(*records.History) (bool, error)) (*records.History, error)
 }
 
 var _ Store = (*vaultstore.Store)(nil)
@@ -69,6 +76,9 @@ type Engine struct {
 	Logger   *slog.Logger       // may be nil
 	// Progress, if set, is told of every state an integration enters.
 	Progress func(integrationID string, s state.State, detail string)
+	// Redact, if set, is applied to every reason and error the engine
+	// records, reports or notifies (the second wall: secret.Redactor).
+	Redact func(string) string
 
 	Concurrency int
 	Timeout     time.Duration // per attempt
@@ -99,6 +109,13 @@ func (e *Engine) now() time.Time {
 		return e.Now().UTC()
 	}
 	return time.Now().UTC()
+}
+
+func (e *Engine) redact(s string) string {
+	if e.Redact == nil {
+		return s
+	}
+	return e.Redact(s)
 }
 
 func (e *Engine) logger() *slog.Logger {
@@ -175,6 +192,9 @@ type Result struct {
 	State  state.State `json:"state"`
 	Reason string      `json:"reason,omitempty"`
 	Owner  string      `json:"owner,omitempty"`
+	// Proof is how the state was proven (exact, timestamp, probe,
+	// person, none); empty when it was not observed (a failed write).
+	Proof state.Proof `json:"proof,omitempty"`
 }
 
 // Outcome is what a rotation, resume or confirm ended with.
@@ -201,12 +221,17 @@ func (o *Outcome) AllCurrent() bool {
 	return true
 }
 
-// Check validates a candidate key against what Vault holds and the
-// provider, without writing anything. It returns the current version
-// (zero when the key has none yet) and every retained version.
+// Check validates a candidate key against what Vault holds, rekey's
+// history of the key's versions and the provider, without writing
+// anything. It returns the current version (zero when the key has none
+// yet) and every retained version. A key equal to any version rekey has
+// known, retained by Vault or pruned, is refused.
 func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore.KeyVersion, []vaultstore.KeyVersion, error) {
 	if key.IsZero() {
 		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: "it is empty"}
+	}
+	if reason := BadShape(key); reason != "" {
+		return vaultstore.KeyVersion{}, nil, &RefusedError{Reason: reason}
 	}
 	if key.Len() < MinKeyLen {
 		// A fingerprint is shown everywhere; a key this short could be
@@ -229,6 +254,16 @@ func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore
 			if v.Key.Equal(key) {
 				return cur, versions, &RefusedError{Reason: fmt.Sprintf("it is version %d (%s), an earlier version of this key", v.Version, key.Fingerprint())}
 			}
+		}
+	}
+	h, _, err := e.Store.History(ctx, job.Key.ID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		return cur, versions, fmt.Errorf("read the history of %s: %w", job.Key.ID, err)
+	}
+	if h != nil {
+		if v, ok := h.Find(key); ok {
+			return cur, versions, &RefusedError{Reason: fmt.Sprintf("it is version %d (%s, %s since %s), an earlier version of this key that Vault no longer holds",
+				v.Version, v.Fingerprint, v.Standing, v.Since.Format(time.DateOnly))}
 		}
 	}
 	if job.Checker != nil {
@@ -263,13 +298,23 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if err != nil {
 		return nil, err
 	}
-	defer e.release(lease)
-	stopRenew := e.renew(ctx, lease)
-	defer stopRenew()
+	unlock := e.hold(ctx, lease)
+	defer unlock()
 
 	// The lock is ours; the key may have changed while we waited.
 	if again, err := e.Store.ReadKey(ctx, job.Key.VaultPath); err == nil && again.Version != cur.Version {
 		return nil, &RefusedError{Reason: fmt.Sprintf("the key changed in Vault (now version %d) while this rotation started; run it again", again.Version)}
+	}
+	// Every version Vault holds is in rekey's history before a new one is
+	// stored: with max_versions, storing one may prune the oldest.
+	st, _, err := e.Store.KeyState(ctx, job.Key.ID)
+	if err != nil {
+		return nil, &NotStoredError{Err: fmt.Errorf("read the key's state: %w", err)}
+	}
+	if _, err := e.Store.UpdateHistory(ctx, job.Key.ID, func(h *records.History) (bool, error) {
+		return h.CatchUp(retained(versions, cur.Version, st, 0, "", false), e.now())
+	}); err != nil {
+		return nil, &NotStoredError{Err: fmt.Errorf("record the key's history: %w", err)}
 	}
 
 	id := job.RotationID
@@ -298,7 +343,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 
 	version, err := e.Store.WriteKey(ctx, job.Key.VaultPath, newKey, cur.Version, e.metadata(job, rec))
 	if err != nil && version == 0 {
-		rec.Phase, rec.Error, rec.Finished = records.PhaseAborted, err.Error(), e.now()
+		rec.Phase, rec.Error, rec.Finished = records.PhaseAborted, e.redact(err.Error()), e.now()
 		if serr := e.Store.SaveRotation(context.WithoutCancel(ctx), rec); serr != nil {
 			e.logger().Error("could not record the aborted rotation", "rotation", id, "err", serr)
 		}
@@ -315,6 +360,12 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if job.Leak && cur.Version > 0 {
 		e.markCompromised(ctx, job.Key.ID, cur, id)
 	}
+	stored := append(slices.Clone(versions), vaultstore.KeyVersion{Version: version, Key: newKey, Created: rec.Stored})
+	if _, err := e.Store.UpdateHistory(context.WithoutCancel(ctx), job.Key.ID, func(h *records.History) (bool, error) {
+		return h.CatchUp(retained(stored, version, st, cur.Version, id, job.Leak), e.now())
+	}); err != nil {
+		e.logger().Error("could not record the new version in the key's history; the next rotation or audit catches up from Vault", "key", job.Key.ID, "err", err)
+	}
 	out := e.newOutbox(ctx)
 	out.send(notifiers.Event{
 		Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: id, Reason: job.Reason,
@@ -322,12 +373,11 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 		Title: fmt.Sprintf("New key %s stored in Vault (version %d); updating %d integrations", rec.NewFingerprint, version, len(job.Targets)),
 	})
 
-	versions = append(versions, vaultstore.KeyVersion{Version: version, Key: newKey, Created: rec.Stored})
-	want, err := e.expect(ctx, job.Key.ID, versions, version, rec.Stored)
+	want, err := e.expect(ctx, job.Key.ID, stored, version, rec.Stored)
 	if err != nil {
 		e.logger().Warn("could not read compromised versions; states may say stale for compromised", "err", err)
 	}
-	return e.finish(ctx, job, rec, newKey, want, job.Targets, out)
+	return e.finish(ctx, job, rec, newKey, want, job.Targets, out, unlock)
 }
 
 // Resume applies and verifies again every integration of the key's
@@ -340,9 +390,8 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer e.release(lease)
-	stopRenew := e.renew(ctx, lease)
-	defer stopRenew()
+	unlock := e.hold(ctx, lease)
+	defer unlock()
 
 	rec, err := e.Store.LatestRotation(ctx, job.Key.ID)
 	if errors.Is(err, failure.ErrNotFound) {
@@ -381,6 +430,8 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A crash right after the key was stored left it out of the history.
+	e.catchUp(ctx, job.Key.ID, versions, cur.Version)
 	want, err := e.expect(ctx, job.Key.ID, versions, cur.Version, cur.Created)
 	if err != nil {
 		return nil, err
@@ -392,7 +443,7 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 	}
 	todo := e.notCurrent(ctx, rec, want, job.Targets)
 	rec.Phase, rec.Finished = records.PhaseStored, time.Time{}
-	return e.finish(ctx, job, rec, cur.Key, want, todo, e.newOutbox(ctx))
+	return e.finish(ctx, job, rec, cur.Key, want, todo, e.newOutbox(ctx), unlock)
 }
 
 // notCurrent returns the targets to apply again: every one not recorded
@@ -443,8 +494,11 @@ func (e *Engine) observeAll(ctx context.Context, want integrations.Expect, rec *
 
 // finish applies key to targets, verifies each, closes the record and
 // reports. Integrations of rec not in targets keep their recorded state.
-// Notifications sent through out are delivered before the final one.
-func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key secret.Key, want integrations.Expect, targets []Target, out *outbox) (*Outcome, error) {
+// Once the outcome is recorded, unlock releases the rotation lock; only
+// then are the notifications still queued in out delivered, and the final
+// one after them: a notifier told to wait (Slack's Retry-After) never
+// keeps the key locked.
+func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key secret.Key, want integrations.Expect, targets []Target, out *outbox, unlock func()) (*Outcome, error) {
 	j := newJournal(e, rec, out)
 	stopFlush := j.start(ctx)
 	e.fanOut(ctx, j, job, key, want, targets)
@@ -469,6 +523,7 @@ func (e *Engine) finish(ctx context.Context, job Job, rec *records.Rotation, key
 		e.logger().Error("could not record the rotation's outcome in Vault; the integrations are as shown, but rekey's records lag behind: run `rekey resume "+job.Key.ID+"` once Vault answers",
 			"rotation", rec.ID, "err", err)
 	}
+	unlock()
 	out.close()
 	e.notify(ctx, finishedEvent(job, rec, outcome))
 	return outcome, nil
@@ -500,7 +555,7 @@ func results(job Job, rec *records.Rotation) []Result {
 	out := make([]Result, 0, len(rec.Integrations))
 	for _, in := range orderedIDs(job, rec) {
 		r := rec.Integrations[in]
-		res := Result{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: owners[r.ID]}
+		res := Result{ID: r.ID, Type: r.Type, State: r.State, Reason: r.Reason, Owner: owners[r.ID], Proof: r.Proof}
 		if !r.State.Final() {
 			res.State, res.Reason = state.Unknown, "not reached: "+string(r.State)
 		}
@@ -575,6 +630,7 @@ func (e *Engine) notify(ctx context.Context, ev notifiers.Event) {
 	if ev.At.IsZero() {
 		ev.At = e.now()
 	}
+	ev = notifiers.RedactEvent(ev, e.Redact)
 	if err := e.Notifier.Notify(context.WithoutCancel(ctx), ev); err != nil {
 		e.logger().Warn("notification not delivered; the outcome is on the terminal and in Vault", "kind", ev.Kind, "err", err)
 	}
@@ -620,6 +676,7 @@ func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expec
 	if err != nil {
 		return integrations.Expect{}, nil, err
 	}
+	e.catchUp(ctx, key.ID, versions, current)
 	var rotatedAt time.Time
 	for _, v := range versions {
 		if v.Version == current {
@@ -648,16 +705,70 @@ func (e *Engine) expect(ctx context.Context, keyID string, versions []vaultstore
 			want.Versions[fp] = integrations.VersionSuperseded
 		}
 	}
+	// Versions Vault no longer holds are known from rekey's history: an
+	// integration holding one is stale, or compromised, never "a key
+	// rekey does not know".
+	h, _, err := e.Store.History(ctx, keyID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		return want, err
+	}
+	if h != nil {
+		for _, v := range h.Versions {
+			switch {
+			case v.Standing == records.StandingCompromised:
+				want.Versions[v.Fingerprint] = integrations.VersionCompromised
+			case want.Versions[v.Fingerprint] == "":
+				want.Versions[v.Fingerprint] = integrations.VersionSuperseded
+			}
+		}
+	}
 	st, _, err := e.Store.KeyState(ctx, keyID)
 	if err != nil {
 		return want, err
 	}
+	// A compromised version stays compromised, even stored again as the
+	// current one: a leaked key is never called current.
 	for _, c := range st.Compromised {
-		if c.Fingerprint != want.Current {
-			want.Versions[c.Fingerprint] = integrations.VersionCompromised
-		}
+		want.Versions[c.Fingerprint] = integrations.VersionCompromised
 	}
 	return want, nil
+}
+
+// retained lists versions for History.CatchUp: current is Vault's current
+// version, and replaced (when not 0) the version rotationID replaced,
+// compromised when leaked.
+func retained(versions []vaultstore.KeyVersion, current int, st *records.KeyState, replaced int, rotationID string, leaked bool) []records.Retained {
+	out := make([]records.Retained, 0, len(versions))
+	for _, v := range versions {
+		r := records.Retained{Version: v.Version, Key: v.Key, Stored: v.Created, Current: v.Version == current}
+		if c, ok := st.Compromised[v.Version]; ok && c.Fingerprint == v.Fingerprint() {
+			r.Compromised = true
+		}
+		if v.Version == replaced {
+			r.Compromised = r.Compromised || leaked
+			r.RotationID = rotationID
+		}
+		if r.Current {
+			r.RotationID = rotationID
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// catchUp brings the key's history up to the versions Vault holds (seeds
+// it the first time), as far as Vault and the records can be written: a
+// failure is only logged, the next rotation or audit tries again.
+func (e *Engine) catchUp(ctx context.Context, keyID string, versions []vaultstore.KeyVersion, current int) {
+	st, _, err := e.Store.KeyState(ctx, keyID)
+	if err == nil {
+		_, err = e.Store.UpdateHistory(ctx, keyID, func(h *records.History) (bool, error) {
+			return h.CatchUp(retained(versions, current, st, 0, "", false), e.now())
+		})
+	}
+	if err != nil {
+		e.logger().Warn("could not bring the key's history up to date", "key", keyID, "err", err)
+	}
 }
 
 // ExpectFor narrows want to one integration's records.
@@ -688,6 +799,19 @@ func (e *Engine) lock(ctx context.Context, job Job, command string) (*vaultstore
 		return nil, err
 	}
 	return l, err
+}
+
+// hold keeps the lease alive until the returned func is called; that
+// func (safe to call more than once) stops renewing it and releases it.
+func (e *Engine) hold(ctx context.Context, l *vaultstore.Lease) func() {
+	stopRenew := e.renew(ctx, l)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stopRenew()
+			e.release(l)
+		})
+	}
 }
 
 func (e *Engine) release(l *vaultstore.Lease) {

@@ -33,11 +33,11 @@ func newJournal(e *Engine, rec *records.Rotation, out *outbox) *journal {
 
 // move records an integration entering state.
 func (j *journal) move(id string, to state.State, reason, fingerprint string, change func(*records.Integration)) {
-	now := j.e.now()
+	now, reason := j.e.now(), j.e.redact(reason)
 	j.mu.Lock()
 	r := j.rec.Integrations[id]
 	from := r.State
-	r.State, r.Reason, r.Updated = to, reason, now
+	r.State, r.Reason, r.Updated, r.Proof = to, reason, now, ""
 	if change != nil {
 		change(r)
 	}
@@ -173,7 +173,7 @@ func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key sec
 	vctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	st := integrations.Observe(vctx, t.Integration, ExpectFor(want, &records.Integration{Written: written, Confirmed: prev.Confirmed}))
 	cancel()
-	j.move(id, st.State, st.Reason, st.Fingerprint, nil)
+	j.move(id, st.State, st.Reason, st.Fingerprint, func(r *records.Integration) { r.Proof = st.Proof })
 }
 
 // apply runs Apply with a per-attempt timeout, retrying transient failures

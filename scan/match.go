@@ -66,8 +66,13 @@ type anchor struct {
 // a hit looks the gram up and compares whole patterns. With real keys
 // (32 bytes and more) stride is 25 or so, so most of the text is never
 // looked at by the matcher at all.
+//
+// Hashed needles have their own matcher (hashMatcher); a scan runs both
+// over the same chunks when it has both kinds.
 type matcher struct {
 	needles []Needle
+	hashed  *hashMatcher // nil when no needle is hashed
+	carry   int          // bytes each chunk keeps of the previous one
 	pats    []pattern
 	minLen  int
 	maxLen  int
@@ -82,9 +87,19 @@ func compile(needles []Needle) (*matcher, error) {
 		return nil, errors.New("scan: no keys to look for")
 	}
 	m := &matcher{needles: slices.Clone(needles), anchors: make(map[uint64][]anchor)}
-	for i := range m.needles {
+	for i, n := range m.needles {
+		switch {
+		case n.Key.IsZero() && n.Hash.IsZero():
+			return nil, fmt.Errorf("scan: needle %d (%s) holds neither a key nor a hash", i, n.Label)
+		case !n.Key.IsZero() && !n.Hash.IsZero():
+			return nil, fmt.Errorf("scan: needle %d (%s) holds both a key and a hash; give one", i, n.Label)
+		}
 		if m.needles[i].Label == "" {
-			m.needles[i].Label = m.needles[i].Key.Fingerprint()
+			if n.Key.IsZero() {
+				m.needles[i].Label = n.Hash.label()
+			} else {
+				m.needles[i].Label = n.Key.Fingerprint()
+			}
 		}
 	}
 	index := make(map[string]int)
@@ -100,6 +115,9 @@ func compile(needles []Needle) (*matcher, error) {
 		}
 	}
 	for i, n := range m.needles {
+		if n.Key.IsZero() {
+			continue
+		}
 		// Scanning has to compare bytes; the patterns never leave this package.
 		v := n.Key.Reveal()
 		if len(v) < MinKeyLen {
@@ -111,11 +129,22 @@ func compile(needles []Needle) (*matcher, error) {
 			add(f, hit{i, encBase64})
 		}
 	}
+	var err error
+	if m.hashed, err = compileHashed(m.needles); err != nil {
+		return nil, err
+	}
+	if m.hashed != nil {
+		m.carry = m.hashed.carry
+	}
+	if len(m.pats) == 0 {
+		return m, nil
+	}
 	m.minLen, m.maxLen = len(m.pats[0].text), 0
 	for _, p := range m.pats {
 		m.minLen = min(m.minLen, len(p.text))
 		m.maxLen = max(m.maxLen, len(p.text))
 	}
+	m.carry = max(m.carry, m.maxLen-1)
 	m.stride = m.minLen - gramLen + 1
 	grams := len(m.pats) * m.stride
 	// About 1 bit in 64 set: few false hits, and small enough for L1.
@@ -164,11 +193,12 @@ func (m *matcher) find(buf []byte, from int, emit func(pat, start int)) {
 // this plus the longest pattern, whatever the size of the file.
 const defaultChunk = 1 << 20
 
-// scanStream reads r to the end through buf (len(buf) > m.maxLen),
-// keeping the last maxLen-1 bytes of each chunk in front of the next so
-// that an occurrence across a chunk boundary is seen whole. It returns the
-// number of bytes read.
-func (m *matcher) scanStream(ctx context.Context, r io.Reader, buf []byte, c *collector) (int64, error) {
+// scanStream reads r to the end through buf (len(buf) > m.carry), keeping
+// the last m.carry bytes of each chunk in front of the next so that an
+// occurrence across a chunk boundary is seen whole. hs is the hashed
+// needles' state (nil when there are none). It returns the number of
+// bytes read.
+func (m *matcher) scanStream(ctx context.Context, r io.Reader, buf []byte, c *collector, hs *hashState) (int64, error) {
 	var total int64
 	carry := 0
 	for {
@@ -177,21 +207,29 @@ func (m *matcher) scanStream(ctx context.Context, r io.Reader, buf []byte, c *co
 		}
 		n, err := io.ReadFull(r, buf[carry:])
 		total += int64(n)
-		if n > 0 {
+		eof := err == io.EOF || err == io.ErrUnexpectedEOF
+		if err != nil && !eof {
+			return total, err
+		}
+		// A token that touched the end of the last chunk is decided only
+		// once the end of the stream is known, even when nothing follows.
+		if n > 0 || (eof && hs != nil && carry > 0) {
 			end := carry + n
 			data := buf[:end]
 			c.startChunk(data)
-			m.find(data, carry, c.match)
-			keep := min(m.maxLen-1, end)
+			if n > 0 && len(m.pats) > 0 {
+				m.find(data, carry, c.match)
+			}
+			if hs != nil {
+				hs.find(data, carry, c.base, eof, c)
+			}
+			keep := min(m.carry, end)
 			c.advance(end - keep)
 			copy(buf, data[end-keep:])
 			carry = keep
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if eof {
 			break
-		}
-		if err != nil {
-			return total, err
 		}
 	}
 	c.flush()
@@ -217,7 +255,8 @@ type findingKey struct {
 //
 // Occurrences arrive in order of their sampled position, not their start,
 // so a base64 one is held back until no raw one that overlaps it can
-// still arrive; both lists stay a few entries long.
+// still arrive; both lists stay a few entries long. (Hashed needles'
+// copies never overlap; see hashState.find.)
 type collector struct {
 	m    *matcher
 	path string
@@ -260,6 +299,7 @@ func (c *collector) advance(i int) {
 	c.base += int64(i)
 }
 
+// match takes an occurrence of a keyed pattern from matcher.find.
 func (c *collector) match(pat, start int) {
 	p := &c.m.pats[pat]
 	line := c.lineOf(start) + 1

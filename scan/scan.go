@@ -2,18 +2,63 @@
 // a superseded one or a compromised one. It is what `rekey scan` and the
 // containment step of `rekey leak` run.
 //
-// A key is looked for raw and in base64, standard and URL-safe, at any of
-// the three alignments it can have inside a longer base64 stream (a whole
-// .env file base64-encoded into a Kubernetes Secret, say). A finding names
-// the file, the line, the version's label and state, and the encoding;
-// never the text that matched or the line around it. Errors, skip reasons
-// and log records do not hold key text either.
+// # What is looked for
+//
+// Each Needle is one version of a key, given in one of two ways:
+//
+//   - by value (Needle.Key), for the versions Vault still holds. The key is
+//     found anywhere, even inside a longer string.
+//   - by keyed hash (Needle.Hash), for the versions Vault has pruned: rekey's
+//     records keep, per key, a random salt (MinSaltLen bytes or more; 32 is
+//     what rekey uses) and, per version, HashKey(salt, key): the HMAC-SHA-256
+//     of the key's bytes and the key's length, never the key. The scan
+//     HMACs every key-shaped token of that length and compares. A key is
+//     found this way only as a whole token: a maximal run of
+//     [A-Za-z0-9_-] in which a '.' may stand between two such characters
+//     (Action Network's 32 hex digits, Stripe's sk_live_…, GitHub's ghp_…,
+//     Slack's xoxb-…, SendGrid's SG.….…, Vault's hvs.…, JWTs). So
+//     "KEY=<key>", "<key>.", `"<key>"`, "?key=<key>&" and "Bearer <key>" are
+//     found; "x<key>" and "<key>.json" are not. HashFindable tells, when
+//     a version is recorded, whether its hash can find its copies (keys
+//     with '/', '+', '~' and the like cannot; they can still be refused
+//     by KeyHash.Matches).
+//
+// Both kinds may be mixed in one scan; Finding.Needle is the index of the
+// needle in the slice given, whichever kind it is, and findings of both
+// kinds are sorted and de-duplicated alike. A scan that holds only hashes
+// needs no read access to the keys. For example, to look for every
+// version of a key whose records keep salt and a hash per version:
+//
+//	needles := []scan.Needle{
+//		{Key: current, Label: "main v12 sha256:…", State: "current"},                         // held by Vault
+//		{Hash: scan.KeyHash{Salt: salt, Sum: sum, Len: 32}, Label: "main v2 …", State: "compromised"}, // pruned
+//	}
+//	res, err := scan.Scan(ctx, paths, needles, scan.Options{Logger: log})
+//
+// and to record a version: h, err := scan.HashKey(salt, key) (store h.Sum
+// and h.Len, and the salt once per key), then scan.HashFindable(key) to
+// warn when the hash alone cannot find it.
+//
+// # Encodings
+//
+// A key is looked for raw and in base64, standard and URL-safe, padded or
+// not, at any of the three alignments it can have inside a longer base64
+// stream (a whole .env file base64-encoded into a Kubernetes Secret, say).
+// By value, through the key's base64 fragments; by hash, by decoding each
+// run of base64 characters long enough to hold the key, at each of the
+// four alignments the stream can have inside the run, and looking for
+// tokens in what it decodes to. A finding names the file, the line, the
+// version's label and state, and the encoding; never the text that
+// matched or the line around it. Errors, skip reasons and log records do
+// not hold key text either.
 //
 // What is not found: base64 that is wrapped over several lines (PEM, MIME
 // mail bodies), hex, other encodings (UTF-16, URL escapes), and anything
 // compressed, which includes the objects in a .git directory. .git
 // directories are scanned all the same, because .git/config can hold a key
 // in a remote's URL; pack files and loose objects are skipped as binary.
+//
+// # Files
 //
 // What is skipped, and listed in Result.Skipped: files with a NUL byte in
 // their first 8 KiB (binary), files larger than Options.MaxFileSize,
@@ -23,7 +68,8 @@
 // target lies inside a root is passed over quietly, because the walk
 // reaches that target under its own path, and a file is reported once.
 // A root given on the command line may itself be a symlink; it is
-// resolved, and paths are reported under the name given.
+// resolved, and paths are reported under the name given. These rules are
+// the same for both kinds of needle.
 package scan
 
 import (
@@ -72,11 +118,14 @@ const (
 	ReasonSymlinkDangling = "broken symlink"
 )
 
-// Needle is one version of a key to look for.
+// Needle is one version of a key to look for: by its value (Key) or, when
+// rekey no longer holds the value, by its keyed hash (Hash). Exactly one
+// of the two is set.
 type Needle struct {
 	Key   secret.Key
-	Label string // how findings name it, e.g. "v3 sha256:0123456789ab"; default the fingerprint
-	State string // "current", "superseded" or "compromised"; copied to findings
+	Hash  KeyHash // from HashKey, as rekey's records keep it
+	Label string  // how findings name it, e.g. "v3 sha256:0123456789ab"; default the fingerprint, or "hmac:…" for a hash
+	State string  // "current", "superseded" or "compromised"; copied to findings
 }
 
 // Options tune a scan. The zero value is ready to use.
@@ -146,7 +195,9 @@ func (o Options) withDefaults() Options {
 // Scan walks roots (files or directories) and reports every file that
 // holds a needle. Problems with single files are listed in Result.Skipped,
 // not returned as errors. The error is non-nil when the needles are
-// unusable (none, or a key shorter than MinKeyLen) or when ctx ends; in
+// unusable (none; a key shorter than MinKeyLen; a needle with both or
+// neither of Key and Hash; a hash with a salt shorter than MinSaltLen or
+// a length outside MinKeyLen to MaxHashedKeyLen) or when ctx ends; in
 // the latter case the Result holds what was found until then.
 func Scan(ctx context.Context, roots []string, needles []Needle, opts Options) (Result, error) {
 	m, err := compile(needles)
@@ -171,7 +222,7 @@ func Scan(ctx context.Context, roots []string, needles []Needle, opts Options) (
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Go(func() {
-			w := &worker{m: m, opts: opts, buf: make([]byte, opts.chunkSize+m.maxLen-1), skip: skip}
+			w := &worker{m: m, opts: opts, buf: make([]byte, opts.chunkSize+m.carry), hs: m.hashed.newState(), skip: skip}
 			for j := range jobs {
 				found, n, ok := w.scanFile(ctx, j)
 				mu.Lock()
@@ -210,7 +261,7 @@ func ScanReader(ctx context.Context, name string, r io.Reader, needles []Needle)
 
 func scanReader(ctx context.Context, m *matcher, name string, r io.Reader, chunk int) ([]Finding, error) {
 	c := newCollector(m, name)
-	if _, err := m.scanStream(ctx, r, make([]byte, chunk+m.maxLen-1), c); err != nil {
+	if _, err := m.scanStream(ctx, r, make([]byte, chunk+m.carry), c, m.hashed.newState()); err != nil {
 		return nil, fmt.Errorf("scan: read %s: %w", name, err)
 	}
 	sortFindings(c.out)
@@ -245,6 +296,7 @@ type worker struct {
 	m    *matcher
 	opts Options
 	buf  []byte
+	hs   *hashState // nil without hashed needles
 	head [sniffLen]byte
 	skip func(path, reason, detail string)
 }
@@ -284,7 +336,7 @@ func (w *worker) scanFile(ctx context.Context, j job) (found []Finding, n int64,
 		return nil, 0, false
 	}
 	c := newCollector(w.m, j.display)
-	n, err = w.m.scanStream(ctx, io.MultiReader(bytes.NewReader(w.head[:h]), r), w.buf[:w.opts.chunkSize+w.m.maxLen-1], c)
+	n, err = w.m.scanStream(ctx, io.MultiReader(bytes.NewReader(w.head[:h]), r), w.buf, c, w.hs)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.skip(j.display, ReasonUnreadable, errDetail(err))

@@ -78,4 +78,6 @@ type Status struct {
 	Reason string `json:"reason"`
 	// Fingerprint of what the target holds, when it could be read.
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Proof is how the state was established; NoProof when it could not be.
+	Proof Proof `json:"proof,omitempty"`
 }

@@ -64,7 +64,7 @@ func login(ctx context.Context, c *vault.Client, cfg config.Vault, getenv func(s
 			return fmt.Errorf("vault: approle: %w", err)
 		}
 		if _, err := c.Auth().Login(ctx, auth); err != nil {
-			return classify("vault: approle login at "+c.Address(), err)
+			return classify(ctx, "vault: approle login at "+c.Address(), err)
 		}
 		return nil
 	}
@@ -89,7 +89,7 @@ func KeepLoggedIn(ctx context.Context, c *vault.Client, cfg config.Vault, getenv
 	for ctx.Err() == nil {
 		self, err := c.Auth().Token().LookupSelfWithContext(ctx)
 		if err != nil {
-			log.Warn("vault: could not look up the token; trying again in a minute", "err", classify("vault: token lookup", err).Error())
+			log.Warn("vault: could not look up the token; trying again in a minute", "err", classify(ctx, "vault: token lookup", err).Error())
 			if !sleepCtx(ctx, time.Minute) {
 				return
 			}
@@ -111,7 +111,7 @@ func KeepLoggedIn(ctx context.Context, c *vault.Client, cfg config.Vault, getenv
 						return
 					case err := <-w.DoneCh():
 						if err != nil {
-							log.Warn("vault: token renewal stopped", "err", classify("vault: token renewal", err).Error())
+							log.Warn("vault: token renewal stopped", "err", classify(ctx, "vault: token renewal", err).Error())
 						}
 					}
 					w.Stop()

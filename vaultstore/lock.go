@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,12 +34,20 @@ type Lease struct {
 	rec     records.Lock
 }
 
-// Lock takes the rotation lock of keyID for holder. A lock held by a
-// live process, or one whose lease has not expired, is refused with a
-// *LockedError. A lock left by a process of this host that no longer
-// exists is taken over at once; one from another host after it expires.
+// Lock takes the rotation lock of keyID for holder, with check-and-set. A
+// lock whose lease has not expired is refused with a *LockedError, unless
+// its holder is certainly dead: a process of this host, this boot and this
+// PID namespace whose PID no longer exists is taken over at once. Any
+// other holder (another host, a container, an old record that does not
+// say where its PID lives) is waited for until its lease expires: its
+// holder renews the lease while it is alive. The holder's BootID and
+// PIDNamespace are filled in from this process when empty.
 func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (*Lease, error) {
 	rel := "keys/" + keyID + "/lock"
+	if holder.BootID == "" && holder.PIDNamespace == "" {
+		id := Identity()
+		holder.BootID, holder.PIDNamespace = id.BootID, id.PIDNamespace
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		var cur records.Lock
 		v, err := s.GetRecord(ctx, rel, &cur)
@@ -46,7 +55,7 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 			return nil, err
 		}
 		now := time.Now()
-		if cur.Held && !abandoned(cur, now) {
+		if cur.Held && !Abandoned(cur, now) {
 			return nil, &LockedError{KeyID: keyID, Holder: cur}
 		}
 		rec := holder
@@ -69,18 +78,39 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	return nil, fmt.Errorf("vault: lock %s: %w", keyID, failure.ErrConflict)
 }
 
-// abandoned reports whether a held lock may be taken over.
-func abandoned(l records.Lock, now time.Time) bool {
-	if !l.Expires.IsZero() && now.After(l.Expires) {
+// Abandoned reports whether a held lock may be taken over at now: its
+// lease expired, or its holder is a process that certainly no longer
+// exists. A PID is judged only by a process that shares its host, boot
+// and PID namespace; a PID alone never frees a lock.
+func Abandoned(l records.Lock, now time.Time) bool {
+	if !l.Held || (!l.Expires.IsZero() && now.After(l.Expires)) {
 		return true
 	}
 	host, _ := os.Hostname()
-	if l.Host == host && l.PID > 0 && l.PID != os.Getpid() {
+	me := Identity()
+	sameNamespace := l.Host == host &&
+		l.BootID != "" && l.BootID == me.BootID &&
+		l.PIDNamespace != "" && l.PIDNamespace == me.PIDNamespace
+	if sameNamespace && l.PID > 0 && l.PID != os.Getpid() {
 		if err := syscall.Kill(l.PID, 0); errors.Is(err, syscall.ESRCH) {
 			return true
 		}
 	}
 	return false
+}
+
+// Identity says where this process's PID means something: the kernel's
+// boot id and this process's PID namespace, as records.Lock keeps them.
+// Either is empty where the system does not tell (not Linux).
+func Identity() records.Lock {
+	var id records.Lock
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		id.BootID = strings.TrimSpace(string(b))
+	}
+	if ns, err := os.Readlink("/proc/self/ns/pid"); err == nil {
+		id.PIDNamespace = ns
+	}
+	return id
 }
 
 // Holder returns the lock record as held.

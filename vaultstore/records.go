@@ -16,8 +16,13 @@ import (
 // keeps the rest.
 const JournalPart = 1000
 
-// SaveRotation writes a rotation's record (blind: the rotation lock
-// serialises writers), and any full journal part not written yet.
+// SaveRotation writes a rotation's record, and any full journal part not
+// written yet, each with check-and-set: a new record or part is created
+// (cas 0), one this store wrote or read before is updated on the version
+// it knows. Only the rotation lock's holder writes a rotation, so a
+// conflict (failure.ErrConflict) means the lock was lost to another
+// process, whose record is not overwritten. A journal part in the way (a
+// crashed run of the same rotation wrote it) is written over.
 func (s *Store) SaveRotation(ctx context.Context, r *records.Rotation) error {
 	full := len(r.Journal) / JournalPart
 	s.mu.Lock()
@@ -25,7 +30,7 @@ func (s *Store) SaveRotation(ctx context.Context, r *records.Rotation) error {
 	s.mu.Unlock()
 	for n := done; n < full; n++ {
 		part := r.Journal[n*JournalPart : (n+1)*JournalPart]
-		if _, err := s.PutRecord(ctx, journalPath(r.KeyID, r.ID, n), journalRecord{Transitions: part}, -1); err != nil {
+		if err := s.saveRecord(ctx, journalPath(r.KeyID, r.ID, n), journalRecord{Transitions: part}, true); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -37,8 +42,7 @@ func (s *Store) SaveRotation(ctx context.Context, r *records.Rotation) error {
 	}
 	head := *r
 	head.Journal, head.JournalParts = r.Journal[full*JournalPart:], full
-	_, err := s.PutRecord(ctx, "keys/"+r.KeyID+"/rotations/"+r.ID, &head, -1)
-	return err
+	return s.saveRecord(ctx, "keys/"+r.KeyID+"/rotations/"+r.ID, &head, false)
 }
 
 type journalRecord struct {
@@ -92,12 +96,13 @@ func (s *Store) LatestRotation(ctx context.Context, keyID string) (*records.Rota
 }
 
 // KeyState reads what rekey knows about a key, with its version for
-// check-and-set (0 when there is none yet).
+// check-and-set (an empty state when there is none yet, with the version
+// to create it on).
 func (s *Store) KeyState(ctx context.Context, keyID string) (*records.KeyState, int, error) {
 	var st records.KeyState
 	v, err := s.GetRecord(ctx, "keys/"+keyID+"/state", &st)
 	if errors.Is(err, failure.ErrNotFound) {
-		return &records.KeyState{}, 0, nil
+		return &records.KeyState{}, v, nil
 	}
 	if err != nil {
 		return nil, 0, err

@@ -5,11 +5,11 @@
 package vaultstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"path"
 	"slices"
 	"strconv"
@@ -20,6 +20,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/internal/vaulterr"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -33,13 +34,22 @@ type Store struct {
 	statePath string
 
 	mu          sync.Mutex
-	journalDone map[string]int // rotation id → journal parts already written
+	journalDone map[string]int          // rotation id → journal parts already written
+	records     map[string]*recordState // record path → what this store knows of it
+
+	onKey func(secret.Key) // told of every key read from Vault; see OnKey
 }
 
 // New returns a Store for mount, keeping records under statePath.
 func New(c *vault.Client, mount, statePath string) *Store {
 	return &Store{c: c, mount: strings.Trim(mount, "/"), statePath: strings.Trim(statePath, "/")}
 }
+
+// OnKey makes the store tell f of every key it reads from Vault, before
+// returning it, so that a redactor (secret.Redactor) knows each version of
+// a key before any text that could quote it is printed, posted or
+// recorded. Call it before the store is used.
+func (s *Store) OnKey(f func(secret.Key)) { s.onKey = f }
 
 // Client returns the Vault client.
 func (s *Store) Client() *vault.Client { return s.c }
@@ -64,7 +74,7 @@ func (v KeyVersion) Fingerprint() string { return v.Key.Fingerprint() }
 func (s *Store) ReadKey(ctx context.Context, vaultPath string) (KeyVersion, error) {
 	sec, err := s.c.KVv2(s.mount).Get(ctx, vaultPath)
 	if err != nil {
-		return KeyVersion{}, classify(fmt.Sprintf("vault: read %s/%s", s.mount, vaultPath), err)
+		return KeyVersion{}, classify(ctx, fmt.Sprintf("vault: read %s/%s", s.mount, vaultPath), err)
 	}
 	return s.keyVersion(ctx, vaultPath, sec)
 }
@@ -73,7 +83,7 @@ func (s *Store) ReadKey(ctx context.Context, vaultPath string) (KeyVersion, erro
 func (s *Store) ReadKeyVersion(ctx context.Context, vaultPath string, version int) (KeyVersion, error) {
 	sec, err := s.c.KVv2(s.mount).GetVersion(ctx, vaultPath, version)
 	if err != nil {
-		return KeyVersion{}, classify(fmt.Sprintf("vault: read %s/%s version %d", s.mount, vaultPath, version), err)
+		return KeyVersion{}, classify(ctx, fmt.Sprintf("vault: read %s/%s version %d", s.mount, vaultPath, version), err)
 	}
 	return s.keyVersion(ctx, vaultPath, sec)
 }
@@ -91,6 +101,9 @@ func (s *Store) keyVersion(_ context.Context, vaultPath string, sec *vault.KVSec
 		Key:     secret.New(v),
 		Created: sec.VersionMetadata.CreatedTime,
 	}
+	if s.onKey != nil {
+		s.onKey(kv.Key)
+	}
 	kv.Metadata = map[string]string{}
 	for k, val := range sec.CustomMetadata {
 		if str, ok := val.(string); ok {
@@ -105,7 +118,7 @@ func (s *Store) keyVersion(_ context.Context, vaultPath string, sec *vault.KVSec
 func (s *Store) Versions(ctx context.Context, vaultPath string) ([]KeyVersion, int, error) {
 	md, err := s.c.KVv2(s.mount).GetMetadata(ctx, vaultPath)
 	if err != nil {
-		return nil, 0, classify(fmt.Sprintf("vault: read metadata %s/%s", s.mount, vaultPath), err)
+		return nil, 0, classify(ctx, fmt.Sprintf("vault: read metadata %s/%s", s.mount, vaultPath), err)
 	}
 	var nums []int
 	for k, v := range md.Versions {
@@ -150,7 +163,7 @@ func (s *Store) WriteKey(ctx context.Context, vaultPath string, key secret.Key, 
 	sec, err := s.c.KVv2(s.mount).Put(ctx, vaultPath, map[string]any{Field: key.Reveal()}, vault.WithCheckAndSet(cas))
 	version := 0
 	if err != nil {
-		werr := classify(where, err)
+		werr := classify(ctx, where, err)
 		// The write may have landed even though we did not hear so.
 		cur, rerr := s.ReadKey(context.WithoutCancel(ctx), vaultPath)
 		if rerr != nil || !cur.Key.Equal(key) || cur.Version != cas+1 {
@@ -177,7 +190,7 @@ func (s *Store) PatchMetadata(ctx context.Context, vaultPath string, meta map[st
 	}
 	err := s.c.KVv2(s.mount).PatchMetadata(ctx, vaultPath, vault.KVMetadataPatchInput{CustomMetadata: cm})
 	if err != nil {
-		return classify(fmt.Sprintf("vault: write metadata %s/%s", s.mount, vaultPath), err)
+		return classify(ctx, fmt.Sprintf("vault: write metadata %s/%s", s.mount, vaultPath), err)
 	}
 	return nil
 }
@@ -202,28 +215,79 @@ func (s *Store) RecordPath(parts ...string) string {
 }
 
 // GetRecord reads the JSON record at rel (under the state path) into dst
-// and returns its version. A missing record is failure.ErrNotFound.
+// and returns its version. A missing record is failure.ErrNotFound, with
+// the version a write must check-and-set against to create it: 0 when the
+// path never existed, the latest version's number when that version was
+// deleted or destroyed (Vault still counts it).
 func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error) {
 	p := s.RecordPath(rel)
-	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
+	data, version, err := s.getRaw(ctx, p)
 	if err != nil {
-		return 0, classify(fmt.Sprintf("vault: read record %s/%s", s.mount, p), err)
+		return version, err
 	}
-	if sec == nil || sec.Data == nil || sec.VersionMetadata == nil {
-		return 0, fmt.Errorf("vault: read record %s/%s: %w", s.mount, p, failure.ErrNotFound)
-	}
-	b, err := json.Marshal(sec.Data)
+	b, err := json.Marshal(data)
 	if err != nil {
 		return 0, err
 	}
 	if err := json.Unmarshal(b, dst); err != nil {
 		return 0, fmt.Errorf("vault: decode record %s/%s: %w", s.mount, p, err)
 	}
-	return sec.VersionMetadata.Version, nil
+	s.mu.Lock()
+	s.seen(p).version, s.seen(p).lost = version, nil
+	s.mu.Unlock()
+	return version, nil
 }
 
-// PutRecord writes v as the JSON record at rel. With cas >= 0 the write is
-// check-and-set on that version (0: must not exist); -1 writes blindly.
+// getRaw reads the data of the latest version of the KV path p (under the
+// mount) and its version; see GetRecord for a missing record.
+func (s *Store) getRaw(ctx context.Context, p string) (map[string]any, int, error) {
+	where := fmt.Sprintf("vault: read record %s/%s", s.mount, p)
+	sec, err := s.c.KVv2(s.mount).Get(ctx, p)
+	if err != nil {
+		return nil, 0, classify(ctx, where, err)
+	}
+	if sec == nil || sec.VersionMetadata == nil {
+		return nil, 0, fmt.Errorf("%s: %w", where, failure.ErrNotFound)
+	}
+	if sec.Data == nil {
+		// The latest version was deleted or destroyed.
+		return nil, sec.VersionMetadata.Version, fmt.Errorf("%s: version %d deleted: %w", where, sec.VersionMetadata.Version, failure.ErrNotFound)
+	}
+	return sec.Data, sec.VersionMetadata.Version, nil
+}
+
+// recordState is what this store knows of one record path.
+type recordState struct {
+	version int // the version last written or read here; 0: none
+	// lost is the canonical body of a write whose answer was lost, and
+	// lostVersion the version it would have made: whether it landed is
+	// found out before the path is written again.
+	lost        []byte
+	lostVersion int
+}
+
+// seen returns p's state; s.mu must be held.
+func (s *Store) seen(p string) *recordState {
+	if s.records == nil {
+		s.records = map[string]*recordState{}
+	}
+	st := s.records[p]
+	if st == nil {
+		st = &recordState{}
+		s.records[p] = st
+	}
+	return st
+}
+
+// PutRecord writes v as the JSON record at rel with check-and-set on cas:
+// 0 creates it (the path must not exist, or its latest version be deleted
+// with cas its number), n updates version n. A mismatch is
+// failure.ErrConflict. Every record write is check-and-set, so mounts with
+// cas_required work; a negative cas is failure.ErrInvalid.
+//
+// When the answer is lost (the connection broke, a timeout, a 5xx), the
+// record is read back: if it holds exactly v at version cas+1, the write
+// landed and its version is returned.
 //
 // The record is marshalled once and sent as it is, in a KV v2 write body
 // {"options": {"cas": N}, "data": <record>}: a rotation's record grows
@@ -232,27 +296,49 @@ func (s *Store) GetRecord(ctx context.Context, rel string, dst any) (int, error)
 // time and CPU each write took.
 func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int, error) {
 	p := s.RecordPath(rel)
-	where := fmt.Sprintf("vault: write record %s/%s", s.mount, p)
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
+	}
+	return s.put(ctx, p, b, cas)
+}
+
+func (s *Store) put(ctx context.Context, p string, b []byte, cas int) (int, error) {
+	where := fmt.Sprintf("vault: write record %s/%s", s.mount, p)
+	if cas < 0 {
+		return 0, fmt.Errorf("%s: check-and-set version %d: %w", where, cas, failure.ErrInvalid)
 	}
 	if len(b) == 0 || b[0] != '{' {
 		return 0, fmt.Errorf("%s: a record must be a JSON object", where)
 	}
 	body := make([]byte, 0, len(b)+40)
-	body = append(body, '{')
-	if cas >= 0 {
-		body = append(body, `"options":{"cas":`...)
-		body = strconv.AppendInt(body, int64(cas), 10)
-		body = append(body, "},"...)
-	}
-	body = append(body, `"data":`...)
+	body = append(body, `{"options":{"cas":`...)
+	body = strconv.AppendInt(body, int64(cas), 10)
+	body = append(body, `},"data":`...)
 	body = append(body, b...)
 	body = append(body, '}')
 	sec, err := s.c.Logical().WriteBytesWithContext(ctx, s.mount+"/data/"+p, body)
 	if err != nil {
-		return 0, classify(where, err)
+		werr := classify(ctx, where, err)
+		if !answerLost(err) {
+			return 0, werr
+		}
+		// The write may have landed even though we did not hear so.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		landed, version, rerr := s.holds(rctx, p, b, cas+1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := s.seen(p)
+		switch {
+		case rerr != nil:
+			st.lost, st.lostVersion = canonical(b), cas+1
+			return 0, werr
+		case landed:
+			st.version, st.lost = version, nil
+			return version, nil
+		}
+		return 0, werr
 	}
 	if sec == nil || sec.Data == nil {
 		return 0, fmt.Errorf("%s: no version in Vault's answer", where)
@@ -265,7 +351,95 @@ func (s *Store) PutRecord(ctx context.Context, rel string, v any, cas int) (int,
 	if err != nil {
 		return 0, fmt.Errorf("%s: version %q in Vault's answer: %w", where, n, err)
 	}
+	s.mu.Lock()
+	s.seen(p).version, s.seen(p).lost = int(version), nil
+	s.mu.Unlock()
 	return int(version), nil
+}
+
+// answerLost reports whether a failed write may have been carried out:
+// anything but an answer from Vault that refused it.
+func answerLost(err error) bool {
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode >= 500
+	}
+	return true
+}
+
+// holds reports whether the record at p holds exactly b at version want,
+// and the version it is at.
+func (s *Store) holds(ctx context.Context, p string, b []byte, want int) (bool, int, error) {
+	data, version, err := s.getRaw(ctx, p)
+	if errors.Is(err, failure.ErrNotFound) {
+		return false, version, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	got, err := json.Marshal(data)
+	if err != nil {
+		return false, 0, err
+	}
+	return version == want && bytes.Equal(got, canonical(b)), version, nil
+}
+
+// canonical is a JSON object re-encoded as Vault's answer is: decoded
+// with numbers kept as written, then encoded with keys sorted.
+func canonical(b []byte) []byte {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return b
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// saveRecord writes v at rel with check-and-set on the version this store
+// last wrote or read there (0: creates it). A write of this store whose
+// answer was lost is first looked for: if it landed, its version counts.
+// With overwrite, a record found in the way is read and written over
+// (journal parts, which only the rotation lock's holder writes);
+// otherwise it is failure.ErrConflict.
+func (s *Store) saveRecord(ctx context.Context, rel string, v any, overwrite bool) error {
+	p := s.RecordPath(rel)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	st := *s.seen(p)
+	s.mu.Unlock()
+	cas := st.version
+	if st.lost != nil {
+		data, version, err := s.getRaw(ctx, p)
+		if err != nil && !errors.Is(err, failure.ErrNotFound) {
+			return err
+		}
+		if got, _ := json.Marshal(data); err == nil && version == st.lostVersion && bytes.Equal(got, st.lost) {
+			cas = version // our lost write landed
+		}
+	}
+	_, err = s.put(ctx, p, b, cas)
+	if errors.Is(err, failure.ErrConflict) && overwrite {
+		data, version, rerr := s.getRaw(ctx, p)
+		if rerr != nil && !errors.Is(rerr, failure.ErrNotFound) {
+			return rerr
+		}
+		if got, _ := json.Marshal(data); rerr == nil && bytes.Equal(got, canonical(b)) {
+			s.mu.Lock()
+			s.seen(p).version, s.seen(p).lost = version, nil
+			s.mu.Unlock()
+			return nil
+		}
+		_, err = s.put(ctx, p, b, version)
+	}
+	return err
 }
 
 // ListRecords lists the records directly under rel (sub-folders left
@@ -274,7 +448,7 @@ func (s *Store) ListRecords(ctx context.Context, rel string) ([]string, error) {
 	p := s.mount + "/metadata/" + s.RecordPath(rel)
 	sec, err := s.c.Logical().ListWithContext(ctx, p)
 	if err != nil {
-		return nil, classify("vault: list "+p, err)
+		return nil, classify(ctx, "vault: list "+p, err)
 	}
 	if sec == nil || sec.Data == nil {
 		return nil, nil
@@ -289,37 +463,12 @@ func (s *Store) ListRecords(ctx context.Context, rel string) ([]string, error) {
 	return out, nil
 }
 
-// Classify turns an error from the Vault client into one of this
-// package's classes, prefixed with where. It keeps Vault's own error
-// messages, which never hold a secret value, but never a body that is not
-// Vault's JSON: a proxy's error page can quote the request, key and token
-// included.
-func Classify(where string, err error) error { return classify(where, err) }
+// Classify turns an error from the Vault client into a classified one
+// prefixed with where: package vaulterr, rekey's one Vault classifier.
+func Classify(where string, err error) error {
+	return vaulterr.Classify(context.Background(), where, err)
+}
 
-func classify(where string, err error) error {
-	if errors.Is(err, vault.ErrSecretNotFound) {
-		return fmt.Errorf("%s: %w", where, failure.ErrNotFound)
-	}
-	var re *vault.ResponseError
-	if errors.As(err, &re) {
-		msg := "an answer that is not Vault's"
-		if !re.RawError {
-			msg = Truncate(strings.Join(re.Errors, "; "), 300)
-		}
-		switch {
-		case strings.Contains(msg, "check-and-set parameter did not match"):
-			return fmt.Errorf("%s: %w", where, failure.ErrConflict)
-		case re.StatusCode == http.StatusForbidden || re.StatusCode == http.StatusUnauthorized:
-			return fmt.Errorf("%s: %s: %w", where, msg, failure.ErrUnauthorized)
-		case re.StatusCode == http.StatusNotFound:
-			return fmt.Errorf("%s: %w", where, failure.ErrNotFound)
-		case re.StatusCode == http.StatusServiceUnavailable || re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests:
-			return fmt.Errorf("%s: status %d: %s: %w", where, re.StatusCode, msg, failure.ErrTransient)
-		}
-		return fmt.Errorf("%s: status %d: %s", where, re.StatusCode, msg)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", where, err)
-	}
-	return fmt.Errorf("%s: %v: %w", where, err, failure.ErrTransient)
+func classify(ctx context.Context, where string, err error) error {
+	return vaulterr.Classify(ctx, where, err)
 }

@@ -95,15 +95,17 @@ func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
 	s := New(env.Client, env.Mount, "rekey")
 	ctx := context.Background()
 	host, _ := os.Hostname()
-	// A pid that cannot exist (above the kernel's pid_max).
-	if _, err := s.PutRecord(ctx, "keys/an/lock", records.Lock{Held: true, User: "ghost", Host: host, PID: 1 << 30, Expires: time.Now().Add(time.Hour)}, -1); err != nil {
+	// A pid that cannot exist (above the kernel's pid_max), of this boot
+	// and PID namespace.
+	id := Identity()
+	if _, err := s.PutRecord(ctx, "keys/an/lock", records.Lock{Held: true, User: "ghost", Host: host, PID: 1 << 30, BootID: id.BootID, PIDNamespace: id.PIDNamespace, Expires: time.Now().Add(time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Lock(ctx, "an", records.Lock{User: "alice", Host: host, PID: os.Getpid()}, time.Minute); err != nil {
 		t.Fatalf("lock of a dead local process not taken over: %v", err)
 	}
 	// An expired lease from another host is taken over too.
-	if _, err := s.PutRecord(ctx, "keys/b/lock", records.Lock{Held: true, User: "x", Host: "elsewhere", PID: 7, Expires: time.Now().Add(-time.Second)}, -1); err != nil {
+	if _, err := s.PutRecord(ctx, "keys/b/lock", records.Lock{Held: true, User: "x", Host: "elsewhere", PID: 7, Expires: time.Now().Add(-time.Second)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Lock(ctx, "b", records.Lock{User: "alice", Host: host, PID: os.Getpid()}, time.Minute); err != nil {
@@ -158,7 +160,7 @@ func TestListRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.PutRecord(ctx, "keys/an/rotations/sub/x", map[string]string{"a": "b"}, -1); err != nil {
+	if _, err := s.PutRecord(ctx, "keys/an/rotations/sub/x", map[string]string{"a": "b"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.ListRecords(ctx, "keys/an/rotations")

@@ -67,7 +67,8 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			return setup(e, srv)
 		},
-		Cmds: allCmds(),
+		Cmds:      allCmds(),
+		Condition: scriptCondition,
 	})
 }
 
@@ -92,6 +93,16 @@ type world struct {
 	slack *worldSlack
 	ssh   *sshWorld
 	work  string
+
+	mu      sync.Mutex
+	secrets []string // tokens and canaries a script added (token, hostile)
+}
+
+// addSecret makes the leak check look for s too.
+func (w *world) addSecret(s string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.secrets = append(w.secrets, s)
 }
 
 const worldKey = "rekey-world"
@@ -147,12 +158,15 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 
 // checkNoLeaks searches everything rekey printed, every dump a test
 // integration wrote (its argv and environment), and rekey's records and
-// key metadata in Vault for every key the script minted, raw, base64 and hex.
+// key metadata in Vault for every key the script minted, raw, base64 and
+// hex; and all but the requests the GitHub and widget servers received
+// (which carry them) for every token of the world (Vault's, Slack's,
+// GitHub's, the widget's) and every secret a script added.
 func (w *world) checkNoLeaks(t testscript.T) {
 	keys := w.keys()
-	if len(keys) == 0 {
-		return
-	}
+	w.mu.Lock()
+	tokens := append([]string{w.vault.Token, w.gh.Token, w.web.Token, slackToken}, w.secrets...)
+	w.mu.Unlock()
 	var blobs []struct {
 		what string
 		data []byte
@@ -196,6 +210,12 @@ func (w *world) checkNoLeaks(t testscript.T) {
 		if found := leakcheck.Find(b.data, keys...); len(found) > 0 {
 			t.Fatal(fmt.Sprintf("key leaked into %s: %v", b.what, found))
 		}
+		if strings.HasPrefix(b.what, "requests to ") {
+			continue
+		}
+		if found := leakcheck.Find(b.data, tokens...); len(found) > 0 {
+			t.Fatal(fmt.Sprintf("token or peer bytes leaked into %s: %v (tokens: vault, github, widget, slack, then the script's)", b.what, found))
+		}
 	}
 }
 
@@ -214,7 +234,7 @@ func (w *world) keys() []string {
 // allCmds merges the script commands of every story file.
 func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
-	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, sshCmds} {
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds, vaultCmds, sshCmds} {
 		for name, f := range m {
 			if _, dup := all[name]; dup {
 				panic("duplicate script command " + name)
@@ -284,10 +304,16 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 		rand.Read(b)
 		writeKey(ts, args[0], hex.EncodeToString(b))
 	},
-	// vault-seed NAME PATH: store keys/NAME as a new version of PATH.
+	// vault-seed NAME PATH: store keys/NAME as a new version of PATH (with
+	// check-and-set, as a mount with cas_required wants).
 	"vault-seed": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
-		_, err := w.vault.Client.KVv2(w.vault.Mount).Put(context.Background(), args[1], map[string]any{"api_key": readKey(ts, args[0])})
+		kv := w.vault.Client.KVv2(w.vault.Mount)
+		cas := 0
+		if md, err := kv.GetMetadata(context.Background(), args[1]); err == nil {
+			cas = md.CurrentVersion
+		}
+		_, err := kv.Put(context.Background(), args[1], map[string]any{"api_key": readKey(ts, args[0])}, vault.WithCheckAndSet(cas))
 		ts.Check(err)
 	},
 	// vault-holds NAME PATH [VERSION]: the current (or given) version of PATH is keys/NAME.

@@ -24,20 +24,17 @@ import (
 
 // serveCmds are testscript commands for the serve stories.
 var serveCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	// vault-policy-token FILE: load FILE (a path from the module root, such
-	// as configs/vault-policy.hcl) as a policy, with the mount "secret"
+	// vault-policy-token FILE [EXTRA...]: load FILE (a path from the module
+	// root, such as configs/vault-policy.hcl), and any EXTRA files from the
+	// script's work directory, as one policy, with the mount "secret"
 	// renamed to the script's $VAULT_MOUNT, and set VAULT_TOKEN to a token
 	// that holds that policy and nothing else (not even Vault's default).
 	"vault-policy-token": func(ts *testscript.TestScript, neg bool, args []string) {
-		if len(args) != 1 {
-			ts.Fatalf("usage: vault-policy-token FILE")
+		if len(args) < 1 {
+			ts.Fatalf("usage: vault-policy-token FILE [EXTRA...]")
 		}
 		w := getWorld(ts)
-		root, err := moduleRoot()
-		ts.Check(err)
-		b, err := os.ReadFile(filepath.Join(root, args[0]))
-		ts.Check(err)
-		hcl := strings.ReplaceAll(string(b), `"secret/`, `"`+w.vault.Mount+`/`)
+		hcl := strings.ReplaceAll(policyFiles(ts, args), `"secret/`, `"`+w.vault.Mount+`/`)
 		if !strings.Contains(hcl, w.vault.Mount+"/") {
 			ts.Fatalf("%s names no path under the mount secret/", args[0])
 		}

@@ -11,9 +11,15 @@ import (
 	execint "github.com/rekey-dev/rekey/integrations/exec"
 	"github.com/rekey-dev/rekey/integrations/file"
 	"github.com/rekey-dev/rekey/integrations/github"
+	"github.com/rekey-dev/rekey/integrations/gitlab"
+	"github.com/rekey-dev/rekey/integrations/heroku"
 	httpint "github.com/rekey-dev/rekey/integrations/http"
+	"github.com/rekey-dev/rekey/integrations/kubernetes"
 	"github.com/rekey-dev/rekey/integrations/manual"
+	"github.com/rekey-dev/rekey/integrations/netlify"
+	"github.com/rekey-dev/rekey/integrations/render"
 	vaultint "github.com/rekey-dev/rekey/integrations/vault"
+	"github.com/rekey-dev/rekey/integrations/vercel"
 )
 
 // Types maps each type name to its factory.
@@ -24,6 +30,14 @@ var Types = map[string]integrations.Factory{
 	httpint.Type:  httpint.New,
 	github.Type:   github.New,
 	vaultint.Type: vaultint.New,
+
+	// Hosted platforms.
+	kubernetes.Type: kubernetes.New,
+	heroku.Type:     heroku.New,
+	render.Type:     render.New,
+	netlify.Type:    netlify.New,
+	vercel.Type:     vercel.New,
+	gitlab.Type:     gitlab.New,
 }
 
 // Names lists the type names, sorted.

@@ -47,6 +47,8 @@ import (
 //     the directory's owner; anything but a regular file is refused;
 //   - reload runs on the host after a write that changed the file; when it
 //     fails, the file is put back as it was;
+//   - two integrations on one remote file are written one after the other
+//     (the lock of lock.go, keyed by connection and path);
 //   - a killed connection leaves the original as it was: the temporary
 //     directory is left behind, and removed by a later write once it is
 //     older than ten minutes.
@@ -162,6 +164,13 @@ func (r *Remote) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 	if req.Key.IsZero() {
 		return integrations.ApplyResult{}, fmt.Errorf("file: %s: the key is empty: %w", r.where, failure.ErrInvalid)
 	}
+	// Two integrations on one remote file (two values of one .env) are
+	// written one after the other, each on the other's result, as locally.
+	unlock, err := lockWrite(ctx, fileID{name: "ssh " + r.host.ID() + " " + r.f.path}, r.where)
+	if err != nil {
+		return integrations.ApplyResult{}, err
+	}
+	defer unlock()
 	c, release, err := r.host.SFTP(ctx)
 	if err != nil {
 		return integrations.ApplyResult{}, fmt.Errorf("file: %s: %w", r.where, err)
@@ -351,15 +360,19 @@ func (r *Remote) followLink(ctx context.Context, c *sftp.Client, p string) (stri
 	return refuse("it is empty")
 }
 
-// tempPrefix starts the name of the private directory of a write.
-func tempPrefix(base string) string { return "." + base + ".rekey-" }
+// remoteTemp starts the name of the private directory of a write.
+func remoteTemp(base string) string { return "." + base + ".rekey-" }
+
+// remoteStale is how old a write's private directory must be for sweep to
+// take it for one left by a rekey that was killed mid-write.
+const remoteStale = 10 * time.Minute
 
 // privateDir makes a directory only the login may enter, beside the file.
 func (r *Remote) privateDir(ctx context.Context, c *sftp.Client, dir, base string) (string, error) {
 	for range 5 {
 		b := make([]byte, 6)
 		rand.Read(b)
-		name := path.Join(dir, tempPrefix(base)+hex.EncodeToString(b))
+		name := path.Join(dir, remoteTemp(base)+hex.EncodeToString(b))
 		err := c.Mkdir(name)
 		if err != nil {
 			if _, lerr := c.Lstat(name); lerr == nil {
@@ -385,7 +398,7 @@ func (r *Remote) sweep(c *sftp.Client, dir, base string) {
 		return
 	}
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tempPrefix(base)) || !e.IsDir() || time.Since(e.ModTime()) <= staleTemp {
+		if !strings.HasPrefix(e.Name(), remoteTemp(base)) || !e.IsDir() || time.Since(e.ModTime()) <= remoteStale {
 			continue
 		}
 		d := path.Join(dir, e.Name())

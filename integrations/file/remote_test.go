@@ -273,3 +273,25 @@ func TestRemoteUntrustedHost(t *testing.T) {
 		t.Error("the file changed")
 	}
 }
+
+// Two integrations on one remote .env, applied at once, both land.
+func TestRemoteTwoIntegrationsOneFile(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	p := filepath.Join(t.TempDir(), "site.env")
+	os.WriteFile(p, []byte("A_KEY=old-aaaaaaaaaaaaaaaa\nB_KEY=old-bbbbbbbbbbbbbbbb\n"), 0o600)
+	a := remote(t, srv, srv.Target(0), srv.KnownHosts, map[string]any{"path": p, "format": "dotenv", "field": "A_KEY"})
+	b := remote(t, srv, srv.Target(0), srv.KnownHosts, map[string]any{"path": p, "format": "dotenv", "field": "B_KEY"})
+	ka, kb := newKey("a"), newKey("b")
+	errs := make(chan error, 2)
+	go func() { _, err := a.Apply(context.Background(), integrations.ApplyRequest{Key: ka}); errs <- err }()
+	go func() { _, err := b.Apply(context.Background(), integrations.ApplyRequest{Key: kb}); errs <- err }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := os.ReadFile(p)
+	if want := "A_KEY=" + ka.Reveal() + "\nB_KEY=" + kb.Reveal() + "\n"; string(got) != want {
+		t.Fatalf("the file holds %q, want both new values", got)
+	}
+}

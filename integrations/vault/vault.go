@@ -25,8 +25,9 @@
 // variables, read by the Vault client.
 //
 // The client never retries by itself (MaxRetries 0): every failure is
-// classified here and the engine decides. Vault's error messages are not
-// put into errors.
+// classified by package vaulterr, as rekey's own store's are, and the
+// engine decides. Errors keep Vault's own messages (never a body that is
+// not Vault's JSON) and never a transport error's text.
 package vault
 
 import (
@@ -46,6 +47,7 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/internal/vaulterr"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -298,11 +300,11 @@ func (v *Vault) write(ctx context.Context, data map[string]any, cas int64) (curr
 		"options": map[string]any{"cas": cas},
 	})
 	if err != nil {
-		var re *vaultapi.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && mentions(re, "check-and-set") {
+		err = v.classify(ctx, what, err)
+		if errors.Is(err, failure.ErrConflict) {
 			return current{}, fmt.Errorf("%s: %w", what, errCAS)
 		}
-		return current{}, v.classify(ctx, what, err)
+		return current{}, err
 	}
 	out := current{created: time.Now()}
 	if s != nil {
@@ -359,54 +361,10 @@ func (v *Vault) prepare(ctx context.Context, what string) error {
 	return nil
 }
 
-// classify turns a Vault client error into a classified one from the
-// status alone: Vault's messages stay out of it.
+// classify turns a Vault client error into a classified one: package
+// vaulterr, the classifier rekey's own store uses too.
 func (v *Vault) classify(ctx context.Context, what string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("%s: %w", what, ctxErr)
-	}
-	var re *vaultapi.ResponseError
-	if errors.As(err, &re) {
-		code := re.StatusCode
-		switch {
-		case code == http.StatusForbidden:
-			return fmt.Errorf("%s: status 403: permission denied (is the token in $%s valid, and does its policy allow this path?): %w", what, v.tokenEnv, failure.ErrUnauthorized)
-		case code == http.StatusPreconditionFailed, code == http.StatusTooManyRequests, code >= 500:
-			// 412: a performance standby has not caught up; 429: rate
-			// limit or standby; 503: sealed or no leader.
-			return fmt.Errorf("%s: status %d: %w", what, code, failure.ErrTransient)
-		}
-		class := failure.ClassifyStatus(code)
-		if class == nil {
-			class = failure.ErrInvalid
-		}
-		return fmt.Errorf("%s: status %d: %w", what, code, class)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		return fmt.Errorf("%s: %w: %w", what, err, failure.ErrTransient)
-	}
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &syntax) || errors.As(err, &typ) {
-		// encoding/json's message may quote part of the answer.
-		return fmt.Errorf("%s: the answer is not the JSON Vault sends: %w", what, failure.ErrTransient)
-	}
-	// Anything else is the client's own refusal; its text is the client's.
-	return fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
-}
-
-func mentions(re *vaultapi.ResponseError, s string) bool {
-	for _, e := range re.Errors {
-		if strings.Contains(e, s) {
-			return true
-		}
-	}
-	return false
+	return vaulterr.ClassifyToken(ctx, what, v.tokenEnv, err)
 }
 
 func number(v any) int64 {

@@ -15,6 +15,12 @@
 //     key in rekey's output proves something.
 //   - Each key may make 4 requests a second (SetRateLimit); more are answered
 //     429 with Retry-After.
+//   - Each key belongs to one group (an Action Network group, or a person's
+//     list), and each group has its own keys and its own tags: GET
+//     /api/v2/tags answers a key with its group's tags, each with an
+//     identifier "action_network:<uuid>" of its own. Keys made by Generate
+//     and SetValidKeys are in DefaultGroup, which has five tags; AddGroup,
+//     GenerateFor and AddKey make others. A group may have no tags.
 //
 // Controls and the request log are safe for concurrent use. The log holds
 // fingerprints, never keys.
@@ -60,7 +66,9 @@ type Sim struct {
 	mu  sync.Mutex
 	now func() time.Time
 
-	valid map[string]bool
+	valid  map[string]bool
+	groups map[string]*group // by name
+	member map[string]string // key → its group's name
 
 	throttleN     int
 	throttleUntil time.Time
@@ -77,19 +85,43 @@ type Sim struct {
 
 var _ http.Handler = (*Sim)(nil)
 
-// New returns a simulator with no valid key and the real rate limit.
+// DefaultGroup is the group of the keys that Generate and SetValidKeys
+// make. Its tags are Volunteer, Donor, Newsletter, Canvasser and Phone bank.
+const DefaultGroup = "default"
+
+// group is one Action Network group or person's list.
+type group struct {
+	tags []tag // in the order the tags page lists them
+}
+
+type tag struct {
+	name string
+	id   string // a UUID
+}
+
+// New returns a simulator with no valid key, DefaultGroup, and the real
+// rate limit.
 func New() *Sim {
-	return &Sim{
+	s := &Sim{
 		now:     time.Now,
 		valid:   map[string]bool{},
+		groups:  map[string]*group{},
+		member:  map[string]string{},
 		rateN:   DefaultRateLimit,
 		ratePer: time.Second,
 		recent:  map[string][]time.Time{},
 		counts:  map[string]int{},
 	}
+	def := &group{}
+	for i, n := range []string{"Volunteer", "Donor", "Newsletter", "Canvasser", "Phone bank"} {
+		def.tags = append(def.tags, tag{name: n, id: fmt.Sprintf("a1b2c3d4-0000-4000-8000-%012d", i+1)})
+	}
+	s.groups[DefaultGroup] = def
+	return s
 }
 
-// SetValidKeys makes exactly these keys valid.
+// SetValidKeys makes exactly these keys valid. A key not yet in a group
+// joins DefaultGroup.
 func (s *Sim) SetValidKeys(keys ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -97,8 +129,104 @@ func (s *Sim) SetValidKeys(keys ...string) {
 	for _, k := range keys {
 		if k != "" {
 			s.valid[k] = true
+			if _, ok := s.member[k]; !ok {
+				s.member[k] = DefaultGroup
+			}
 		}
 	}
+}
+
+// AddGroup makes a group with tags of these names (none is allowed), each
+// with a new identifier. An existing group's tags are replaced by new ones;
+// its keys stay.
+func (s *Sim) AddGroup(name string, tags ...string) {
+	g := &group{}
+	for _, t := range tags {
+		g.tags = append(g.tags, tag{name: t, id: newUUID()})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.groups[name] = g
+}
+
+// AddTags gives group more tags, listed after those it has.
+func (s *Sim) AddTags(group string, tags ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.mustGroup(group)
+	for _, t := range tags {
+		g.tags = append(g.tags, tag{name: t, id: newUUID()})
+	}
+}
+
+// Tags returns group's tag identifiers ("action_network:<uuid>") in the
+// order its tags pages list them.
+func (s *Sim) Tags(group string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, t := range s.mustGroup(group).tags {
+		out = append(out, "action_network:"+t.id)
+	}
+	return out
+}
+
+// GenerateFor mints a new valid key of group, which must exist.
+func (s *Sim) GenerateFor(group string) string {
+	k := newKey()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mustGroup(group)
+	s.valid[k] = true
+	s.member[k] = group
+	return k
+}
+
+// AddKey makes key a valid key of group, which must exist; a key belongs
+// to one group, so it leaves any other.
+func (s *Sim) AddKey(group, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mustGroup(group)
+	s.valid[key] = true
+	s.member[key] = group
+}
+
+// GroupOf returns the group key belongs to (valid or revoked), and
+// whether it has one.
+func (s *Sim) GroupOf(key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.member[key]
+	return g, ok
+}
+
+// mustGroup returns the group named name; s.mu is held.
+func (s *Sim) mustGroup(name string) *group {
+	g, ok := s.groups[name]
+	if !ok {
+		panic(fmt.Sprintf("ansim: no group %q", name))
+	}
+	return g
+}
+
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("ansim: no randomness: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func newKey() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("ansim: no randomness: " + err.Error())
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // Revoke makes key invalid, as REVOKE does.
@@ -108,19 +236,10 @@ func (s *Sim) Revoke(key string) {
 	delete(s.valid, key)
 }
 
-// Generate mints a new key (32 hex digits, like Action Network's), makes
-// it valid and returns it. With Revoke it acts out REVOKE & GENERATE NEW KEY.
-func (s *Sim) Generate() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("ansim: no randomness: " + err.Error())
-	}
-	k := hex.EncodeToString(b[:])
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.valid[k] = true
-	return k
-}
+// Generate mints a new key of DefaultGroup (32 hex digits, like Action
+// Network's), makes it valid and returns it. With Revoke it acts out REVOKE
+// & GENERATE NEW KEY.
+func (s *Sim) Generate() string { return s.GenerateFor(DefaultGroup) }
 
 // Valid reports whether key is valid now.
 func (s *Sim) Valid(key string) bool {
@@ -276,7 +395,11 @@ func (s *Sim) decide(now time.Time, key, fp string, r *http.Request) (answer, bo
 	}
 	switch path {
 	case "/api/v2/tags":
-		return answer{http.StatusOK, 0, collection(base, "tags", tags(base), r)}, false
+		g := s.groups[s.member[key]]
+		if g == nil {
+			g = s.groups[DefaultGroup]
+		}
+		return answer{http.StatusOK, 0, collection(base, "tags", tags(base, g), r)}, false
 	case "/api/v2/people":
 		return answer{http.StatusOK, 0, collection(base, "people", people(base), r)}, false
 	}
@@ -355,13 +478,12 @@ func entryPoint(base string, valid bool) map[string]any {
 
 const created = "2024-03-14T09:26:53Z"
 
-func tags(base string) []map[string]any {
-	names := []string{"Volunteer", "Donor", "Newsletter", "Canvasser", "Phone bank"}
-	out := make([]map[string]any, len(names))
-	for i, n := range names {
-		id := fmt.Sprintf("a1b2c3d4-0000-4000-8000-%012d", i+1)
+func tags(base string, g *group) []map[string]any {
+	out := make([]map[string]any, len(g.tags))
+	for i, t := range g.tags {
+		id := t.id
 		out[i] = map[string]any{
-			"name":          n,
+			"name":          t.name,
 			"identifiers":   []string{"action_network:" + id},
 			"created_date":  created,
 			"modified_date": created,

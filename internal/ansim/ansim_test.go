@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -360,4 +361,153 @@ func TestConcurrentUseOverHTTP(t *testing.T) {
 	if n := s.Count(keys[0]) + s.Count(keys[1]); n != 40 {
 		t.Errorf("counted %d requests, want 40", n)
 	}
+}
+
+// tagPage is what a tags page says, parsed the way a client reads it.
+type tagPage struct {
+	TotalPages   int `json:"total_pages"`
+	PerPage      int `json:"per_page"`
+	Page         int `json:"page"`
+	TotalRecords int `json:"total_records"`
+	Links        struct {
+		Self  struct{ Href string }   `json:"self"`
+		Next  *struct{ Href string }  `json:"next"`
+		Items []struct{ Href string } `json:"osdi:tags"`
+	} `json:"_links"`
+	Embedded struct {
+		Tags *[]struct {
+			Name        string   `json:"name"`
+			Identifiers []string `json:"identifiers"`
+			Created     string   `json:"created_date"`
+			Modified    string   `json:"modified_date"`
+			Links       struct {
+				Self     struct{ Href string } `json:"self"`
+				Taggings struct{ Href string } `json:"osdi:taggings"`
+			} `json:"_links"`
+		} `json:"osdi:tags"`
+	} `json:"_embedded"`
+}
+
+func tagsOf(t *testing.T, s *Sim, target, key string) tagPage {
+	t.Helper()
+	r := get(t, s, "GET", target, key)
+	if r.status != 200 {
+		t.Fatalf("GET %s: status %d", target, r.status)
+	}
+	var p tagPage
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Embedded.Tags == nil {
+		t.Fatalf("GET %s: no _embedded[\"osdi:tags\"] in %s", target, r.body)
+	}
+	return p
+}
+
+func (p tagPage) ids() []string {
+	var out []string
+	for _, t := range *p.Embedded.Tags {
+		out = append(out, t.Identifiers...)
+	}
+	return out
+}
+
+var tagID = regexp.MustCompile(`^action_network:([0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12})$`)
+
+func TestGroupsHaveTheirOwnKeysAndTags(t *testing.T) {
+	s := New()
+	s.SetRateLimit(0, 0)
+	s.AddGroup("greens", "Members", "Donors 2024", "Volunteers")
+	s.AddGroup("youth") // no tags
+	var many []string
+	for i := range 30 {
+		many = append(many, fmt.Sprintf("Ward %d", i+1))
+	}
+	s.AddGroup("city", many...)
+	greens, other, youth, city := s.GenerateFor("greens"), s.Generate(), s.GenerateFor("youth"), s.GenerateFor("city")
+
+	p := tagsOf(t, s, "/api/v2/tags", greens)
+	if got, want := p.ids(), s.Tags("greens"); !slices.Equal(got, want) || len(got) != 3 {
+		t.Fatalf("greens' key reads %v, want %v", got, want)
+	}
+	if p.TotalRecords != 3 || p.TotalPages != 1 || p.Page != 1 || p.PerPage != 25 || p.Links.Next != nil || len(p.Links.Items) != 3 {
+		t.Errorf("paging: %+v", p)
+	}
+	for i, tg := range *p.Embedded.Tags {
+		m := tagID.FindStringSubmatch(tg.Identifiers[0])
+		if len(tg.Identifiers) != 1 || m == nil {
+			t.Fatalf("identifiers %v are not one action_network:<uuid>", tg.Identifiers)
+		}
+		self := "http://an.test/api/v2/tags/" + m[1]
+		if tg.Links.Self.Href != self || tg.Links.Taggings.Href != self+"/taggings" || p.Links.Items[i].Href != self {
+			t.Errorf("links of %s: %+v, collection link %s", tg.Name, tg.Links, p.Links.Items[i].Href)
+		}
+		if tg.Name != []string{"Members", "Donors 2024", "Volunteers"}[i] || tg.Created == "" || tg.Modified == "" {
+			t.Errorf("tag %d: %+v", i, tg)
+		}
+	}
+
+	// The default group keeps the tags it always had, none of greens'.
+	def := tagsOf(t, s, "/api/v2/tags", other).ids()
+	if len(def) != 5 || def[0] != "action_network:a1b2c3d4-0000-4000-8000-000000000001" {
+		t.Errorf("default group reads %v", def)
+	}
+	for _, id := range def {
+		if slices.Contains(s.Tags("greens"), id) {
+			t.Errorf("%s is in two groups", id)
+		}
+	}
+
+	// A group with no tags: a collection all the same, with an empty list.
+	if p := tagsOf(t, s, "/api/v2/tags", youth); p.TotalRecords != 0 || len(*p.Embedded.Tags) != 0 || p.Links.Next != nil {
+		t.Errorf("youth: %+v", p)
+	}
+
+	// Thirty tags: the first page holds 25, the second 5.
+	p = tagsOf(t, s, "/api/v2/tags", city)
+	if got := p.ids(); !slices.Equal(got, s.Tags("city")[:25]) || p.TotalPages != 2 || p.Links.Next == nil ||
+		p.Links.Next.Href != "http://an.test/api/v2/tags?page=2&per_page=25" {
+		t.Errorf("city, page 1: %d tags, %+v", len(got), p.Links)
+	}
+	if got := tagsOf(t, s, "/api/v2/tags?page=2", city).ids(); !slices.Equal(got, s.Tags("city")[25:]) {
+		t.Errorf("city, page 2: %v", got)
+	}
+
+	// REVOKE & GENERATE NEW KEY in greens: the new key reads greens' tags.
+	s.Revoke(greens)
+	fresh := s.GenerateFor("greens")
+	if r := get(t, s, "GET", "/api/v2/tags", greens); r.status != 401 {
+		t.Errorf("revoked key: status %d", r.status)
+	}
+	if got := tagsOf(t, s, "/api/v2/tags", fresh).ids(); !slices.Equal(got, s.Tags("greens")) {
+		t.Errorf("greens' new key reads %v", got)
+	}
+	if g, ok := s.GroupOf(greens); !ok || g != "greens" {
+		t.Errorf("GroupOf(revoked greens key) = %q, %v", g, ok)
+	}
+	if g, _ := s.GroupOf(other); g != DefaultGroup {
+		t.Errorf("GroupOf(Generate's key) = %q", g)
+	}
+
+	// AddKey puts a chosen key in a group; AddTags lists new tags last.
+	s.AddKey("youth", "0123456789abcdef0123456789abcdef")
+	s.AddTags("youth", "First")
+	if got := tagsOf(t, s, "/api/v2/tags", "0123456789abcdef0123456789abcdef").ids(); !slices.Equal(got, s.Tags("youth")) || len(got) != 1 {
+		t.Errorf("youth after AddTags: %v", got)
+	}
+	s.AddKey("greens", "0123456789abcdef0123456789abcdef")
+	if g, _ := s.GroupOf("0123456789abcdef0123456789abcdef"); g != "greens" {
+		t.Errorf("AddKey did not move the key: %q", g)
+	}
+	s.SetValidKeys("k1")
+	if g, _ := s.GroupOf("k1"); g != DefaultGroup {
+		t.Errorf("SetValidKeys put k1 in %q", g)
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("GenerateFor an unknown group did not panic")
+		}
+	}()
+	s.GenerateFor("nowhere")
 }

@@ -25,6 +25,7 @@ import (
 	provall "github.com/rekey-dev/rekey/providers/all"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -58,10 +59,11 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	}
 	a := &app{
 		g: g, s: s, cfg: cfg,
-		log:    slog.New(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level})),
+		log:    slog.New(g.redact.Handler(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level}))),
 		getenv: os.Getenv,
 		http:   httpClient(cfg),
 	}
+	learnSecrets(cfg, a.getenv, g.redact)
 	a.ssh = sshPool(cfg, a.getenv, a.log)
 	// Check each key's provider settings and build every integration
 	// once, to validate their fields.
@@ -199,7 +201,9 @@ func (a *app) connectVault(ctx context.Context) error {
 	if err != nil {
 		return exit(ExitStopped, err, "set VAULT_ADDR and VAULT_TOKEN (or vault.auth in the configuration)")
 	}
+	a.g.redact.Add(c.Token()) // an AppRole login's token, too
 	a.store = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
+	a.store.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
 	return nil
 }
 
@@ -232,7 +236,7 @@ func (a *app) notifier() (notifiers.Notifier, error) {
 	if len(ns) == 0 {
 		return nil, nil
 	}
-	return ns, nil
+	return notifiers.Redacted(ns, a.g.redact.Redact), nil
 }
 
 // engine builds a rotation engine from the configuration.
@@ -245,6 +249,7 @@ func (a *app) engine(n notifiers.Notifier) *rotation.Engine {
 		Timeout:     a.cfg.Rotation.Timeout.D(),
 		Retries:     *a.cfg.Rotation.Retries,
 		Operator:    operator(),
+		Redact:      a.g.redact.Redact,
 	}
 }
 

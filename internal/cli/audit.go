@@ -34,6 +34,12 @@ uses updated_at and the fingerprint rekey recorded for GitHub secrets, and a
 person's confirmation for manual ones. A check that cannot reach its target
 says unknown, with the reason; it never guesses. Keys are audited at once.
 
+Each integration's state is shown with how it was proven: exact (read back
+and compared), timestamp (a write-only target's last write against rekey's
+record), probe (a verify request or command), person (a confirmation), or
+none. A write-only target with neither a timestamp nor a probe is never
+current: it is unknown ("written, not provable; add a verify probe").
+
 Each audit is recorded in Vault (under state_path), and the next one says what
 changed since. --notify posts the result to Slack when something is not
 current. The JSON output is described in docs/audit.md.
@@ -154,7 +160,7 @@ func unreachable(k config.Key, ins []config.Integration, at time.Time, err error
 	ka := &rotation.KeyAudit{Key: k.ID, At: at, Error: err.Error(), Integrations: []rotation.AuditResult{}}
 	for _, in := range ins {
 		ka.Integrations = append(ka.Integrations, rotation.AuditResult{Result: rotation.Result{
-			ID: in.ID, Type: in.Type, Owner: in.Owner, State: state.Unknown,
+			ID: in.ID, Type: in.Type, Owner: in.Owner, State: state.Unknown, Proof: state.NoProof,
 			Reason: "could not read the key's versions from Vault: " + err.Error(),
 		}})
 	}
@@ -219,6 +225,9 @@ func printAudit(w io.Writer, doc auditDoc) {
 		} else {
 			fmt.Fprintf(w, "  audited in %s; no earlier audit on record\n", ka.Duration.Round(time.Millisecond))
 		}
+		if len(ka.Integrations) > 0 {
+			fmt.Fprintf(w, "  %-10s %-11s %-16s %-7s %s\n", "PROOF", "STATE", "INTEGRATION", "TYPE", "REASON")
+		}
 		for _, r := range ka.Integrations {
 			total++
 			if r.State == state.Current {
@@ -232,7 +241,7 @@ func printAudit(w io.Writer, doc auditDoc) {
 			if r.Previous != "" {
 				changed = fmt.Sprintf("  [changed: was %s]", r.Previous)
 			}
-			fmt.Fprintf(w, "  %-11s %-16s %-7s %s%s\n", r.State, r.ID, r.Type, reason, changed)
+			fmt.Fprintf(w, "  %-10s %-11s %-16s %-7s %s%s\n", proofWord(r.Proof), r.State, r.ID, r.Type, reason, changed)
 		}
 		if len(ka.Integrations) == 0 {
 			fmt.Fprintln(w, "  no integrations configured")
@@ -246,4 +255,13 @@ func printAudit(w io.Writer, doc auditDoc) {
 	if len(doc.Notified) > 0 {
 		fmt.Fprintf(w, "Notified for %s.\n", strings.Join(doc.Notified, ", "))
 	}
+}
+
+// proofWord is how a proof class is shown in a column: "-" when the state
+// was not observed (a write that failed).
+func proofWord(p state.Proof) string {
+	if p == "" {
+		return "-"
+	}
+	return string(p)
 }

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
-	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/rekey-dev/rekey/config"
-	"github.com/rekey-dev/rekey/vaultstore"
+	"github.com/rekey-dev/rekey/rotation"
 )
 
 // CheckOptions are `rekey check`'s arguments.
@@ -87,28 +85,20 @@ func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 		}
 		return err
 	}
-	var vaultProblems []string
-	for _, k := range keys {
-		vaultProblems = append(vaultProblems, a.vaultCapabilities(ctx, k)...)
-	}
-	if len(vaultProblems) > 0 {
-		ready = false
-		for _, p := range vaultProblems {
-			fmt.Fprintf(w, "FAIL vault     %s\n", p)
-		}
-	} else {
-		fmt.Fprintf(w, "ok   vault     token may read and write the keys and rekey's records\n")
-	}
-	doc["vault"] = vaultProblems
-
+	// What this token may do on every path a rotation writes is in each
+	// key's preflight.
+	vaultProblems := []string{}
 	var pfs []*preflight
 	for _, k := range keys {
 		targets, err := a.targets(k.ID)
 		if err != nil {
 			return err
 		}
-		pf := a.runPreflight(ctx, &k, targets)
+		pf := a.runPreflight(ctx, &k, targets, rotation.NewID(time.Now()))
 		pfs = append(pfs, pf)
+		if err := pf.writeProblem(); err != nil {
+			vaultProblems = append(vaultProblems, err.Error())
+		}
 		if !pf.ready() {
 			ready = false
 		}
@@ -117,6 +107,7 @@ func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 			pf.print(w)
 		}
 	}
+	doc["vault"] = vaultProblems
 	doc["keys"] = pfs
 	doc["ready"] = ready
 	if a.json() {
@@ -158,40 +149,10 @@ func (a *app) cleartextURLs() []string {
 		check("keys "+k.ID+" provider_url", k.ProviderURL)
 		check("keys "+k.ID+" verify_url", k.VerifyURL)
 	}
+	for _, in := range a.cfg.Integrations {
+		if u, ok := in.Settings["api_url"].(string); ok {
+			check("integration "+in.ID+" api_url", u) // the platform token, and the key, go there
+		}
+	}
 	return out
-}
-
-// vaultCapabilities asks Vault what the token may do on the paths a
-// rotation writes.
-func (a *app) vaultCapabilities(ctx context.Context, k config.Key) []string {
-	m, sp := a.cfg.Vault.Mount, a.cfg.Vault.StatePath
-	need := map[string][]string{
-		m + "/data/" + k.VaultPath:                                 {"read", "update"},
-		m + "/metadata/" + k.VaultPath:                             {"read", "patch"},
-		m + "/data/" + sp + "/keys/" + k.ID + "/lock":              {"read", "create", "update"},
-		m + "/data/" + sp + "/keys/" + k.ID + "/state":             {"read", "create", "update"},
-		m + "/data/" + sp + "/keys/" + k.ID + "/rotations/example": {"read", "create", "update"},
-	}
-	var problems []string
-	for path, caps := range need {
-		have, err := a.store.Client().Sys().CapabilitiesSelfWithContext(ctx, path)
-		if err != nil {
-			problems = append(problems, vaultstore.Classify(path, err).Error())
-			continue
-		}
-		if slices.Contains(have, "root") {
-			continue
-		}
-		var missing []string
-		for _, c := range caps {
-			if !slices.Contains(have, c) {
-				missing = append(missing, c)
-			}
-		}
-		if len(missing) > 0 {
-			problems = append(problems, fmt.Sprintf("%s: token lacks %s", path, strings.Join(missing, ", ")))
-		}
-	}
-	slices.Sort(problems)
-	return problems
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/rotation"
+	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
 
@@ -28,7 +29,14 @@ type preflight struct {
 	Locked         string           `json:"locked,omitempty"`
 	Provider       providers.Result `json:"provider"`
 	Integrations   []integrationOK  `json:"integrations"`
-	current        vaultstore.KeyVersion
+	// Writes is every path the rotation writes, and what the token lacks
+	// there; WritesErr says why that could not be asked.
+	Writes    []vaultstore.Write   `json:"writes"`
+	WritesErr string               `json:"writes_error,omitempty"`
+	Settings  *vaultstore.Settings `json:"settings,omitempty"`
+	// SettingsErr says why the mount's settings could not be read.
+	SettingsErr string `json:"settings_error,omitempty"`
+	current     vaultstore.KeyVersion
 }
 
 type integrationOK struct {
@@ -40,11 +48,14 @@ type integrationOK struct {
 	// Untrusted: its host's key is not the one known_hosts holds, or is
 	// not there. A rotation does not start until that is fixed.
 	Untrusted bool `json:"untrusted_host,omitempty"`
+	// Proof is how the integration's state will be proven (exact,
+	// timestamp, probe, person, or none: never shown current).
+	Proof state.Proof `json:"proof"`
 }
 
 // ready reports whether nothing found stands in the way of a rotation.
 func (p *preflight) ready() bool {
-	if !p.VaultOK || p.Locked != "" || p.Provider.Validity == providers.Unknown {
+	if !p.VaultOK || p.writeProblem() != nil || p.Locked != "" || p.Provider.Validity == providers.Unknown {
 		return false
 	}
 	for _, in := range p.Integrations {
@@ -83,10 +94,30 @@ func (p *preflight) stopUntrusted() error {
 		"check the fingerprint with the host's administrator and fix known_hosts (ssh.known_hosts), then run `rekey check`")
 }
 
+// writeProblem says which writes of the rotation this token cannot make,
+// or nil.
+func (p *preflight) writeProblem() error {
+	if p.WritesErr != "" {
+		return errors.New(p.WritesErr)
+	}
+	var bad []string
+	for _, w := range p.Writes {
+		if !w.OK() {
+			bad = append(bad, fmt.Sprintf("%s (%s): token lacks %s", w.Path, w.What, strings.Join(w.Lacks, ", ")))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("this Vault token cannot make every write a rotation makes: %s", strings.Join(bad, "; "))
+}
+
 // runPreflight checks, without writing anything, that Vault holds the
-// key, nobody is rotating it, the provider answers, and every integration
-// is reachable and writable as far as its type can tell.
-func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotation.Target) *preflight {
+// key, this token may make every write the rotation rotationID will make
+// (the key, its metadata, each of rekey's records), nobody is rotating
+// it, the provider answers, and every integration is reachable and
+// writable as far as its type can tell.
+func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotation.Target, rotationID string) *preflight {
 	p := &preflight{Key: k.ID, Vault: a.store.Mount() + "/" + k.VaultPath}
 	cur, err := a.store.ReadKey(ctx, k.VaultPath)
 	switch {
@@ -97,7 +128,20 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 	default:
 		p.Vault += ": " + err.Error()
 	}
-	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && time.Now().Before(l.Expires) {
+	if p.VaultOK {
+		// Proven by what Vault says of this token and of the mount, not
+		// by writing: the preflight changes nothing.
+		p.Writes = a.store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0)
+		if err := a.store.CheckWrites(ctx, p.Writes); err != nil {
+			p.WritesErr = err.Error()
+		}
+		if st, err := a.store.Settings(ctx, k.VaultPath); err != nil {
+			p.SettingsErr = err.Error()
+		} else {
+			p.Settings = &st
+		}
+	}
+	if l, err := a.store.ReadLock(ctx, k.ID); err == nil && l.Held && !vaultstore.Abandoned(l, time.Now()) {
 		p.Locked = (&vaultstore.LockedError{KeyID: k.ID, Holder: l}).Error()
 	}
 	if !cur.Key.IsZero() {
@@ -142,6 +186,7 @@ func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
 	case integrations.Manual:
 		owner, _ := in.Person()
 		r.Detail = "updated by a person: " + owner
+		r.Proof = integrations.ProofClass(t.Integration)
 		return r
 	case integrations.Preflighter:
 		err = in.Preflight(ctx)
@@ -161,6 +206,7 @@ func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
 	if r.Host != "" && r.OK {
 		r.Detail = "on " + r.Host + ": " + r.Detail
 	}
+	r.Proof = integrations.ProofClass(t.Integration) // after Preflight: what it found at the target
 	return r
 }
 
@@ -177,6 +223,9 @@ func (p *preflight) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Preflight for %s:\n", p.Key)
 	fmt.Fprintf(w, "  %s vault     %s (%s)\n", mark(p.VaultOK), p.Vault, cur)
+	if p.VaultOK {
+		p.printWrites(w, mark)
+	}
 	if p.Locked != "" {
 		fmt.Fprintf(w, "  FAIL lock      %s\n", p.Locked)
 	} else {
@@ -184,6 +233,45 @@ func (p *preflight) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %s provider  current key %s: %s\n", mark(p.Provider.Validity != providers.Unknown), p.Provider.Validity, p.Provider.Reason)
 	for _, in := range p.Integrations {
-		fmt.Fprintf(w, "  %s %-9s %s (%s): %s\n", mark(in.OK), "integ.", in.ID, in.Type, in.Detail)
+		proof := "proven by " + string(in.Proof)
+		if in.Proof == state.NoProof {
+			proof = "not provable: never shown current; add a verify probe"
+		}
+		fmt.Fprintf(w, "  %s %-9s %s (%s): %s [%s]\n", mark(in.OK), "integ.", in.ID, in.Type, in.Detail, proof)
 	}
+}
+
+// printWrites prints the writes the token cannot make, or that it can make
+// them all, and the mount's check-and-set and retention settings.
+func (p *preflight) printWrites(w io.Writer, mark func(bool) string) {
+	if p.WritesErr != "" {
+		fmt.Fprintf(w, "  FAIL writes    could not ask Vault what this token may do: %s\n", p.WritesErr)
+	}
+	ok := 0
+	for _, wr := range p.Writes {
+		if wr.OK() {
+			ok++
+			continue
+		}
+		fmt.Fprintf(w, "  FAIL write     %s (%s): token lacks %s\n", wr.Path, wr.What, strings.Join(wr.Lacks, ", "))
+	}
+	if p.WritesErr == "" && ok == len(p.Writes) {
+		fmt.Fprintf(w, "  ok   writes    token may make all %d writes of a rotation: the key, its metadata, and rekey's lock, state, history, rotation record and journal\n", ok)
+	}
+	st := p.Settings
+	if st == nil {
+		fmt.Fprintf(w, "  ok   cas       mount settings not read (%s): rekey writes everything with check-and-set, so cas_required does not matter\n", p.SettingsErr)
+		return
+	}
+	var mode []string
+	switch {
+	case st.CASRequired:
+		mode = append(mode, "cas_required on the mount")
+	case st.KeyCASRequired:
+		mode = append(mode, "cas_required on the key")
+	default:
+		mode = append(mode, "cas_required off")
+	}
+	mode = append(mode, fmt.Sprintf("Vault keeps %d versions of the key", st.Kept()))
+	fmt.Fprintf(w, "  %s cas       %s: every write rekey makes is check-and-set, and rekey keeps its own history of every version\n", mark(true), strings.Join(mode, "; "))
 }

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rekey-dev/rekey/secret"
 )
 
 // Exit codes, as SPEC.md fixes them.
@@ -57,11 +59,21 @@ type GlobalOptions struct {
 	ConfigPath string
 	Output     string
 	Verbose    bool
+
+	// redact knows every secret of this run; what the CLI prints, logs,
+	// posts and records passes it.
+	redact *secret.Redactor
 }
 
-// NewRootCmd builds the rekey command tree.
+// NewRootCmd builds the rekey command tree. What it writes to s.Out and
+// s.Err passes a secret.Redactor that learns the run's secrets.
 func NewRootCmd(s Streams) *cobra.Command {
-	g := &GlobalOptions{}
+	red := secret.NewRedactor()
+	return newRootCmd(redactStreams(s, red), red)
+}
+
+func newRootCmd(s Streams, red *secret.Redactor) *cobra.Command {
+	g := &GlobalOptions{redact: red}
 	root := &cobra.Command{
 		Use:   "rekey",
 		Short: "Rotate third-party API keys and respond when one leaks",
@@ -95,7 +107,15 @@ integration at once, proves each works, and tells the team what is still broken.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := NewRootCmd(s)
+	// The first signal cancels the command (see signal.go); a second one
+	// ends the process at once, as it would without this handler.
+	context.AfterFunc(ctx, stop)
+	red := secret.NewRedactor()
+	s = redactStreams(s, red)
+	if s.Err != nil {
+		defer redactStdlibLog(s.Err)()
+	}
+	root := newRootCmd(s, red)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -103,6 +123,7 @@ func Main(args []string, s Streams) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		ee.err = saySignalled(ctx, ee.err)
 		if ee.err != nil {
 			fmt.Fprintf(s.Err, "rekey: error: %v\n", ee.err)
 		}

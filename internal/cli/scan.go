@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/scan"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -61,23 +63,47 @@ compromised version found, 1 Vault could not be read, 2 usage or config.`,
 	return cmd
 }
 
-// needleInfo is one version of a key being looked for.
+// needleInfo is one version of a key being looked for: by its value
+// when Vault holds it and this token may read it, else (hash set) by the
+// keyed hash in rekey's history.
 type needleInfo struct {
 	Key         string
 	Version     int
 	Fingerprint string
 	State       string // current, superseded or compromised
 	value       secret.Key
+	hash        *hashedVersion
 }
 
-// keyNeedles reads every retained version of k from Vault, with its
-// state. A key with no version in Vault has none.
+// hashedVersion is a version known only by its keyed hash.
+type hashedVersion struct {
+	salt   []byte
+	sum    []byte // HMAC-SHA-256(salt, key)
+	length int
+}
+
+func (n needleInfo) label() string {
+	return fmt.Sprintf("%s v%d %s", n.Key, n.Version, n.Fingerprint)
+}
+
+// keyNeedles returns every version of k that rekey knows of: those Vault
+// holds, by value, and those it no longer holds (pruned, deleted,
+// destroyed), by their keyed hash from rekey's history. A token that may
+// read rekey's records but not the key's data looks for every version by
+// its hash. A key with no version anywhere has none.
 func (a *app) keyNeedles(ctx context.Context, k config.Key) ([]needleInfo, error) {
-	versions, current, err := a.store.Versions(ctx, k.VaultPath)
-	if errors.Is(err, failure.ErrNotFound) {
-		return nil, nil
+	h, _, err := a.store.History(ctx, k.ID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		return nil, err
 	}
-	if err != nil {
+	versions, current, err := a.store.Versions(ctx, k.VaultPath)
+	switch {
+	case errors.Is(err, failure.ErrNotFound):
+		versions = nil
+	case errors.Is(err, failure.ErrUnauthorized) && h != nil:
+		a.log.Debug("scan: the key's data is not readable with this token; looking for every version by its keyed hash", "key", k.ID)
+		versions = nil
+	case err != nil:
 		return nil, err
 	}
 	st, _, err := a.store.KeyState(ctx, k.ID)
@@ -85,15 +111,70 @@ func (a *app) keyNeedles(ctx context.Context, k config.Key) ([]needleInfo, error
 		return nil, err
 	}
 	var out []needleInfo
+	held := map[string]bool{} // fingerprints of versions looked for by value
 	for _, v := range versions {
 		n := needleInfo{Key: k.ID, Version: v.Version, Fingerprint: v.Fingerprint(), State: string(integrations.VersionSuperseded), value: v.Key}
 		if c, ok := st.Compromised[v.Version]; ok && c.Fingerprint == n.Fingerprint {
 			n.State = string(integrations.VersionCompromised)
 		}
-		if v.Version == current {
+		if h != nil {
+			if hv, ok := h.Find(v.Key); ok && hv.Standing == records.StandingCompromised {
+				n.State = string(integrations.VersionCompromised)
+			}
+		}
+		if v.Version == current && n.State != string(integrations.VersionCompromised) {
 			n.State = string(integrations.VersionCurrent)
 		}
+		held[n.Fingerprint] = true
 		out = append(out, n)
+	}
+	if h == nil {
+		return out, nil
+	}
+	salt, err := h.SaltBytes()
+	if err != nil {
+		return nil, fmt.Errorf("the history of %s: %w", k.ID, err)
+	}
+	for _, v := range h.Versions {
+		if held[v.Fingerprint] {
+			continue
+		}
+		sum, err := hex.DecodeString(v.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("the history of %s: version %d: its hash is not hex", k.ID, v.Version)
+		}
+		out = append(out, needleInfo{Key: k.ID, Version: v.Version, Fingerprint: v.Fingerprint, State: string(v.Standing),
+			hash: &hashedVersion{salt: salt, sum: sum, length: v.Length}})
+	}
+	return out, nil
+}
+
+// errNoHashMatcher says this build cannot look for a version by its keyed
+// hash.
+var errNoHashMatcher = errors.New("this build of rekey cannot look for a key by its keyed hash yet")
+
+// hashedNeedles builds the scan needles for versions known only by their
+// keyed hash (salt, HMAC-SHA-256, length).
+//
+// SEAM(scanhash): package scan's keyed-hash matcher (branch scanhash) is
+// not merged yet. When it is, this returns, for each n in order,
+//
+//	scan.Needle{Hash: scan.KeyHash{Salt: n.hash.salt, Sum: <n.hash.sum>,
+//		Len: n.hash.length, Fingerprint: n.Fingerprint}, Label: n.label(), State: n.State}
+//
+// (records.KeyedHash is scan.HashKey's HMAC); runScan already maps the
+// findings back to these versions and reports them like any other. Until
+// then these versions are reported as not looked for, and `rekey scan`
+// exits 1 rather than claim a clean tree.
+func hashedNeedles(ns []needleInfo) ([]scan.Needle, error) {
+	out := make([]scan.Needle, 0, len(ns))
+	for _, n := range ns {
+		h := scan.KeyHash{Salt: n.hash.salt, Len: n.hash.length, Fingerprint: n.Fingerprint}
+		if len(n.hash.sum) != len(h.Sum) {
+			return nil, fmt.Errorf("%s: its keyed hash is %d bytes, not %d", n.label(), len(n.hash.sum), len(h.Sum))
+		}
+		copy(h.Sum[:], n.hash.sum)
+		out = append(out, scan.Needle{Hash: h, Label: n.label(), State: n.State})
 	}
 	return out, nil
 }
@@ -122,6 +203,10 @@ type scanReport struct {
 	Skipped []skippedDoc `json:"skipped,omitempty"`
 	Files   int          `json:"files"`
 	Bytes   int64        `json:"bytes"`
+	// NotLookedFor lists versions that could not be looked for, and
+	// NotLookedForWhy says why.
+	NotLookedFor    []string `json:"not_looked_for,omitempty"`
+	NotLookedForWhy string   `json:"not_looked_for_why,omitempty"`
 	// Error says why the scan could not run or did not finish.
 	Error string `json:"error,omitempty"`
 
@@ -129,18 +214,34 @@ type scanReport struct {
 	needles  []needleInfo // indexed by Finding.Needle
 }
 
-// runScan looks for needles under roots. Needles too short to scan for
-// are left out with a warning.
+// runScan looks for needles under roots: by value, or by keyed hash.
+// Needles too short to scan for are left out with a warning; versions
+// that cannot be looked for are listed in NotLookedFor.
 func (a *app) runScan(ctx context.Context, roots []string, needles []needleInfo) *scanReport {
 	rep := &scanReport{Paths: roots, Copies: []copyDoc{}}
 	var sn []scan.Needle
+	var hashed []needleInfo
 	for _, n := range needles {
-		if len(n.value.Reveal()) < scan.MinKeyLen {
+		if n.hash != nil {
+			hashed = append(hashed, n)
+			continue
+		}
+		if n.value.Len() < scan.MinKeyLen {
 			a.log.Warn("version too short to scan for", "key", n.Key, "version", n.Version, "fingerprint", n.Fingerprint)
 			continue
 		}
 		rep.needles = append(rep.needles, n)
-		sn = append(sn, scan.Needle{Key: n.value, Label: fmt.Sprintf("%s v%d %s", n.Key, n.Version, n.Fingerprint), State: n.State})
+		sn = append(sn, scan.Needle{Key: n.value, Label: n.label(), State: n.State})
+	}
+	hn, err := hashedNeedles(hashed)
+	if err != nil {
+		for _, n := range hashed {
+			rep.NotLookedFor = append(rep.NotLookedFor, n.label()+" "+n.State)
+		}
+		rep.NotLookedForWhy = err.Error()
+	} else {
+		rep.needles = append(rep.needles, hashed...)
+		sn = append(sn, hn...)
 	}
 	if len(sn) == 0 {
 		rep.Error = "no version of a key to look for"
@@ -207,6 +308,17 @@ func (a *app) scanRoots(ctx context.Context, roots []string, sn []scan.Needle) (
 	})
 	slices.SortStableFunc(all.Skipped, func(x, y scan.Skipped) int { return strings.Compare(x.Path, y.Path) })
 	return all, firstErr
+}
+
+// missedEarlier reports whether a superseded or compromised version could
+// not be looked for.
+func (r *scanReport) missedEarlier() bool {
+	for _, l := range r.NotLookedFor {
+		if !strings.HasSuffix(l, " "+string(integrations.VersionCurrent)) {
+			return true
+		}
+	}
+	return false
 }
 
 // earlier reports whether the scan found a version that is not current.
@@ -326,6 +438,11 @@ func (a *app) suggest(r *scanReport) []suggestion {
 			out = append(out, sg)
 			continue
 		}
+		if n.value.IsZero() {
+			sg.Why = "Vault no longer holds this version (it was found by its keyed hash): delete the copy, or replace it with the current version by hand"
+			out = append(out, sg)
+			continue
+		}
 		content, err := os.ReadFile(f.Path)
 		if err != nil {
 			sg.Why = "could not read it again: " + errorDetail(err)
@@ -418,12 +535,19 @@ func scanRun(ctx context.Context, a *app, o *ScanOptions) error {
 		return exit(ExitStopped, errors.New("no key has a version in Vault to look for"), "")
 	}
 	rep := a.runScan(ctx, o.Paths, needles)
+	if len(rep.NotLookedFor) > 0 {
+		fmt.Fprintf(a.s.Err, "rekey: warning: not looked for: %s (%s)\n", strings.Join(rep.NotLookedFor, ", "), rep.NotLookedForWhy)
+	}
 	if rep.Error != "" && rep.findings == nil && rep.Files == 0 {
 		return exit(ExitStopped, errors.New(rep.Error), "")
 	}
 	code := ExitOK
-	if rep.earlier() {
+	switch {
+	case rep.earlier():
 		code = ExitDegraded
+	case rep.missedEarlier():
+		// Not finding what was not looked for is no clean tree.
+		code = ExitStopped
 	}
 	var sgs []suggestion
 	if o.Suggest {
@@ -445,6 +569,9 @@ func scanRun(ctx context.Context, a *app, o *ScanOptions) error {
 	}
 	if code == ExitDegraded {
 		fmt.Fprintln(a.s.Out, "Superseded or compromised versions found: replace them with the current version, or delete them.")
+	}
+	if code == ExitStopped {
+		return exit(code, fmt.Errorf("%s could not be looked for: the scan cannot say the tree holds no earlier version", plural(len(rep.NotLookedFor), "version", "versions")), "")
 	}
 	return silent(code)
 }

@@ -45,7 +45,7 @@ func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
 	if a.g.Verbose {
 		level = slog.LevelDebug
 	}
-	a.log = slog.New(slog.NewJSONHandler(a.s.Err, &slog.HandlerOptions{Level: level}))
+	a.log = slog.New(a.g.redact.Handler(slog.NewJSONHandler(a.s.Err, &slog.HandlerOptions{Level: level})))
 	sc := a.cfg.Serve
 	if o.Listen != "" {
 		sc.Listen = o.Listen

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,19 +44,36 @@ func NewCmdStatus(g *GlobalOptions, s Streams) *cobra.Command {
 
 // KeyStatus is one key in `rekey status`.
 type KeyStatus struct {
-	Key          string          `json:"key"`
-	VaultPath    string          `json:"vault_path"`
-	Version      int             `json:"version,omitempty"`
-	Fingerprint  string          `json:"fingerprint,omitempty"`
-	StoredAt     *time.Time      `json:"stored_at,omitempty"`
-	AgeDays      float64         `json:"age_days,omitempty"`
-	RotateEvery  string          `json:"rotate_every,omitempty"`
-	NextDue      *time.Time      `json:"next_due,omitempty"`
-	Overdue      bool            `json:"overdue,omitempty"`
-	Compromised  []int           `json:"compromised_versions,omitempty"`
+	Key         string     `json:"key"`
+	VaultPath   string     `json:"vault_path"`
+	Version     int        `json:"version,omitempty"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	StoredAt    *time.Time `json:"stored_at,omitempty"`
+	AgeDays     float64    `json:"age_days,omitempty"`
+	RotateEvery string     `json:"rotate_every,omitempty"`
+	NextDue     *time.Time `json:"next_due,omitempty"`
+	Overdue     bool       `json:"overdue,omitempty"`
+	Compromised []int      `json:"compromised_versions,omitempty"`
+	// Versions is every version rekey knows of, oldest first, and whether
+	// Vault still holds it.
+	Versions []VersionStatus `json:"versions,omitempty"`
+	// NoHistory says rekey keeps no history of this key yet (it is seeded
+	// at its next rotation or audit): only what Vault holds is known.
+	NoHistory    bool            `json:"no_history,omitempty"`
 	LastRotation *RotationStatus `json:"last_rotation,omitempty"`
 	LastAudit    *records.Audit  `json:"last_audit,omitempty"`
 	Error        string          `json:"error,omitempty"`
+}
+
+// VersionStatus is one version of a key as `status` shows it.
+type VersionStatus struct {
+	Version     int              `json:"version"`
+	Fingerprint string           `json:"fingerprint"`
+	Standing    records.Standing `json:"standing"`
+	Since       *time.Time       `json:"since,omitempty"`
+	// InVault says whether Vault still holds it (not pruned by
+	// max_versions, deleted or destroyed).
+	InVault bool `json:"in_vault"`
 }
 
 // RotationStatus is a rotation as `status` shows it.
@@ -111,12 +130,22 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 		due := stored.Add(k.RotateEvery.D())
 		ks.RotateEvery, ks.NextDue, ks.Overdue = k.RotateEvery.String(), &due, now.After(due)
 	}
-	if st, _, err := a.store.KeyState(ctx, k.ID); err == nil {
+	st, _, err := a.store.KeyState(ctx, k.ID)
+	if err == nil {
 		for v := range st.Compromised {
 			ks.Compromised = append(ks.Compromised, v)
 		}
 		ks.LastAudit = st.LastAudit
+	} else {
+		st = &records.KeyState{}
 	}
+	ks.Versions, ks.NoHistory = a.versionStatus(ctx, k, cur.Version, st)
+	for _, v := range ks.Versions {
+		if v.Standing == records.StandingCompromised && !slices.Contains(ks.Compromised, v.Version) {
+			ks.Compromised = append(ks.Compromised, v.Version)
+		}
+	}
+	slices.Sort(ks.Compromised)
 	if r, err := a.store.LatestRotation(ctx, k.ID); err == nil {
 		ks.LastRotation = &RotationStatus{ID: r.ID, Reason: r.Reason, Phase: r.Phase, Operator: r.Operator, Started: r.Started, Finished: r.Finished, Integrations: r.Integrations, Timeline: r.Timeline}
 		if c, ok := rotation.ContainmentOf(r); ok {
@@ -124,6 +153,47 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 		}
 	}
 	return ks
+}
+
+// versionStatus lists every version of k rekey knows of, from its history
+// and what Vault holds. noHistory is set when there is no history yet.
+func (a *app) versionStatus(ctx context.Context, k config.Key, current int, st *records.KeyState) (out []VersionStatus, noHistory bool) {
+	held := map[string]bool{} // fingerprints of the versions Vault holds
+	versions, _, err := a.store.Versions(ctx, k.VaultPath)
+	if err != nil {
+		a.log.Warn("could not read the key's versions", "key", k.ID, "err", err)
+	}
+	for _, v := range versions {
+		held[v.Fingerprint()] = true
+	}
+	h, _, err := a.store.History(ctx, k.ID)
+	if err != nil && !errors.Is(err, failure.ErrNotFound) {
+		a.log.Warn("could not read the key's history", "key", k.ID, "err", err)
+	}
+	known := map[string]bool{}
+	if h != nil {
+		for _, v := range h.Versions {
+			since := v.Since
+			out = append(out, VersionStatus{Version: v.Version, Fingerprint: v.Fingerprint, Standing: v.Standing, Since: &since, InVault: held[v.Fingerprint]})
+			known[v.Fingerprint] = true
+		}
+	}
+	// What Vault holds that the history does not (yet).
+	for _, v := range versions {
+		fp := v.Fingerprint()
+		if known[fp] {
+			continue
+		}
+		vs := VersionStatus{Version: v.Version, Fingerprint: fp, Standing: records.StandingSuperseded, InVault: true}
+		if c, ok := st.Compromised[v.Version]; ok && c.Fingerprint == fp {
+			vs.Standing = records.StandingCompromised
+		} else if v.Version == current {
+			vs.Standing = records.StandingCurrent
+		}
+		out = append(out, vs)
+	}
+	slices.SortStableFunc(out, func(a, b VersionStatus) int { return a.Version - b.Version })
+	return out, h == nil
 }
 
 func printKeyStatus(a *app, ks KeyStatus) {
@@ -144,6 +214,7 @@ func printKeyStatus(a *app, ks KeyStatus) {
 	if len(ks.Compromised) > 0 {
 		fmt.Fprintf(w, "  compromised versions: %v\n", ks.Compromised)
 	}
+	printVersions(w, ks)
 	r := ks.LastRotation
 	if r == nil {
 		fmt.Fprintln(w, "  no rotation on record")
@@ -153,10 +224,10 @@ func printKeyStatus(a *app, ks KeyStatus) {
 	for _, in := range a.cfg.IntegrationsOf(ks.Key) {
 		rec, ok := r.Integrations[in.ID]
 		if !ok {
-			fmt.Fprintf(w, "    %-11s %-16s not part of this rotation\n", "-", in.ID)
+			fmt.Fprintf(w, "    %-10s %-11s %-16s not part of this rotation\n", "-", "-", in.ID)
 			continue
 		}
-		fmt.Fprintf(w, "    %-11s %-16s %s\n", rec.State, in.ID, rec.Reason)
+		fmt.Fprintf(w, "    %-10s %-11s %-16s %s\n", proofWord(rec.Proof), rec.State, in.ID, rec.Reason)
 	}
 	if c := r.Containment; c != nil {
 		if c.Contained.IsZero() {
@@ -164,5 +235,25 @@ func printKeyStatus(a *app, ks KeyStatus) {
 		} else {
 			fmt.Fprintf(w, "  leak contained in %s (declared %s, contained %s)\n", c.TimeToContain.Round(time.Second), c.Declared.Format(time.RFC3339), c.Contained.Format(time.RFC3339))
 		}
+	}
+}
+
+// printVersions says how many versions rekey knows of and which of them
+// Vault no longer holds.
+func printVersions(w io.Writer, ks KeyStatus) {
+	var gone []string
+	for _, v := range ks.Versions {
+		if !v.InVault {
+			gone = append(gone, fmt.Sprintf("%d (%s, %s)", v.Version, v.Fingerprint, v.Standing))
+		}
+	}
+	known := plural(len(ks.Versions), "version", "versions")
+	switch {
+	case ks.NoHistory:
+		fmt.Fprintf(w, "  versions: %s in Vault; rekey keeps no history of this key yet (its next rotation or audit starts it)\n", known)
+	case len(gone) == 0:
+		fmt.Fprintf(w, "  versions: %s on record, all still in Vault\n", known)
+	default:
+		fmt.Fprintf(w, "  versions: %s on record; Vault no longer holds %s\n", known, strings.Join(gone, ", "))
 	}
 }

@@ -7,8 +7,16 @@ import (
 	"golang.org/x/term"
 )
 
-// isTerminal reports whether w is a terminal.
+// isTerminal reports whether w is a terminal, looking through writers
+// that wrap another (the redacting streams).
 func isTerminal(w io.Writer) bool {
+	for {
+		u, ok := w.(interface{ Unwrap() io.Writer })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -186,6 +186,10 @@ func (p *Pool) Host(name string) (*Host, error) {
 	return &Host{p: p, ep: ep}, nil
 }
 
+// ID names the connection the host is reached by (user, address, route):
+// two names of one host (an alias and what it stands for) share it.
+func (h *Host) ID() string { return h.ep.key() }
+
 // Name is the host as configured.
 func (h *Host) Name() string { return h.ep.name }
 

@@ -236,6 +236,15 @@ func (s *Server) NewEnv() (*Env, func(), error) {
 	return &Env{Addr: s.Addr, Token: s.Token, Mount: mount, Client: c}, cleanup, nil
 }
 
+// Configure writes the mount's KV v2 settings (<mount>/config), for
+// example {"cas_required": true, "max_versions": 2}.
+func (e *Env) Configure(t testing.TB, settings map[string]any) {
+	t.Helper()
+	if _, err := e.Client.Logical().Write(e.Mount+"/config", settings); err != nil {
+		t.Fatalf("vaulttest: configure %s: %v", e.Mount, err)
+	}
+}
+
 // NewClient returns a client for addr with retries off, as tests want.
 func NewClient(t testing.TB, addr, token string) *vault.Client {
 	t.Helper()

@@ -2,14 +2,19 @@ package slack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/rekey-dev/rekey/failure"
 	slackapi "github.com/slack-go/slack"
+
+	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/internal/neterr"
 )
 
 // Slack Web API error codes (https://docs.slack.dev/reference/methods/chat.postMessage#errors)
@@ -30,11 +35,27 @@ var (
 		"ratelimited": true, "internal_error": true, "fatal_error": true,
 		"service_unavailable": true, "request_timeout": true,
 	}
+	// invalidCodes are the other codes chat.postMessage, chat.update and
+	// auth.test document; any code outside these four lists is reported
+	// without its text (an "error" field is a byte the peer chose).
+	invalidCodes = map[string]bool{
+		"invalid_blocks": true, "invalid_blocks_format": true, "msg_too_long": true, "msg_blocks_too_long": true,
+		"no_text": true, "too_many_attachments": true, "invalid_arguments": true, "invalid_form_data": true,
+		"invalid_post_type": true, "invalid_charset": true, "invalid_json": true, "json_not_object": true,
+		"missing_post_type": true, "is_archived": true, "channel_is_archived": true, "duplicate_channel_not_found": true,
+		"duplicate_message_not_found": true, "too_many_contact_cards": true, "message_limit_exceeded": true,
+		"slack_connect_file_link_sharing_blocked": true, "invalid_metadata_format": true, "invalid_metadata_schema": true,
+		"metadata_too_large": true, "method_deprecated": true, "deprecated_endpoint": true, "unknown_method": true,
+		"upgrade_required": true, "two_factor_setup_required": true, "invalid_arg_name": true, "invalid_array_arg": true,
+		"block_mismatch": true, "accesslimited": true, "team_added_to_org": true, "cant_broadcast_message": true,
+		"as_user_not_supported": true, "messages_tab_disabled": true, "restricted_too_many": true,
+	}
 )
 
 // classify turns an error from slack-go into one rekey can return: a
-// message that holds no secret (secrets lists the token or webhook URL to
-// strip, in case a lower layer put one in) and a class from integrations
+// message built by describe, from no byte the peer chose (secrets lists
+// the token or webhook URL to strip all the same, in case one is in a
+// description) and a class from integrations
 // (ErrTransient, ErrUnauthorized, ErrNotFound, ErrInvalid), or a
 // *failure.RetryAfterError for a 429 that says how long to wait.
 // The slack-go error itself is not kept: *url.Error carries the URL, and
@@ -50,14 +71,19 @@ func classify(what string, err error, secrets ...string) error {
 	return out
 }
 
-// describe says what went wrong, in words built from the error's parts
-// rather than its whole text, and which class it belongs to.
+// describe says what went wrong, in words of rekey's own or from Slack's
+// documented vocabulary, and which class it belongs to. No text the peer
+// chose is kept: net/http's errors can quote the answer or a redirect's
+// Location (package neterr), slack-go's can quote a Retry-After header,
+// and an "error" field that is not one of Slack's codes is not repeated.
 func describe(err error) (string, error) {
 	var (
 		rl   *slackapi.RateLimitedError
 		api  slackapi.SlackErrorResponse
 		code slackapi.StatusCodeError
-		ue   *url.Error
+		num  *strconv.NumError
+		syn  *json.SyntaxError
+		typ  *json.UnmarshalTypeError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -72,27 +98,30 @@ func describe(err error) (string, error) {
 			return api.Err, failure.ErrNotFound
 		case transientCodes[api.Err]:
 			return api.Err, failure.ErrTransient
+		case invalidCodes[api.Err]:
+			return api.Err, failure.ErrInvalid
 		}
-		return api.Err, failure.ErrInvalid
+		return "an error code rekey does not know", failure.ErrInvalid
 	case errors.As(err, &code):
 		class := failure.ClassifyStatus(code.Code)
 		if class == nil {
 			class = failure.ErrTransient
 		}
 		return fmt.Sprintf("status %d", code.Code), class
-	case errors.As(err, &ue):
-		// The URL is left out: the inner error names the host and port
-		// where it matters, and a webhook's path is its secret.
-		if ue.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-			return "timed out: " + ue.Err.Error(), failure.ErrTransient
-		}
-		return ue.Op + ": " + ue.Err.Error(), failure.ErrTransient
+	case errors.As(err, &num):
+		// slack-go parses a 429's Retry-After and returns strconv's error,
+		// which quotes the header.
+		return "status 429 with a Retry-After that is not a number of seconds", failure.ErrTransient
+	case neterr.IsTransport(err):
+		return neterr.Describe(err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timed out", failure.ErrTransient
+	case errors.As(err, &syn), errors.As(err, &typ), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		// A reply that was not JSON: a proxy's error page, a connection
+		// that broke mid-way. encoding/json's text can quote the reply.
+		return "an answer that is not Slack's JSON", failure.ErrTransient
 	}
-	// A reply that was not JSON, a connection that broke mid-way: worth
-	// another try. The text comes from encoding/json or net, not Slack.
-	return err.Error(), failure.ErrTransient
+	return "request failed", failure.ErrTransient
 }
 
 // redact replaces each secret, and for URLs their path, in s.

@@ -14,6 +14,39 @@
 // Action Network allows 4 requests a second per key. Checks stay under that
 // with a Limiter keyed by the key's fingerprint and shared by every Checker
 // in the process, and honour Retry-After on 429 within ctx.
+//
+// # Identity: the wrong-group guard
+//
+// Each person and each group in Action Network has its own key, and a valid
+// key of the wrong group passes every check. A key's identity is the set
+// of Action Network identifiers ("action_network:<uuid>") of the tags on
+// the first page of GET <base>tags. Checker.Identity reads it, under the
+// same rules as Check (same Limiter, Retry-After, no redirects, no body in
+// a reason), and says one of:
+//
+//   - IdentityKnown: Identity.Tags holds the identifiers;
+//   - IdentityEmpty: the key works but its group has no tags;
+//   - IdentityUnknown: 429, 5xx, timeout, network error, redirect, or an
+//     answer that is not a tags page;
+//   - IdentityInvalid: 401 or 403.
+//
+// Records keep an identity hashed, never the identifiers: HashIdentity(salt,
+// id) gives per-identifier HMACs under a salt kept with the record, and
+// CompareIdentities(recorded, current) says SameGroup (a tag in common),
+// OtherGroup (both have tags, none in common) or GroupUnknown (either has
+// none). The guard this is for:
+//
+//	// preflight, while the current key still works:
+//	id := checker.Identity(ctx, current)          // record HashIdentity(salt, id) with the rotation
+//	// once the new key is read, before anything is written:
+//	newID := checker.Identity(ctx, newKey)
+//	h, _ := actionnetwork.HashIdentity(salt, newID)  // the recorded salt
+//	switch actionnetwork.CompareIdentities(recorded, h) {
+//	case actionnetwork.OtherGroup:   // refuse: the key belongs to another group or list
+//	case actionnetwork.GroupUnknown: // say so (id.Reason, newID.Reason) and go on
+//	}
+//
+// An IdentityInvalid new key is refused by Check in any case.
 package actionnetwork
 
 import (
@@ -78,8 +111,9 @@ type Options struct {
 
 // Checker checks Action Network keys.
 type Checker struct {
-	probe httpcheck.Probe
-	err   error // a BaseURL that cannot be used
+	probe   httpcheck.Probe
+	tagsURL string // the first page of tags, for Identity
+	err     error  // a BaseURL that cannot be used
 }
 
 var _ providers.Checker = (*Checker)(nil)
@@ -92,7 +126,7 @@ func New(opts Options) *Checker {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	c := &Checker{err: ValidateBaseURL(base)}
+	c := &Checker{err: ValidateBaseURL(base), tagsURL: strings.TrimSuffix(base, "/") + "/tags"}
 	lim := opts.Limiter
 	if lim == nil {
 		lim = shared

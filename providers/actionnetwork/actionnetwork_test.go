@@ -243,7 +243,7 @@ func TestNetworkFailuresAreUnknown(t *testing.T) {
 		ctx    func() (context.Context, context.CancelFunc)
 		reason string
 	}{
-		{"connection refused", closedURL + "/api/v2/", nil, "network error: dial tcp"},
+		{"connection refused", closedURL + "/api/v2/", nil, "network error: connection refused"},
 		{"no answer before the deadline", slow.URL + "/api/v2/", func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(t.Context(), 200*time.Millisecond)
 		}, "no answer before the deadline"},

@@ -91,3 +91,65 @@ func FuzzCheckResponse(f *testing.F) {
 		leakcheck.Assert(t, "log", logs.Bytes(), key)
 	})
 }
+
+// FuzzIdentityResponse does the same for Identity: any status and body
+// (KEY is replaced by the key sent) give one of the four states under the
+// rules (known only on 200 with tags carrying Action Network identifiers,
+// each of which is in the body; invalid only on 401 or 403), and neither
+// the reason nor the log holds the key or the body.
+func FuzzIdentityResponse(f *testing.F) {
+	f.Add(200, []byte(`{"total_records":2,"_embedded":{"osdi:tags":[{"identifiers":["action_network:a1","x:2"]},{"identifiers":["action_network:b2"]}]}}`))
+	f.Add(200, []byte(`{"total_records":0,"_embedded":{"osdi:tags":[]}}`))
+	f.Add(403, []byte(`{"error":"API Key KEY invalid"}`))
+	f.Add(200, []byte(`{"_embedded":{"osdi:tags":[{"identifiers":["action_network:KEY"]}]}}`))
+	const key = "0123456789abcdef0123456789abcdef"
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		if status < 100 || status > 999 {
+			status = 100 + (status%900+900)%900
+		}
+		answer := bytes.ReplaceAll(body, []byte("KEY"), []byte(key))
+		client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Header.Get(actionnetwork.Header) != key || r.URL.Path != "/api/v2/tags" || r.URL.RawQuery != "" {
+				t.Errorf("unexpected request %s %s", r.Method, r.URL)
+			}
+			return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(bytes.NewReader(answer)), Request: r}, nil
+		})}
+		var logs bytes.Buffer
+		c := actionnetwork.New(actionnetwork.Options{
+			BaseURL:    "https://actionnetwork.example/api/v2/",
+			HTTPClient: client,
+			Logger:     slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			Limiter:    actionnetwork.NewLimiter(1e9, 1e6),
+			MaxRetries: -1,
+		})
+		id := c.Identity(t.Context(), secret.New(key))
+
+		switch id.State {
+		case actionnetwork.IdentityInvalid:
+			if status != http.StatusUnauthorized && status != http.StatusForbidden {
+				t.Fatalf("status %d taken as invalid", status)
+			}
+		case actionnetwork.IdentityKnown, actionnetwork.IdentityEmpty:
+			if status != http.StatusOK {
+				t.Fatalf("status %d gave %s", status, id.State)
+			}
+		case actionnetwork.IdentityUnknown:
+		default:
+			t.Fatalf("state %q", id.State)
+		}
+		if (id.State == actionnetwork.IdentityKnown) != (len(id.Tags) > 0) {
+			t.Fatalf("state %s with %d tags", id.State, len(id.Tags))
+		}
+		for i, tag := range id.Tags {
+			if !strings.HasPrefix(tag, actionnetwork.TagPrefix) || len(tag) == len(actionnetwork.TagPrefix) || (i > 0 && tag <= id.Tags[i-1]) {
+				t.Fatalf("tags %q: want sorted, unique action_network identifiers", id.Tags)
+			}
+		}
+		if id.Reason == "" || len(id.Reason) > 300 || (len(answer) >= 8 && strings.Contains(id.Reason, string(answer))) {
+			t.Fatalf("reason %q", id.Reason)
+		}
+		leakcheck.Assert(t, "reason", []byte(id.Reason), key)
+		leakcheck.Assert(t, "log", logs.Bytes(), key)
+	})
+}

@@ -5,22 +5,19 @@ package httpx
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"fmt"
 	"net/http"
-	"net/url"
 
-	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/internal/neterr"
 )
 
 // ErrRedirect is a redirect that was not followed.
-var ErrRedirect = errors.New("refused a redirect")
+var ErrRedirect = neterr.ErrRedirect
 
 // Client copies base (nil means a zero http.Client) and refuses redirects
 // that leave the host or scheme, or change the method: credentials are
-// never sent to another host, and a PUT is never turned into a GET.
+// never sent to another host, and a PUT is never turned into a GET. The
+// refusal names neither the redirect's host nor its URL: the peer chose
+// them, and may have put what the request carried into them.
 func Client(base *http.Client) *http.Client {
 	c := &http.Client{}
 	if base != nil {
@@ -30,11 +27,11 @@ func Client(base *http.Client) *http.Client {
 		first := via[0]
 		switch {
 		case req.URL.Host != first.URL.Host || req.URL.Scheme != first.URL.Scheme:
-			return fmt.Errorf("%w to another host (%s)", ErrRedirect, req.URL.Host)
+			return neterr.Refuse("to another host")
 		case req.Method != first.Method:
-			return fmt.Errorf("%w that turns %s into %s", ErrRedirect, first.Method, req.Method)
+			return neterr.Refuse("that turns " + first.Method + " into " + req.Method)
 		case len(via) >= 5:
-			return fmt.Errorf("%w: more than 5 redirects", ErrRedirect)
+			return neterr.Refuse("after 5 redirects")
 		}
 		return nil
 	}
@@ -42,26 +39,12 @@ func Client(base *http.Client) *http.Client {
 }
 
 // TransportError classifies an error from http.Client.Do and prefixes it
-// with what. It drops *url.Error's copy of the URL (which may hold a value
-// from the environment), keeps context errors as they are, calls a refused
-// redirect or a certificate that does not verify invalid, and everything
-// else (refused connections, resets, timeouts) transient.
+// with what (see package neterr): it keeps context errors as they are,
+// calls a refused or malformed redirect or a certificate that does not
+// verify invalid, and everything else (refused connections, resets,
+// timeouts, malformed answers) transient. None of the error's own text is
+// kept: it can quote the answer, the redirect's host, or the URL (which
+// may hold a value from the environment).
 func TransportError(ctx context.Context, what string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("%s: %w", what, ctxErr)
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	var certErr *tls.CertificateVerificationError
-	var unknownCA x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	switch {
-	case errors.Is(err, ErrRedirect), errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr):
-		return fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return fmt.Errorf("%s: %w: %w", what, err, failure.ErrTransient)
+	return neterr.Wrap(ctx, what, err)
 }

@@ -13,10 +13,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/internal/neterr"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -160,8 +160,9 @@ func discard(resp *http.Response) {
 	_ = resp.Body.Close()
 }
 
-// NetworkReason describes a request that got no response, from the error
-// alone (no URL query, no header, no body).
+// NetworkReason describes a request that got no response in fixed words
+// (package neterr): the error's own text can quote the answer, a
+// redirect's Location or the URL, and the answer may echo the key.
 func NetworkReason(ctx context.Context, err error) string {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -169,11 +170,8 @@ func NetworkReason(ctx context.Context, err error) string {
 	case errors.Is(ctx.Err(), context.Canceled):
 		return "check cancelled"
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	return "network error: " + err.Error()
+	desc, _ := neterr.Describe(err)
+	return "network error: " + desc
 }
 
 func waitReason(ctx context.Context, err error) string {

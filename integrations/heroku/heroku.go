@@ -1,0 +1,234 @@
+// Package heroku is the `heroku` integration type: one config var of a
+// Heroku app, through the Platform API (v3).
+//
+//	integrations:
+//	  - {id: spoke, key: actionnetwork-main, type: heroku, app: greens-spoke,
+//	     variable: ACTION_NETWORK_API_KEY, token_env: HEROKU_API_KEY}
+//
+// Fields: app (name or id), variable (the config var), token_env (the
+// variable holding a Heroku API token: `heroku authorizations:create`),
+// optional api_url (default https://api.heroku.com/) and verify (a probe
+// shaped like the http type's: {method, url, headers, expect_status}).
+//
+// Apply reads the app's config vars (GET /apps/{app}/config-vars) and,
+// unless the variable already holds the key, sends PATCH
+// /apps/{app}/config-vars with that one variable: Heroku merges it, so no
+// other config var is touched. Heroku makes a new release for every
+// config change and restarts the app's dynos with it: the restart is
+// Heroku's, one per changed write, and nothing is written (so nothing is
+// restarted) when the app already holds the key. The answer to a write
+// lists every config var of the app; it is never read.
+//
+// The state is read back (exact): the config var's value against the
+// key's fingerprints.
+//
+// Preflight reads the config vars: on Heroku the permission that shows
+// config var values is the one that edits them (deploy or manage), so a
+// token that can read them can write them, unless it is an OAuth
+// authorization limited to the read-protected scope.
+//
+// Failures are classified from status and headers only: 401 and 403 are
+// unauthorized, 404 (no such app, or not visible to the token) not found,
+// 409 and 412 a conflict (retried on a fresh read), 429 a rate limit
+// (Heroku refills its token bucket continuously and sends no reset time:
+// the wait is a couple of seconds), 5xx transient.
+package heroku
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"time"
+
+	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/failure"
+	"github.com/rekey-dev/rekey/integrations"
+	httpint "github.com/rekey-dev/rekey/integrations/http"
+	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/rest"
+	"github.com/rekey-dev/rekey/secret"
+)
+
+// Type is the name of this integration type in the configuration.
+const Type = "heroku"
+
+// DefaultAPIURL is Heroku's Platform API.
+const DefaultAPIURL = "https://api.heroku.com/"
+
+// Accept selects version 3 of the Platform API, which Heroku requires.
+const Accept = "application/vnd.heroku+json; version=3"
+
+// rateLimitWait is the wait after a 429: Heroku adds about 75 request
+// tokens a minute to the account's pool and says nothing about when.
+const rateLimitWait = 2 * time.Second
+
+type fields struct {
+	App      string         `mapstructure:"app"`
+	Variable string         `mapstructure:"variable"`
+	TokenEnv string         `mapstructure:"token_env"`
+	APIURL   string         `mapstructure:"api_url"`
+	Verify   map[string]any `mapstructure:"verify"`
+}
+
+// Heroku is one config var of one app.
+type Heroku struct {
+	id       string
+	app      string
+	variable string
+	target   string // "app greens-spoke"
+	api      *rest.Client
+	log      *slog.Logger
+}
+
+type withVerify struct {
+	*Heroku
+	probe httpint.Probe
+}
+
+// Verify implements integrations.Verifier with the configured probe.
+func (w withVerify) Verify(ctx context.Context) error {
+	if err := w.probe.Verify(ctx); err != nil {
+		return fmt.Errorf("heroku: %s: %w", w.id, err)
+	}
+	return nil
+}
+
+var (
+	_ integrations.Integration = (*Heroku)(nil)
+	_ integrations.Reader      = (*Heroku)(nil)
+	_ integrations.Preflighter = (*Heroku)(nil)
+	_ integrations.Verifier    = withVerify{}
+	_ integrations.Factory     = New
+)
+
+var (
+	appRE  = regexp.MustCompile(`^(?:[a-z][a-z0-9-]{1,29}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
+	nameRE = regexp.MustCompile(`^\w+$`) // Heroku's own pattern for config var keys
+)
+
+// New builds a heroku integration from its configuration item.
+func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
+	var f fields
+	if err := h.Config.DecodeSettings(in, &f); err != nil {
+		return nil, err
+	}
+	switch {
+	case f.App == "":
+		return nil, h.Config.Required(in, "app", "(the Heroku app's name or id)")
+	case !appRE.MatchString(f.App):
+		return nil, h.Config.Invalid(in, "app", "%q is not a Heroku app name (lower-case letters, digits and dashes, starting with a letter) or id", f.App)
+	case f.Variable == "":
+		return nil, h.Config.Required(in, "variable", "(the config var that holds the key)")
+	case !nameRE.MatchString(f.Variable):
+		return nil, h.Config.Invalid(in, "variable", "%q is not a config var name (letters, digits and '_')", f.Variable)
+	case f.TokenEnv == "":
+		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a Heroku API token)")
+	case !rest.EnvVarName.MatchString(f.TokenEnv):
+		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
+	}
+	raw := f.APIURL
+	if raw == "" {
+		raw = DefaultAPIURL
+	}
+	base, err := rest.ParseBase(raw)
+	if err != nil {
+		return nil, h.Config.Invalid(in, "api_url", "%v", err)
+	}
+	x := &Heroku{id: in.ID, app: f.App, variable: f.Variable, target: "app " + f.App, log: h.Logger}
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
+	x.api = &rest.Client{
+		Base: base, HTTP: httpx.Client(h.HTTPClient), TokenEnv: f.TokenEnv, Getenv: h.Getenv,
+		Header:      http.Header{"Accept": {Accept}},
+		DefaultWait: rateLimitWait,
+	}
+	if f.Verify == nil {
+		return x, nil
+	}
+	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
+	if err != nil {
+		return nil, err
+	}
+	return withVerify{Heroku: x, probe: probe}, nil
+}
+
+// ID implements integrations.Integration.
+func (x *Heroku) ID() string { return x.id }
+
+func (x *Heroku) varsPath() string { return "apps/" + url.PathEscape(x.app) + "/config-vars" }
+
+// Apply implements integrations.Integration.
+func (x *Heroku) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
+	what := fmt.Sprintf("heroku: set config var %s on %s", x.variable, x.target)
+	if err := ctx.Err(); err != nil {
+		return integrations.ApplyResult{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if req.Key.IsZero() {
+		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", what, failure.ErrInvalid)
+	}
+	return rest.RetryConflicts(ctx, func() (integrations.ApplyResult, error) {
+		held, err := x.read(ctx)
+		if err == nil && held.Equal(req.Key) {
+			x.log.DebugContext(ctx, "heroku: config var already holds the key", "integration", x.id, "fingerprint", req.Key.Fingerprint())
+			return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
+		}
+		if err != nil && !isMissingVar(err) {
+			return integrations.ApplyResult{}, err
+		}
+		resp, err := x.api.Do(ctx, rest.Request{
+			Method: http.MethodPatch, Path: x.varsPath(), What: what, Target: x.target,
+			Body: map[string]string{x.variable: req.Key.Reveal()},
+		})
+		if err != nil {
+			return integrations.ApplyResult{}, err
+		}
+		rest.Drain(resp) // every config var of the app: not ours to read
+		x.log.InfoContext(ctx, "heroku: config var set; Heroku restarts the app with a new release", "integration", x.id, "target", x.target, "variable", x.variable, "fingerprint", req.Key.Fingerprint())
+		return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+	})
+}
+
+// errMissingVar marks a config var the app does not have.
+type errMissingVar struct{ error }
+
+func (e errMissingVar) Unwrap() error { return e.error }
+
+func isMissingVar(err error) bool {
+	var m errMissingVar
+	return errors.As(err, &m)
+}
+
+// Read implements integrations.Reader.
+func (x *Heroku) Read(ctx context.Context) (secret.Key, error) { return x.read(ctx) }
+
+func (x *Heroku) read(ctx context.Context) (secret.Key, error) {
+	what := fmt.Sprintf("heroku: read config vars of %s", x.target)
+	resp, err := x.api.Do(ctx, rest.Request{Method: http.MethodGet, Path: x.varsPath(), What: what, Target: x.target})
+	if err != nil {
+		return secret.Key{}, err
+	}
+	var vars map[string]*string
+	if err := rest.Decode(resp, &vars, what); err != nil {
+		return secret.Key{}, err
+	}
+	v := vars[x.variable]
+	if v == nil || *v == "" {
+		return secret.Key{}, errMissingVar{fmt.Errorf("heroku: %s has no config var %s: %w", x.target, x.variable, failure.ErrNotFound)}
+	}
+	return secret.New(*v), nil
+}
+
+// Preflight implements integrations.Preflighter: the token is valid, the
+// app exists, and the token may see (and so edit) its config vars.
+func (x *Heroku) Preflight(ctx context.Context) error {
+	_, err := x.read(ctx)
+	if isMissingVar(err) {
+		return nil // the first write creates it
+	}
+	return err
+}
