@@ -342,6 +342,7 @@ func (c *Config) validate() Errors {
 			add(item, "type", "required")
 		}
 	}
+	errs = append(errs, c.vaultTargets(os.Getenv)...)
 	return errs
 }
 

@@ -99,6 +99,23 @@ type Remote interface {
 	CheckHost(ctx context.Context) error
 }
 
+// probeKeyCtx is the context key of WithProbeKey.
+type probeKeyCtx struct{}
+
+// WithProbeKey returns ctx carrying key: the version an integration is
+// expected to hold, which a Reader's or a Verifier's request may
+// authenticate with ({{key}} in an http integration's read or verify).
+// Observe sets it; a probe that needs it and finds none cannot tell.
+func WithProbeKey(ctx context.Context, key secret.Key) context.Context {
+	return context.WithValue(ctx, probeKeyCtx{}, key)
+}
+
+// ProbeKey returns the key WithProbeKey put in ctx, if any.
+func ProbeKey(ctx context.Context) (secret.Key, bool) {
+	k, ok := ctx.Value(probeKeyCtx{}).(secret.Key)
+	return k, ok && !k.IsZero()
+}
+
 // Host is what a factory is given to build an integration.
 type Host struct {
 	Config *config.Config

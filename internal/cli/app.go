@@ -86,7 +86,36 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	if len(errs) > 0 {
 		return nil, exit(ExitUsage, errs, "")
 	}
+	var ids []string
+	for _, k := range cfg.Keys {
+		ids = append(ids, k.ID)
+	}
+	for _, in := range cfg.Integrations {
+		ids = append(ids, in.ID)
+	}
+	s.guard.configure(ids, a.knownKeys)
 	return a, nil
+}
+
+// knownKeys reads every retained version of every configured key, and
+// rekey's history of each, for the guard to recognise one typed as an
+// argument. What cannot be read is left out.
+func (a *app) knownKeys(ctx context.Context) onRecord {
+	var out onRecord
+	if a.connectVault(ctx) != nil {
+		return out
+	}
+	for _, k := range a.cfg.Keys {
+		if versions, _, err := a.store.Versions(ctx, k.VaultPath); err == nil {
+			for _, v := range versions {
+				out.keys = append(out.keys, v.Key)
+			}
+		}
+		if h, _, err := a.store.History(ctx, k.ID); err == nil && h != nil {
+			out.histories = append(out.histories, h)
+		}
+	}
+	return out
 }
 
 // httpClient is the client integrations and providers share: a request
@@ -204,6 +233,7 @@ func (a *app) connectVault(ctx context.Context) error {
 	a.g.redact.Add(c.Token()) // an AppRole login's token, too
 	a.store = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
 	a.store.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
+	a.s.guard.settle(ctx)
 	return nil
 }
 

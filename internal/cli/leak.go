@@ -295,7 +295,7 @@ func (a *app) alertLeak(ctx context.Context, eng *rotation.Engine, job rotation.
 		Reason: "leak", Fingerprint: leaked.Fingerprint(), Owner: k.Owner, Instructions: instructions,
 		Title: fmt.Sprintf("Key %s leaked (version %d, %s): %s, %s", k.ID, leaked.Version, leaked.Fingerprint(), orSomeone(k.Owner), instructions),
 		Text: fmt.Sprintf("%s %d integrations break when it is revoked, and are updated as soon as the new key is pasted into rekey: %s.",
-			works, len(ids), strings.Join(ids, ", ")),
+			works, len(ids), someIDs(ids)),
 		Integrations: evs,
 	}
 	if err := eng.Notifier.Notify(ctx, ev); err != nil {

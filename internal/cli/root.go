@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,10 @@ type Streams struct {
 	In  *os.File
 	Out io.Writer
 	Err io.Writer
+
+	// guard hides arguments that look like a key from Out and Err (Main
+	// sets it up); nil hides nothing.
+	guard *argGuard
 }
 
 // exitError carries an exit code with an optional message and hint.
@@ -111,6 +116,9 @@ func Main(args []string, s Streams) int {
 	// ends the process at once, as it would without this handler.
 	context.AfterFunc(ctx, stop)
 	red := secret.NewRedactor()
+	// A key typed in the wrong place is never echoed: every argument that
+	// looks like one is redacted from all output.
+	s.guard = newArgGuard(args, red)
 	s = redactStreams(s, red)
 	if s.Err != nil {
 		defer redactStdlibLog(s.Err)()
@@ -121,6 +129,11 @@ func Main(args []string, s Streams) int {
 	if err == nil {
 		return ExitOK
 	}
+	// The error may quote an argument (no key "…"): compare the arguments
+	// with the keys' versions first, where Vault can be reached.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	s.guard.settle(sctx)
+	cancel()
 	var ee *exitError
 	if errors.As(err, &ee) {
 		ee.err = saySignalled(ctx, ee.err)

@@ -184,7 +184,7 @@ func (a *app) tellOwner(ctx context.Context, eng *rotation.Engine, job rotation.
 			Kind: notifiers.RotationStarted, At: time.Now().UTC(), Urgent: urgent, KeyID: k.ID, RotationID: job.RotationID,
 			Reason: job.Reason, Owner: k.Owner, Instructions: instructions,
 			Title:        fmt.Sprintf("Rotating %s (%s): %s, please %s", k.ID, job.Reason, orSomeone(k.Owner), instructions),
-			Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), strings.Join(ids, ", ")),
+			Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), someIDs(ids)),
 			Integrations: evIntegrations,
 		}
 		if err := eng.Notifier.Notify(ctx, ev); err != nil {
@@ -211,6 +211,16 @@ func waiting(targets []rotation.Target, reason string) ([]string, []notifiers.In
 		evs[i] = notifiers.Integration{ID: t.Config.ID, Type: t.Config.Type, State: state.Waiting, Reason: reason, Owner: t.Config.Owner}
 	}
 	return ids, evs
+}
+
+// someIDs names the first integrations of ids for a message, and says how
+// many more there are (the message lists them all below).
+func someIDs(ids []string) string {
+	const first = 20
+	if len(ids) <= first {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:first], ", "), len(ids)-first)
 }
 
 func orSomeone(owner string) string {

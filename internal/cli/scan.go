@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -339,7 +340,7 @@ func (r *scanReport) printCopies(w io.Writer, indent string, verbose bool) {
 		if c.Encoding != scan.EncodingRaw {
 			enc = " (" + c.Encoding + ")"
 		}
-		fmt.Fprintf(w, "%s%s:%d: %s version %d %s %s%s\n", indent, c.Path, c.Line, c.Key, c.Version, c.Fingerprint, c.State, enc)
+		fmt.Fprintf(w, "%s%s:%d: %s version %d %s %s%s\n", indent, printable(c.Path), c.Line, c.Key, c.Version, c.Fingerprint, c.State, enc)
 	}
 	files := map[string]bool{}
 	for _, c := range r.Copies {
@@ -365,9 +366,9 @@ func (r *scanReport) printCopies(w io.Writer, indent string, verbose bool) {
 		}
 		detail := ""
 		if s.Detail != "" {
-			detail = ": " + s.Detail
+			detail = ": " + printable(s.Detail)
 		}
-		fmt.Fprintf(w, "%s  %s: %s%s\n", indent, s.Path, s.Reason, detail)
+		fmt.Fprintf(w, "%s  %s: %s%s\n", indent, printable(s.Path), s.Reason, detail)
 	}
 }
 
@@ -451,6 +452,8 @@ func (a *app) suggest(r *scanReport) []suggestion {
 		}
 		s, ok := scan.Suggest(f, n.value, content)
 		switch {
+		case !utf8.ValidString(f.Path):
+			sg.Why = "its name is not UTF-8, which a YAML configuration cannot hold: update it by hand, or rename it"
 		case ok:
 			sg.Entry, sg.Format, sg.Field = s.Entry(n.Key), s.Format, s.Field
 		case f.Encoding != scan.EncodingRaw:
@@ -491,9 +494,9 @@ func printSuggestions(w io.Writer, sgs []suggestion) {
 	}
 	fmt.Fprintln(w, "\nCopies no integration accounts for. To have rotations update them, add under integrations: in the configuration:")
 	for _, s := range sgs {
-		fmt.Fprintf(w, "  # %s:%d holds %s version %d (%s)\n", s.Path, s.Line, s.Key, s.Version, s.State)
+		fmt.Fprintf(w, "  # %s:%d holds %s version %d (%s)\n", printable(s.Path), s.Line, s.Key, s.Version, s.State)
 		if s.Entry == "" {
-			fmt.Fprintf(w, "  # no entry suggested: %s\n", s.Why)
+			fmt.Fprintf(w, "  # no entry suggested: %s\n", printable(s.Why))
 			continue
 		}
 		for l := range strings.SplitSeq(s.Entry, "\n") {
@@ -562,7 +565,7 @@ func scanRun(ctx context.Context, a *app, o *ScanOptions) error {
 	}
 	rep.printCopies(a.s.Out, "", a.g.Verbose)
 	if rep.Error != "" {
-		fmt.Fprintf(a.s.Err, "rekey: warning: the scan did not finish: %s\n", rep.Error)
+		fmt.Fprintf(a.s.Err, "rekey: warning: the scan did not finish: %s\n", printable(rep.Error))
 	}
 	if o.Suggest {
 		printSuggestions(a.s.Out, sgs)
