@@ -186,6 +186,20 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	}
 }
 
+func TestNoKnownHostsFile(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	missing := filepath.Join(t.TempDir(), "known_hosts")
+	p := pool(t, srv, func(o *sshpool.Options) { o.KnownHosts = missing })
+	err := host(t, p, srv.Target(0)).Check(context.Background())
+	var hk *sshpool.HostKeyError
+	if !errors.As(err, &hk) || !strings.Contains(err.Error(), srv.Fingerprint()) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("Check with no known_hosts file: %v", err)
+	}
+	if _, serr := os.Stat(missing); serr == nil {
+		t.Error("rekey created known_hosts")
+	}
+}
+
 func TestChangedHostKeyRefused(t *testing.T) {
 	srv := sshtest.Start(t, sshtest.Options{})
 	srv.Stop()

@@ -54,7 +54,16 @@ type trustCheck struct {
 // this, the handshake could pick a type known_hosts lacks and look like a
 // changed key).
 func (p *Pool) trust(ep *endpoint) (*trustCheck, error) {
-	if _, err := os.Stat(p.o.KnownHosts); err != nil {
+	if _, err := os.Stat(p.o.KnownHosts); errors.Is(err, os.ErrNotExist) {
+		// No file: no host is trusted. The handshake goes on far enough
+		// to name the key the host offers, and refuses it.
+		tc := &trustCheck{}
+		tc.callback = func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			tc.refused = &HostKeyError{Host: ep.describe(), KeyType: key.Type(), Fingerprint: ssh.FingerprintSHA256(key), KnownHosts: p.o.KnownHosts + " (which does not exist)"}
+			return tc.refused
+		}
+		return tc, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("known_hosts %s: %w: %w", p.o.KnownHosts, unwrapPath(err), failure.ErrUnauthorized)
 	}
 	cb, err := knownhosts.New(p.o.KnownHosts)
