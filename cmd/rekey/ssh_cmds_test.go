@@ -11,6 +11,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/internal/sshtest"
 )
 
@@ -86,8 +87,26 @@ var sshCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string
 			ts.Fatalf("sshd: unknown subcommand %s", args[0])
 		}
 	},
-	// stamp FILE: remember FILE's modification time and content.
-	// unchanged FILE: FILE has the time and content stamp remembered.
+	// nokeys FILE...: no key the script minted is in FILE, in any
+	//   encoding (for copies of every process's argv and environment, which
+	//   hold rekey's own tokens in rekey's own environment, so they are
+	//   kept out of dumps/, whose check covers tokens too).
+	"nokeys": func(ts *testscript.TestScript, neg bool, args []string) {
+		w := getWorld(ts)
+		for _, f := range args {
+			b, err := os.ReadFile(ts.MkAbs(f))
+			ts.Check(err)
+			if len(b) == 0 {
+				ts.Fatalf("%s is empty", f)
+			}
+			if found := leakcheck.Find(b, w.keys()...); len(found) > 0 {
+				ts.Fatalf("a key is in %s: %v", f, found)
+			}
+		}
+	},
+	// stamp FILE: remember FILE's modification time.
+	// same-stamp FILE: FILE has the modification time stamp remembered
+	// (nothing wrote it since).
 	"stamp": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
 		fi, err := os.Stat(ts.MkAbs(args[0]))
@@ -96,7 +115,7 @@ var sshCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string
 		w.ssh.stamps[ts.MkAbs(args[0])] = fi.ModTime()
 		w.ssh.mu.Unlock()
 	},
-	"unchanged": func(ts *testscript.TestScript, neg bool, args []string) {
+	"same-stamp": func(ts *testscript.TestScript, neg bool, args []string) {
 		w := getWorld(ts)
 		fi, err := os.Stat(ts.MkAbs(args[0]))
 		ts.Check(err)
