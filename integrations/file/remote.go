@@ -171,29 +171,12 @@ func (r *Remote) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 		return integrations.ApplyResult{}, err
 	}
 	defer unlock()
-	c, release, err := r.host.SFTP(ctx)
-	if err != nil {
-		return integrations.ApplyResult{}, fmt.Errorf("file: %s: %w", r.where, err)
-	}
-	defer release()
-	target, content, st, err := r.load(ctx, c)
-	if err != nil {
-		return integrations.ApplyResult{}, err
-	}
-	next, err := r.f.fmt.rewrite(content, r.f.field, req.Key.Reveal()) // the file is the wire
-	if err != nil {
-		return integrations.ApplyResult{}, r.formatError(err, failure.ErrInvalid)
-	}
-	if bytes.Equal(next, content) {
-		return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
-	}
-	mode := st.mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-	if r.f.mode != 0 {
-		mode = r.f.mode
-	}
-	written, err := r.write(ctx, c, target, next, mode, st, content)
-	if err != nil {
-		return integrations.ApplyResult{}, err
+	// One session at a time: the write's SFTP session is closed before
+	// the reload's session opens, so integrations waiting for sessions on
+	// a busy host never hold one another up.
+	w, err := r.rewrite(ctx, req.Key)
+	if err != nil || !w.changed {
+		return integrations.ApplyResult{Changed: false, At: time.Now()}, err
 	}
 	if len(r.f.reload) > 0 {
 		_, rerr := r.host.Run(ctx, sshpool.Command{What: "file: " + r.where + ": reload", Argv: r.f.reload, Key: req.Key})
@@ -207,14 +190,51 @@ func (r *Remote) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", rerr, err)
 			}
 			defer brelease()
-			orig := st.mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-			if _, err := r.write(bctx, bc, target, content, orig, written, next); err != nil {
+			orig := w.st.mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+			if _, err := r.write(bctx, bc, w.target, w.content, orig, w.written, w.next); err != nil {
 				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", rerr, err)
 			}
 			return integrations.ApplyResult{}, fmt.Errorf("%w; the file was put back as it was", rerr)
 		}
 	}
 	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+}
+
+// rewritten is what a rewrite read and wrote.
+type rewritten struct {
+	changed       bool
+	target        string
+	content, next []byte
+	st, written   remoteStat
+}
+
+// rewrite reads the file and, when it does not hold key, writes it with
+// key, on an SFTP session of its own.
+func (r *Remote) rewrite(ctx context.Context, key secret.Key) (rewritten, error) {
+	var w rewritten
+	c, release, err := r.host.SFTP(ctx)
+	if err != nil {
+		return w, fmt.Errorf("file: %s: %w", r.where, err)
+	}
+	defer release()
+	if w.target, w.content, w.st, err = r.load(ctx, c); err != nil {
+		return w, err
+	}
+	if w.next, err = r.f.fmt.rewrite(w.content, r.f.field, key.Reveal()); err != nil { // the file is the wire
+		return w, r.formatError(err, failure.ErrInvalid)
+	}
+	if bytes.Equal(w.next, w.content) {
+		return w, nil
+	}
+	mode := w.st.mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	if r.f.mode != 0 {
+		mode = r.f.mode
+	}
+	if w.written, err = r.write(ctx, c, w.target, w.next, mode, w.st, w.content); err != nil {
+		return w, err
+	}
+	w.changed = true
+	return w, nil
 }
 
 // Preflight checks, without changing the file, what a write needs: the
@@ -490,10 +510,16 @@ func (r *Remote) write(ctx context.Context, c *sftp.Client, target string, data 
 	return written, nil
 }
 
-// cleanup removes a write's temporary file and directory; when ctx ended
-// (and took the SFTP session with it), with a session of its own.
+// cleanup removes a write's temporary file and directory. When ctx ended
+// (and took the SFTP session with it), it does so in the background with
+// a session of its own, once the caller has let go of the one it holds.
 func (r *Remote) cleanup(ctx context.Context, c *sftp.Client, tmp, priv string) {
-	if ctx.Err() != nil {
+	if ctx.Err() == nil {
+		c.Remove(tmp)
+		c.RemoveDirectory(priv)
+		return
+	}
+	go func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		nc, release, err := r.host.SFTP(cctx)
@@ -501,8 +527,7 @@ func (r *Remote) cleanup(ctx context.Context, c *sftp.Client, tmp, priv string) 
 			return // a later write sweeps it
 		}
 		defer release()
-		c = nc
-	}
-	c.Remove(tmp)
-	c.RemoveDirectory(priv)
+		nc.Remove(tmp)
+		nc.RemoveDirectory(priv)
+	}()
 }

@@ -295,3 +295,39 @@ func TestRemoteTwoIntegrationsOneFile(t *testing.T) {
 		t.Fatalf("the file holds %q, want both new values", got)
 	}
 }
+
+// More file integrations with a reload on one host than a connection
+// carries sessions at once all finish: none holds a session while it
+// waits for another.
+func TestRemoteManyReloadsOneHost(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	dir := t.TempDir()
+	p := sshpool.New(sshpool.Options{KnownHosts: srv.KnownHosts, IdentityFile: srv.Identity, Home: t.TempDir(), Getenv: func(string) string { return "" }, Sessions: 2})
+	defer p.Close()
+	cfg := &config.Config{File: "rekey.yaml"}
+	h := integrations.Host{Config: cfg, Logger: slog.New(slog.DiscardHandler), Getenv: func(string) string { return "" }, SSH: p}
+	var ins []integrations.Integration
+	for i := range 6 {
+		path := filepath.Join(dir, "site"+strings.Repeat("x", i)+".env")
+		os.WriteFile(path, []byte("K=old-0123456789abcdef\n"), 0o600)
+		in := config.Integration{ID: "env" + strings.Repeat("x", i), Key: "k", Type: file.Type, Settings: map[string]any{
+			"host": srv.Target(0), "path": path, "format": "dotenv", "field": "K", "reload": []string{"sleep", "0.2"}}}
+		cfg.Integrations = append(cfg.Integrations, in)
+		integ, err := file.New(h, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, integ)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, len(ins))
+	for _, in := range ins {
+		go func() { _, err := in.Apply(ctx, integrations.ApplyRequest{Key: newKey("new")}); errs <- err }()
+	}
+	for range ins {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
