@@ -64,7 +64,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		http:   httpClient(cfg),
 	}
 	learnSecrets(cfg, a.getenv, g.redact)
-	a.ssh = sshPool(cfg, a.getenv, a.log)
+	a.ssh = sshPool(cfg, a.getenv, a.log, 0)
 	// Check each key's provider settings and build every integration
 	// once, to validate their fields.
 	var errs config.Errors
@@ -130,7 +130,7 @@ func httpClient(cfg *config.Config) *http.Client {
 
 // sshPool is the run's connections to other hosts. Relative paths in the
 // ssh section are taken from the configuration file's directory.
-func sshPool(cfg *config.Config, getenv func(string) string, log *slog.Logger) *sshpool.Pool {
+func sshPool(cfg *config.Config, getenv func(string) string, log *slog.Logger, idle time.Duration) *sshpool.Pool {
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
 			return p
@@ -143,6 +143,7 @@ func sshPool(cfg *config.Config, getenv func(string) string, log *slog.Logger) *
 		PassphraseEnv:  cfg.SSH.PassphraseEnv,
 		ConnectTimeout: cfg.SSH.ConnectTimeout.D(),
 		Sessions:       cfg.Rotation.Concurrency,
+		IdleTimeout:    idle,
 		Getenv:         getenv,
 		Logger:         log,
 	})

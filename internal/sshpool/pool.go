@@ -76,6 +76,10 @@ type Options struct {
 	Sessions int
 	// KeepAlive is how often a connection is checked; 0: DefaultKeepAlive.
 	KeepAlive time.Duration
+	// IdleTimeout, when set, closes a connection no session has used for
+	// that long (checked at each KeepAlive); the next use connects again.
+	// rekey serve sets it, so a daemon holds no connection between audits.
+	IdleTimeout time.Duration
 	// Getenv reads SSH_AUTH_SOCK and PassphraseEnv; default os.Getenv.
 	Getenv func(string) string
 	// Home and User default to the user running rekey.
@@ -113,6 +117,28 @@ type conn struct {
 	client *ssh.Client
 	sem    chan struct{}
 	dead   chan struct{}
+
+	mu       sync.Mutex
+	busy     int       // sessions open
+	lastUsed time.Time // when the last one closed
+}
+
+// use notes a session opening (+1) or closing (-1).
+func (c *conn) use(d int) {
+	c.mu.Lock()
+	c.busy += d
+	c.lastUsed = time.Now()
+	c.mu.Unlock()
+}
+
+// idleFor is how long no session has been open, or 0 while one is.
+func (c *conn) idleFor() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.busy > 0 {
+		return 0
+	}
+	return time.Since(c.lastUsed)
 }
 
 func (c *conn) alive() bool {
@@ -346,7 +372,7 @@ func (p *Pool) dial(ep *endpoint) (*conn, error) {
 	}
 	raw.SetDeadline(time.Time{})
 	client := ssh.NewClient(cc, chans, reqs)
-	c := &conn{client: client, sem: make(chan struct{}, p.o.Sessions), dead: make(chan struct{})}
+	c := &conn{client: client, sem: make(chan struct{}, p.o.Sessions), dead: make(chan struct{}), lastUsed: time.Now()}
 	go func() {
 		client.Wait()
 		close(c.dead)
@@ -366,6 +392,11 @@ func (p *Pool) keepAlive(c *conn) {
 		case <-c.dead:
 			return
 		case <-t.C:
+			if p.o.IdleTimeout > 0 && c.idleFor() >= p.o.IdleTimeout {
+				p.o.Logger.Debug("ssh: closing an idle connection")
+				c.client.Close()
+				return
+			}
 			answered := make(chan struct{})
 			go func() {
 				c.client.SendRequest("keepalive@openssh.com", true, nil)

@@ -453,3 +453,26 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleConnectionClosed(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	p := pool(t, srv, func(o *sshpool.Options) { o.KeepAlive, o.IdleTimeout = 50*time.Millisecond, 100*time.Millisecond })
+	h := host(t, p, srv.Target(0))
+	// A command longer than the idle timeout keeps the connection.
+	if _, err := h.Run(context.Background(), sshpool.Command{What: "test", Argv: []string{"sleep", "0.5"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Run(context.Background(), sshpool.Command{What: "test", Argv: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Connections()[srv.Target(0)]; n != 1 {
+		t.Fatalf("%d connections while in use, want 1", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := h.Run(context.Background(), sshpool.Command{What: "test", Argv: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Connections()[srv.Target(0)]; n != 2 {
+		t.Fatalf("%d connections after an idle pause, want 2", n)
+	}
+}

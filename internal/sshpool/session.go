@@ -202,7 +202,8 @@ func (h *Host) trySession(ctx context.Context) (*ssh.Session, func(), error) {
 		<-c.dead
 		return nil, nil, fmt.Errorf("ssh: %s: open a session: %w: %w", h.ep.describe(), errLost, failure.ErrTransient)
 	}
-	return sess, func() { sess.Close(); <-c.sem }, nil
+	c.use(1)
+	return sess, func() { sess.Close(); c.use(-1); <-c.sem }, nil
 }
 
 // SFTP opens an SFTP session of its own on the host's connection, for one
