@@ -1,7 +1,9 @@
 // Package sshpool is how rekey reaches other hosts: one authenticated SSH
 // connection per host per run, shared by every integration and scan path
 // on that host, with sessions (a remote command, an SFTP session)
-// multiplexed over it.
+// multiplexed over it, at most Options.Sessions at once. An SFTP session
+// serves one operation at a time and is kept open between operations for
+// the next one; it gives up its slot to anyone waiting for one.
 //
 // A host is [user@]host[:port], or an alias of ~/.ssh/config whose
 // HostName, User, Port, IdentityFile and ProxyJump are used as ssh(1)
@@ -119,8 +121,84 @@ type conn struct {
 	dead   chan struct{}
 
 	mu       sync.Mutex
-	busy     int       // sessions open
-	lastUsed time.Time // when the last one closed
+	busy     int            // sessions in use
+	lastUsed time.Time      // when the last one was let go
+	idle     []*sftpSession // SFTP sessions open between operations, each in a slot
+	waiting  int            // callers waiting for a slot
+}
+
+// acquire takes a session slot, waiting as long as ctx allows. When every
+// slot is taken and some hold idle SFTP sessions, one is closed to make
+// room. Checking for idle sessions and counting itself as waiting happen
+// under the lock putIdle takes, so a session let go meanwhile is never
+// kept idle while someone waits.
+func (c *conn) acquire(ctx context.Context) error {
+	for {
+		select {
+		case c.sem <- struct{}{}:
+			return nil
+		default:
+		}
+		c.mu.Lock()
+		if n := len(c.idle); n > 0 {
+			s := c.idle[n-1]
+			c.idle = c.idle[:n-1]
+			c.mu.Unlock()
+			s.close()
+			c.free()
+			continue
+		}
+		c.waiting++
+		c.mu.Unlock()
+		var err error
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			err = ctxErr(ctx)
+		}
+		c.mu.Lock()
+		c.waiting--
+		c.mu.Unlock()
+		return err
+	}
+}
+
+// inUse is how many slots are taken (sessions open, idle ones included).
+func (c *conn) inUse() int { return len(c.sem) }
+
+// free gives a slot back.
+func (c *conn) free() { <-c.sem }
+
+// takeIdle returns an open SFTP session left by an earlier operation,
+// with its slot, or nil.
+func (c *conn) takeIdle() *sftpSession {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.idle) > 0 {
+		n := len(c.idle)
+		s := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		if s.alive() {
+			return s
+		}
+		s.close()
+		<-c.sem
+	}
+	return nil
+}
+
+// putIdle keeps an SFTP session open for the next operation, unless
+// someone is waiting for its slot.
+func (c *conn) putIdle(s *sftpSession) {
+	c.mu.Lock()
+	if c.waiting > 0 || !c.alive() {
+		c.mu.Unlock()
+		s.close()
+		c.free()
+		return
+	}
+	c.idle = append(c.idle, s)
+	c.mu.Unlock()
 }
 
 // use notes a session opening (+1) or closing (-1).

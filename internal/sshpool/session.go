@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -169,11 +170,19 @@ func classifyExit(what, name string, err error) error {
 // connection's limit of sessions at once. release closes it.
 func (h *Host) session(ctx context.Context) (*ssh.Session, func(), error) {
 	for attempt := 0; ; attempt++ {
-		sess, release, err := h.trySession(ctx)
-		if !errors.Is(err, errLost) || attempt > 0 {
-			return sess, release, err
+		c, err := h.p.get(ctx, h.ep)
+		if err != nil {
+			return nil, nil, err
 		}
-		// The connection died before the pool noticed: connect again, once.
+		sess, err := h.openSession(ctx, c)
+		if errors.Is(err, errLost) && attempt == 0 {
+			continue // the connection died before the pool noticed: connect again, once
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		c.use(1)
+		return sess, func() { sess.Close(); c.use(-1); c.free() }, nil
 	}
 }
 
@@ -181,43 +190,158 @@ func (h *Host) session(ctx context.Context) (*ssh.Session, func(), error) {
 // connection was gone.
 var errLost = errors.New("the connection was lost")
 
-func (h *Host) trySession(ctx context.Context) (*ssh.Session, func(), error) {
-	c, err := h.p.get(ctx, h.ep)
-	if err != nil {
-		return nil, nil, err
-	}
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("ssh: %s: wait for a session: %w", h.ep.describe(), ctxErr(ctx))
-	}
-	sess, err := c.client.NewSession()
-	if err != nil {
-		<-c.sem
-		var oc *ssh.OpenChannelError
-		if errors.As(err, &oc) && oc.Reason == ssh.Prohibited {
-			return nil, nil, fmt.Errorf("ssh: %s: the host refused another session (its MaxSessions is lower than rekey's %d): %w", h.ep.describe(), cap(c.sem), failure.ErrTransient)
+// openSession takes one of c's session slots (c.acquire) and opens a
+// session in it; on error the slot is free again. A host that refuses
+// the session while others are open (sshd counts a session against its
+// MaxSessions until it has torn it down, a moment after rekey let go of
+// it) is asked again a little later.
+func (h *Host) openSession(ctx context.Context, c *conn) (*ssh.Session, error) {
+	for i := 0; ; i++ {
+		if err := c.acquire(ctx); err != nil {
+			return nil, fmt.Errorf("ssh: %s: wait for a session: %w", h.ep.describe(), err)
 		}
-		c.client.Close()
-		<-c.dead
-		return nil, nil, fmt.Errorf("ssh: %s: open a session: %w: %w", h.ep.describe(), errLost, failure.ErrTransient)
+		sess, err := c.client.NewSession()
+		if err == nil {
+			return sess, nil
+		}
+		others := c.inUse() - 1
+		c.free()
+		var oc *ssh.OpenChannelError
+		if !errors.As(err, &oc) {
+			c.client.Close()
+			<-c.dead
+			return nil, fmt.Errorf("ssh: %s: open a session: %w: %w", h.ep.describe(), errLost, failure.ErrTransient)
+		}
+		// The host answered: the connection is fine, the session refused.
+		if others < 1 || i == refusedRetries {
+			return nil, fmt.Errorf("ssh: %s: the host refused a session (with %d others open; its MaxSessions may be lower than rekey's %d): %w", h.ep.describe(), others, cap(c.sem), failure.ErrTransient)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("ssh: %s: wait for a session: %w", h.ep.describe(), err)
+		}
 	}
-	c.use(1)
-	return sess, func() { sess.Close(); c.use(-1); <-c.sem }, nil
 }
 
-// SFTP opens an SFTP session of its own on the host's connection, for one
-// operation: when ctx ends, the session is closed, so a host that stops
-// answering cannot hold the caller, and other operations on the host are
-// not disturbed. Call release when done.
-func (h *Host) SFTP(ctx context.Context) (client *sftp.Client, release func(), err error) {
-	sess, done, err := h.session(ctx)
-	if err != nil {
-		return nil, nil, err
+// sftpSession is an SFTP session of a connection. Between operations it
+// waits, open, in its connection's idle list (and keeps its slot), so the
+// next operation on the host skips opening a channel and starting the
+// host's SFTP server.
+type sftpSession struct {
+	sess   *ssh.Session
+	client *sftp.Client
+	dead   chan struct{} // closed when the SFTP session ends
+}
+
+func (s *sftpSession) alive() bool {
+	select {
+	case <-s.dead:
+		return false
+	default:
+		return true
 	}
-	fail := func(err error) (*sftp.Client, func(), error) {
-		done()
-		return nil, nil, fmt.Errorf("ssh: %s: sftp: %w", h.ep.describe(), err)
+}
+
+// close ends the session and waits (a little) for the host to have let
+// go of it too, so the slot it frees is free on the host as well: sshd
+// counts a session until it has torn it down, against its MaxSessions.
+func (s *sftpSession) close() {
+	s.client.Close()
+	s.sess.Close()
+	select {
+	case <-s.dead:
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// SFTP gives an SFTP session of the host's connection to one operation
+// at a time: one left open by an earlier operation, or a new one. When
+// ctx ends during the operation, the session is closed, so a host that
+// stops answering cannot hold the caller, and other operations on the
+// host are not disturbed. Call release when done.
+func (h *Host) SFTP(ctx context.Context) (client *sftp.Client, release func(), err error) {
+	for attempt := 0; ; attempt++ {
+		c, err := h.p.get(ctx, h.ep)
+		if err != nil {
+			return nil, nil, err
+		}
+		s := c.takeIdle()
+		if s == nil {
+			s, err = h.newSFTP(ctx, c)
+			if errors.Is(err, errLost) && attempt == 0 {
+				continue
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+		}
+		c.use(1)
+		stop, watched := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case <-ctx.Done():
+				s.close()
+			case <-stop:
+			}
+		}()
+		var once sync.Once
+		return s.client, func() {
+			once.Do(func() {
+				close(stop)
+				<-watched
+				c.use(-1)
+				if ctx.Err() != nil || !s.alive() {
+					s.close()
+					c.free()
+					return
+				}
+				c.putIdle(s)
+			})
+		}, nil
+	}
+}
+
+// refusedRetries bounds how often a session the host refused while
+// others were open is asked for again (sshd counts a session against its
+// MaxSessions until it has torn it down, a moment after rekey let go).
+const refusedRetries = 40
+
+// newSFTP opens a new SFTP session in a slot of c, asking again a little
+// later when the host refuses it while other sessions are open.
+func (h *Host) newSFTP(ctx context.Context, c *conn) (*sftpSession, error) {
+	for i := 0; ; i++ {
+		s, err := h.tryNewSFTP(ctx, c)
+		if !errors.Is(err, errRefused) || i == refusedRetries {
+			return s, err
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("ssh: %s: sftp: %w", h.ep.describe(), err)
+		}
+	}
+}
+
+// errRefused marks a session request the host refused while the
+// connection had other sessions open.
+var errRefused = errors.New("refused while other sessions were open")
+
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func (h *Host) tryNewSFTP(ctx context.Context, c *conn) (*sftpSession, error) {
+	sess, err := h.openSession(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*sftpSession, error) {
+		sess.Close()
+		c.free()
+		return nil, fmt.Errorf("ssh: %s: sftp: %w", h.ep.describe(), err)
 	}
 	w, err := sess.StdinPipe()
 	if err != nil {
@@ -228,33 +352,36 @@ func (h *Host) SFTP(ctx context.Context) (client *sftp.Client, release func(), e
 		return fail(err)
 	}
 	if err := sess.RequestSubsystem("sftp"); err != nil {
+		if c.inUse() > 1 {
+			// sshd refuses a session beyond its MaxSessions this way too.
+			return fail(fmt.Errorf("the host refused to start SFTP with %d other sessions open (%w): %w", c.inUse()-1, errRefused, failure.ErrTransient))
+		}
 		return fail(fmt.Errorf("the host has no sftp subsystem: %w", failure.ErrInvalid))
 	}
-	stop := make(chan struct{})
-	watch := make(chan struct{})
+	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(watch)
+		defer close(watched)
 		select {
 		case <-ctx.Done():
 			sess.Close()
 		case <-stop:
 		}
 	}()
-	c, err := sftp.NewClientPipe(r, w)
+	cl, err := sftp.NewClientPipe(r, w)
+	close(stop)
+	<-watched
 	if err != nil {
-		close(stop)
-		<-watch
 		if ctx.Err() != nil {
 			return fail(ctxErr(ctx))
 		}
 		return fail(fmt.Errorf("start: %s: %w", handshakeReason(err), failure.ErrTransient))
 	}
-	return c, func() {
-		close(stop)
-		<-watch
-		c.Close()
-		done()
-	}, nil
+	s := &sftpSession{sess: sess, client: cl, dead: make(chan struct{})}
+	go func() {
+		cl.Wait()
+		close(s.dead)
+	}()
+	return s, nil
 }
 
 // limitBuffer keeps the first limit bytes written and notes whether more came.
