@@ -27,6 +27,11 @@ type Expect struct {
 	Versions map[string]VersionState
 	// Current is the current version's fingerprint.
 	Current string
+	// Key is the current version's value, when it was read: a read or a
+	// verify probe may authenticate with it ({{key}} in an http
+	// integration's read or verify). Observe gives it to them with
+	// WithProbeKey; it goes nowhere else.
+	Key secret.Key
 	// RotatedAt is when the current version was stored.
 	RotatedAt time.Time
 	// Last is what rekey last recorded writing to this integration.
@@ -88,6 +93,9 @@ const Unprovable = "written, not provable; add a verify probe"
 // reach its target gives Unknown, as does a write-only target with
 // neither a timestamp nor a probe: it is never Current.
 func Observe(ctx context.Context, in Integration, want Expect) state.Status {
+	if !want.Key.IsZero() {
+		ctx = WithProbeKey(ctx, want.Key)
+	}
 	if m, ok := in.(Manual); ok {
 		return observeManual(ctx, in, m, want)
 	}

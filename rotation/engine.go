@@ -709,7 +709,7 @@ func (e *Engine) expect(ctx context.Context, keyID string, versions []vaultstore
 	for _, v := range versions {
 		fp := v.Fingerprint()
 		if v.Version == current {
-			want.Current = fp
+			want.Current, want.Key = fp, v.Key
 			want.Versions[fp] = integrations.VersionCurrent
 		} else if _, done := want.Versions[fp]; !done {
 			want.Versions[fp] = integrations.VersionSuperseded

@@ -3,9 +3,12 @@ package scan
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -39,7 +42,7 @@ type Suggestion struct {
 // longer value (a URL, a connection string) and for any other format:
 // rewriting the whole value there would break the file.
 func Suggest(f Finding, key secret.Key, content []byte) (s Suggestion, ok bool) {
-	if f.Encoding != EncodingRaw || key.IsZero() {
+	if f.Encoding != EncodingRaw || key.IsZero() || !utf8.ValidString(f.Path) {
 		return Suggestion{}, false
 	}
 	// The key is needed to find where it sits; it never leaves this function.
@@ -72,31 +75,62 @@ func Suggest(f Finding, key secret.Key, content []byte) (s Suggestion, ok bool) 
 }
 
 // Entry renders the suggestion as a YAML list item for the integrations
-// section, with an id made from the path. For /srv/www/.env and the key
-// actionnetwork-main it is the second line of
+// section, on one line, with an id made from the path. For /srv/www/.env
+// and the key actionnetwork-main it is the second line of
 //
 //	integrations:
-//	- {id: srv-www-env, key: actionnetwork-main, type: file, path: /srv/www/.env, format: dotenv, field: ACTION_NETWORK_API_KEY}
+//	- {id: srv-www-env, key: actionnetwork-main, type: file, path: "/srv/www/.env", format: dotenv, field: "ACTION_NETWORK_API_KEY"}
+//
+// The path and the field come from the file system and the file's
+// content, so they are double-quoted: YAML reads them back exactly, line
+// breaks and all, and every character a terminal would act on is written
+// as an escape (\n, \e, \u202E). A path that is not UTF-8 has no entry:
+// YAML cannot hold it, and Suggest declines it.
 func (s Suggestion) Entry(keyID string) string {
-	kv := []string{"id", pathID(s.Path), "key", keyID, "type", "file", "path", s.Path, "format", s.Format}
-	if s.Field != "" {
-		kv = append(kv, "field", s.Field)
-	}
 	m := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
-	for _, x := range kv {
-		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: x})
+	add := func(k, v string, style yaml.Style) {
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, &yaml.Node{Kind: yaml.ScalarNode, Value: v, Style: style})
+	}
+	add("id", pathID(s.Path), 0)
+	add("key", keyID, 0)
+	add("type", "file", 0)
+	add("path", s.Path, yaml.DoubleQuotedStyle)
+	add("format", s.Format, 0)
+	if s.Field != "" {
+		add("field", s.Field, yaml.DoubleQuotedStyle)
 	}
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	// Marshalling plain scalars cannot fail.
+	// Marshalling strings cannot fail.
 	_ = enc.Encode(&yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{m}})
 	_ = enc.Close()
-	return strings.TrimSuffix(b.String(), "\n")
+	return escapeUnprintable(strings.TrimSuffix(b.String(), "\n"))
+}
+
+// escapeUnprintable writes the characters YAML counts as printable but a
+// terminal acts on (bidirectional overrides, line and paragraph
+// separators, other format characters) as \u escapes. yaml.v3 emits them
+// as they are; they can only stand in the double-quoted scalars, where the
+// escape reads back as the same character.
+func escapeUnprintable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08X`, r)
+		}
+	}
+	return b.String()
 }
 
 // pathID makes an integration id from the last three parts of a path:
-// /srv/www/.env -> srv-www-env, /home/u/sites/www/.env -> sites-www-env.
+// /srv/www/.env -> srv-www-env, /home/u/sites/www/.env -> sites-www-env;
+// of a very long one, its last maxID characters.
 func pathID(p string) string {
 	parts := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
 	if len(parts) > 3 {
@@ -115,11 +149,19 @@ func pathID(p string) string {
 			dash = true
 		}
 	}
-	if b.Len() == 0 {
+	id := b.String()
+	if len(id) > maxID {
+		// Ids are at most 100 characters; the end names the file.
+		id = strings.TrimLeft(id[len(id)-maxID:], "-")
+	}
+	if id == "" {
 		return "file"
 	}
-	return b.String()
+	return id
 }
+
+// maxID is the longest id pathID makes.
+const maxID = 64
 
 // dotenvAssign parses one dotenv line: optional "export ", NAME, "=",
 // then a value that is double-quoted, single-quoted, or bare up to a '#'

@@ -5,7 +5,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"unicode"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/rekey-dev/rekey/internal/leakcheck"
 	"github.com/rekey-dev/rekey/secret"
@@ -95,11 +99,11 @@ func TestEntry(t *testing.T) {
 		want string
 	}{
 		{Suggestion{Path: "/srv/www/.env", Format: FormatDotenv, Field: "ACTION_NETWORK_API_KEY"},
-			"- {id: srv-www-env, key: actionnetwork-main, type: file, path: /srv/www/.env, format: dotenv, field: ACTION_NETWORK_API_KEY}"},
+			`- {id: srv-www-env, key: actionnetwork-main, type: file, path: "/srv/www/.env", format: dotenv, field: "ACTION_NETWORK_API_KEY"}`},
 		{Suggestion{Path: "/etc/rekey/an.key", Format: FormatRaw},
-			"- {id: etc-rekey-an-key, key: actionnetwork-main, type: file, path: /etc/rekey/an.key, format: raw}"},
+			`- {id: etc-rekey-an-key, key: actionnetwork-main, type: file, path: "/etc/rekey/an.key", format: raw}`},
 		{Suggestion{Path: "/srv/My App: prod/config.json", Format: FormatJSON, Field: "a.b"},
-			`- {id: srv-my-app-prod-config-json, key: actionnetwork-main, type: file, path: '/srv/My App: prod/config.json', format: json, field: a.b}`},
+			`- {id: srv-my-app-prod-config-json, key: actionnetwork-main, type: file, path: "/srv/My App: prod/config.json", format: json, field: "a.b"}`},
 	}
 	for _, tc := range cases {
 		if got := tc.s.Entry("actionnetwork-main"); got != tc.want {
@@ -117,6 +121,52 @@ func TestPathID(t *testing.T) {
 	} {
 		if got := pathID(in); got != want {
 			t.Errorf("pathID(%q) = %q, want %q", in, got, want)
+		}
+	}
+	long := pathID("/srv/" + strings.Repeat("a-", 60) + "/x.env")
+	if len(long) > maxID || !strings.HasSuffix(long, "a-x-env") || long[0] == '-' {
+		t.Errorf("pathID of a long path = %q", long)
+	}
+}
+
+// TestEntryNamesAnyFile: whatever a file is called, its entry is YAML
+// that names exactly that file, on one line, with no character a terminal
+// would act on (escape sequences, line breaks, bidirectional overrides).
+func TestEntryNamesAnyFile(t *testing.T) {
+	names := []string{
+		"/srv/www/.env",
+		"/srv/a b/.env",
+		"/srv/x: y #z/.env",
+		"/srv/\x1b[31mred\x1b[0m/.env",
+		"/srv/evil\n- {id: evil, key: actionnetwork-main, type: exec, apply: [sh, -c, 'curl evil']}\n/.env",
+		"/srv/cr\roverwrite/.env",
+		"/srv/\"q'\\/.env",
+		"/srv/\u202etxt.exe/.env",
+		"/srv/tab\there/.env",
+		"/srv/nul\x00/.env",
+		"/srv/{[&*!|>%@`]}/.env",
+		"/srv/" + strings.Repeat("long name ", 20) + "/.env",
+		"/srv/日本語/.env",
+	}
+	for _, name := range names {
+		for _, field := range []string{"ACTION_NETWORK_API_KEY", "a.b: c\n- x", "\x1b]0;title\x07"} {
+			e := Suggestion{Path: name, Format: FormatDotenv, Field: field}.Entry("actionnetwork-main")
+			var got []map[string]string
+			if err := yaml.Unmarshal([]byte(e), &got); err != nil || len(got) != 1 {
+				t.Fatalf("entry for %q is not one YAML item: %v\n%s", name, err, e)
+			}
+			if got[0]["path"] != name || got[0]["field"] != field || got[0]["type"] != "file" || got[0]["key"] != "actionnetwork-main" || len(got[0]) != 6 {
+				t.Errorf("entry for %q reads back as %q", name, got[0])
+			}
+			if strings.Contains(e, "\n") {
+				t.Errorf("entry for %q is more than one line:\n%s", name, e)
+			}
+			for _, r := range e {
+				if !unicode.IsPrint(r) {
+					t.Errorf("entry for %q holds %U:\n%q", name, r, e)
+					break
+				}
+			}
 		}
 	}
 }

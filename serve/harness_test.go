@@ -26,6 +26,7 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/file"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/slacktest"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/notifiers/slack"
 	"github.com/rekey-dev/rekey/rotation"
@@ -69,7 +70,8 @@ func (c *clock) Set(t time.Time) {
 
 // slackServer speaks the part of Slack's Web API the bot notifier uses:
 // POST /api/chat.postMessage, form-encoded, with a bearer token, answering
-// {"ok":true,"channel":…,"ts":…}, or a scripted error.
+// {"ok":true,"channel":…,"ts":…}, or a scripted error. It refuses what
+// Slack refuses for its limits (internal/slacktest).
 type slackServer struct {
 	srv *httptest.Server
 
@@ -114,6 +116,10 @@ func (s *slackServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case form.Get("text") == "" && form.Get("blocks") == "":
 		reply(map[string]any{"ok": false, "error": "no_text"})
+		return
+	}
+	if code := slacktest.Check(form.Get("text"), form.Get("blocks")); code != "" {
+		reply(map[string]any{"ok": false, "error": code})
 		return
 	}
 	s.mu.Lock()

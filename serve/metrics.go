@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/state"
 )
@@ -75,8 +76,8 @@ type metrics struct {
 var (
 	descAge = prometheus.NewDesc("rekey_key_age_seconds",
 		"Seconds since the key's current version was stored.", []string{"key"}, nil)
-	descDue = prometheus.NewDesc("rekey_key_days_until_due",
-		"Days until the key is due for rotation (rotate_every); negative once overdue.", []string{"key"}, nil)
+	descDue = prometheus.NewDesc("rekey_key_rotation_due_seconds",
+		"Seconds until the key is due for rotation (rotate_every); negative once overdue.", []string{"key"}, nil)
 	descVersion = prometheus.NewDesc("rekey_key_version",
 		"The key's current version in Vault.", []string{"key"}, nil)
 	descIntegrations = prometheus.NewDesc("rekey_integrations",
@@ -115,6 +116,24 @@ func newMetrics(now func() time.Time, leading func() bool) *metrics {
 	return m
 }
 
+// notificationKinds are the events the daemon sends.
+var notificationKinds = []notifiers.Kind{notifiers.Reminder, notifiers.StateChanged}
+
+// initNotifications gives rekey_notifications_total its series from the
+// start, at 0, for every kind and each result this instance can have, so
+// that an alert on increase(...) sees the first failure.
+func (m *metrics) initNotifications(notifier bool) {
+	results := []string{"sent", "failed"}
+	if !notifier {
+		results = []string{"logged"}
+	}
+	for _, k := range notificationKinds {
+		for _, r := range results {
+			m.notifications.WithLabelValues(string(k), r)
+		}
+	}
+}
+
 func (m *metrics) set(key string, f *keyFigures) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -150,8 +169,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descVersion, prometheus.GaugeValue, float64(f.version), id)
 			ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, now.Sub(f.stored).Seconds(), id)
 			if f.rotateEvery > 0 {
-				days := f.stored.Add(f.rotateEvery).Sub(now).Hours() / 24
-				ch <- prometheus.MustNewConstMetric(descDue, prometheus.GaugeValue, days, id)
+				due := f.stored.Add(f.rotateEvery).Sub(now).Seconds()
+				ch <- prometheus.MustNewConstMetric(descDue, prometheus.GaugeValue, due, id)
 			}
 		}
 		if f.audited {

@@ -121,6 +121,7 @@ func New(opts Options) (*Server, error) {
 		me:    LeaseRecord{Holder: opts.ID, Host: host, PID: os.Getpid()},
 	}
 	s.metrics = newMetrics(s.now, s.leading)
+	s.metrics.initNotifications(opts.Notifier != nil)
 	return s, nil
 }
 
@@ -168,22 +169,27 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.tickLease(ctx); errors.Is(err, failure.ErrUnauthorized) {
 		return err
 	}
-
+	// The lease is renewed every lease_ttl/3; the work runs when it is
+	// due (every audit_interval, however short or long that is beside the
+	// lease), and at once when the lease changes hands.
 	workCtx, stopWork := context.WithCancel(ctx)
 	kick := make(chan struct{}, 1)
 	worked := make(chan struct{})
 	go func() {
 		defer close(worked)
+		t := time.NewTimer(0)
+		defer t.Stop()
 		for {
 			select {
 			case <-workCtx.Done():
 				return
 			case <-kick:
-				s.work(workCtx)
+			case <-t.C:
 			}
+			s.work(workCtx)
+			t.Reset(s.untilDue())
 		}
 	}()
-	kick <- struct{}{}
 	t := time.NewTicker(s.lease.ttl / 3)
 	defer t.Stop()
 loop:
@@ -216,6 +222,22 @@ loop:
 		s.log.Info("stopped")
 	}
 	return nil
+}
+
+// untilDue is how long until the next audit round (for the leader) or
+// refresh of the metrics (for the others) is due: at most audit_interval,
+// and at least a second (or audit_interval, when shorter), so that a round
+// that could not run is not tried again in a tight loop.
+func (s *Server) untilDue() time.Duration {
+	interval := s.interval()
+	s.mu.Lock()
+	last := s.lastRefresh
+	if s.leading() {
+		last = s.lastRound
+	}
+	s.mu.Unlock()
+	d := last.Add(interval).Sub(s.now())
+	return min(max(d, min(interval, time.Second)), interval)
 }
 
 func loopback(a net.Addr) bool {

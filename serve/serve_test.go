@@ -336,7 +336,7 @@ func TestStopReleasesLease(t *testing.T) {
 	}
 }
 
-// /metrics is Prometheus text with each key's age, days until due,
+// /metrics is Prometheus text with each key's age, seconds until due,
 // integrations by state, last audit time and duration, rotations by
 // outcome, and whether this instance leads; /healthz says who leads.
 func TestMetricsAndHealth(t *testing.T) {
@@ -376,7 +376,7 @@ func TestMetricsAndHealth(t *testing.T) {
 			{"rekey_leader", nil, leader, 0},
 			{"rekey_key_version", map[string]string{"key": "an-main"}, 2, 0},
 			{"rekey_key_age_seconds", map[string]string{"key": "an-main"}, (10 * day).Seconds(), 5},
-			{"rekey_key_days_until_due", map[string]string{"key": "an-main"}, 80, 0.001},
+			{"rekey_key_rotation_due_seconds", map[string]string{"key": "an-main"}, (80 * day).Seconds(), 5},
 			{"rekey_integrations", map[string]string{"key": "an-main", "state": "current"}, 1, 0},
 			{"rekey_integrations", map[string]string{"key": "an-main", "state": "stale"}, 0, 0},
 			{"rekey_integrations", map[string]string{"key": "an-main", "state": "failing"}, 0, 0},
@@ -463,4 +463,35 @@ next:
 		}
 	}
 	return 0, false
+}
+
+// audit_interval is kept whatever the lease's life: with a lease of a
+// minute (renewed every 20s) and audit_interval 1s, a change is alerted
+// within 3 seconds.
+func TestAuditIntervalShorterThanLease(t *testing.T) {
+	w := newWorld(t, 0)
+	w.realClock()
+	w.serve.LeaseTTL = config.Duration(time.Minute)
+	w.serve.AuditInterval = config.Duration(time.Second)
+	old, cur := w.mint(), w.mint()
+	w.storeKey(old)
+	w.storeKey(cur)
+	w.hold(cur)
+
+	one := w.server("one")
+	stop, done := run(t, one)
+	defer func() { stop(); <-done }()
+	waitFor(t, 10*time.Second, "the first audit round", func() bool { return w.saidBy() == "one" })
+
+	w.hold(old)
+	changed := time.Now()
+	waitFor(t, 10*time.Second, "the alert", func() bool { return w.slack.count("site-env went from current to stale") == 1 })
+	took := time.Since(changed)
+	t.Logf("alerted %v after the change (audit_interval 1s, lease 1m)", took)
+	if took > 3*time.Second {
+		t.Errorf("alerted %v after the change, want within 3s", took)
+	}
+	if n := counterValue(t, one.metrics.rounds); n < 2 {
+		t.Errorf("%v audit rounds", n)
+	}
 }

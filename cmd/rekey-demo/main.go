@@ -1,7 +1,9 @@
 // Command rekey-demo runs a complete local demonstration of rekey: a real
 // Vault dev server, an Action Network simulator, example integrations in a
-// temporary folder, a planned rotation, a leak response, and on the
-// console what Slack would have received. It cleans up after itself.
+// temporary folder (one of them a .env on a server reached over SSH, a
+// real sshd on loopback, when sshd is installed), a planned rotation, a
+// leak response, and on the console what Slack would have received. It
+// cleans up after itself.
 //
 //	go run ./cmd/rekey-demo        (or scripts/demo)
 package main
@@ -55,8 +57,14 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	step("Starting a server reached over SSH (a real sshd on loopback)")
+	host := startHost(dir)
+	if host != nil {
+		defer host.close()
+	}
+
 	step("Seeding example integrations in " + dir)
-	cfgPath, err := seed(dir, an.URL+"/api/v2/", oldKey)
+	cfgPath, err := seed(dir, an.URL+"/api/v2/", oldKey, host)
 	if err != nil {
 		return err
 	}
@@ -111,6 +119,10 @@ func run() error {
 
 	step("What changed in the site's .env (values shown as fingerprints)")
 	fmt.Println(indent(redact(mustRead(filepath.Join(dir, "site", ".env")), oldKey, newKey)))
+	if host != nil {
+		step("What changed in web1's .env, rewritten over SFTP (values shown as fingerprints)")
+		fmt.Println(indent(redact(mustRead(filepath.Join(dir, "web1", ".env")), oldKey, newKey)))
+	}
 
 	if err := leakDemo(dir, sim, newKey, rekey); err != nil {
 		return err

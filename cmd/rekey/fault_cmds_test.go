@@ -76,8 +76,9 @@ var faultCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 	// slack start: a Slack Web API (chat.postMessage, chat.update) that
 	//   wants SLACK_BOT_TOKEN as a bearer token; SLACK_URL is its API root.
 	//   Every message it accepts is written to $DUMPS for the leak check.
-	// slack fail STATUS N: answer the next N calls with STATUS (a 429
-	//   carries Retry-After: 1), after what was queued before.
+	// slack fail STATUS N [RETRY_AFTER]: answer the next N calls with
+	//   STATUS (a 429 carries Retry-After: RETRY_AFTER, else 1), after what
+	//   was queued before.
 	// slack pass N: answer the next N calls (after what was queued) as usual.
 	// slack calls METHOD N: METHOD was answered ok exactly N times.
 	// slack said REGEXP: a message Slack accepted matches REGEXP.
@@ -372,19 +373,22 @@ func cmdHangProvider(ts *testscript.TestScript, neg bool, args []string) {
 
 // cmdSlack drives the world's Slack ($SLACK_URL):
 //
-//	slack fail STATUS N   answer the next N calls with STATUS (429 with Retry-After: 1)
+//	slack fail STATUS N [RETRY_AFTER]  answer the next N calls with STATUS (429 with Retry-After: RETRY_AFTER, else 1)
 //	slack pass N          answer the next N calls normally (before failures queued after)
 //	slack calls METHOD N  METHOD was answered ok N times
 //	slack said REGEXP     a message's text matches REGEXP
 func cmdSlack(ts *testscript.TestScript, neg bool, args []string) {
 	s := getWorld(ts).slack
 	switch {
-	case len(args) == 3 && (args[0] == "fail"):
+	case (len(args) == 3 || len(args) == 4) && args[0] == "fail":
 		code, err := strconv.Atoi(args[1])
 		ts.Check(err)
 		n, err := strconv.Atoi(args[2])
 		ts.Check(err)
 		s.mu.Lock()
+		if len(args) == 4 {
+			s.retryAfter = args[3]
+		}
 		for range n {
 			s.fail = append(s.fail, code)
 		}
@@ -416,6 +420,6 @@ func cmdSlack(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("slack: a message matching %q: %v, want %v", args[1], found, !neg)
 		}
 	default:
-		ts.Fatalf("usage: slack fail STATUS N | pass N | calls METHOD N | said REGEXP")
+		ts.Fatalf("usage: slack fail STATUS N [RETRY_AFTER] | pass N | calls METHOD N | said REGEXP")
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,6 +30,8 @@ import (
 	"github.com/rekey-dev/rekey/internal/cli"
 	"github.com/rekey-dev/rekey/internal/ghtest"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/slacktest"
+	"github.com/rekey-dev/rekey/internal/sshtest"
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/internal/webtest"
 	"github.com/rekey-dev/rekey/secret"
@@ -85,6 +88,7 @@ func TestScripts(t *testing.T) {
 //	$SLACK_URL $SLACK_BOT_TOKEN            Slack's API root (api_url) and a bot token
 //	$DOWN_URL                              a URL where nothing listens
 //	$DUMPS                                 $WORK/dumps, leak-checked; Slack posts go to dumps/slack.log
+//	$SSH_NAME $SSH_KNOWN_HOSTS ...         hosts over SSH, once a script says `sshd start NAME` (ssh_cmds_test.go)
 type world struct {
 	vault *vaulttest.Env
 	sim   *ansim.Sim
@@ -92,6 +96,7 @@ type world struct {
 	gh    *ghtest.Server
 	web   *webtest.Server
 	slack *worldSlack
+	ssh   *sshWorld
 	work  string
 
 	mu      sync.Mutex
@@ -125,7 +130,8 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 	}
 	sim := ansim.New()
 	an := httptest.NewServer(sim)
-	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir, gh: ghtest.New(tb, ghtest.Options{}), web: webtest.New(tb)}
+	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir, gh: ghtest.New(tb, ghtest.Options{}), web: webtest.New(tb),
+		ssh: &sshWorld{tb: tb, servers: map[string]*sshtest.Server{}, stamps: map[string]time.Time{}}}
 	e.Values[worldKey] = w
 	for _, d := range []string{".capture", ".capture-reveal", "keys", "dumps", "dm", "codes"} {
 		if err := os.MkdirAll(filepath.Join(e.WorkDir, d), 0o700); err != nil {
@@ -256,7 +262,7 @@ func (w *world) keys() []string {
 // allCmds merges the script commands of every story file.
 func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
-	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds, vaultCmds, handoffCmds} {
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds, vaultCmds, extraCmds, sshCmds, handoffCmds} {
 		for name, f := range m {
 			if _, dup := all[name]; dup {
 				panic("duplicate script command " + name)
@@ -475,7 +481,10 @@ const slackToken = "xoxb-rekey-test-0000000000-abcdefghijkl"
 // token, answering {"ok": true, ...} or {"ok": false, "error": ...} as
 // Slack does. It appends every message (method, channel, thread, text and
 // blocks) to a log file under dumps/, where the leak check reads it and
-// scripts grep it.
+// scripts grep it. It refuses what Slack refuses (internal/slacktest):
+// too many blocks, a header or section too long, too much text in all,
+// answering {"ok":false,"error":"msg_blocks_too_long"} and the like, and
+// logs what it refused to dumps/slack-refused.log.
 type worldSlack struct {
 	*httptest.Server
 	log   string
@@ -484,16 +493,18 @@ type worldSlack struct {
 	scopes string            // auth.test's X-OAuth-Scopes ("" the default, "-" none)
 	dms    map[string]string // direct-message channels opened, to their user
 
-	mu     sync.Mutex
-	n      int
-	onPost []func(text string) bool // run on each post until one returns true
-	fail   []int                    // statuses for the next calls (0: answer normally)
-	calls  map[string]int           // calls answered ok, by method
-	texts  []string                 // text of every message answered ok
+	mu         sync.Mutex
+	n          int
+	onPost     []func(text string) bool // run on each post until one returns true
+	fail       []int                    // statuses for the next calls (0: answer normally)
+	retryAfter string                   // Retry-After of a 429 ("1" when empty)
+	calls      map[string]int           // calls answered ok, by method
+	texts      []string                 // text of every message answered ok
+	refused    map[string]int           // messages refused for Slack's limits, by error code
 }
 
 func newWorldSlack(logPath string) *worldSlack {
-	s := &worldSlack{log: logPath, calls: map[string]int{}}
+	s := &worldSlack{log: logPath, calls: map[string]int{}, refused: map[string]int{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -521,11 +532,12 @@ func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 	if len(s.fail) > 0 {
 		code, s.fail = s.fail[0], s.fail[1:]
 	}
+	retryAfter := cmp.Or(s.retryAfter, "1")
 	s.mu.Unlock()
 	switch code {
 	case 0:
 	case http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", retryAfter)
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(code)
 		fmt.Fprint(w, `{"ok":false,"error":"ratelimited"}`)
@@ -559,6 +571,21 @@ func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 	case form.Get("channel") == "":
 		answer(map[string]any{"ok": false, "error": "channel_not_found"})
 		return
+	}
+	if method == "chat.postMessage" || method == "chat.update" {
+		if code := slacktest.Check(form.Get("text"), form.Get("blocks")); code != "" {
+			s.mu.Lock()
+			s.refused[code]++
+			f, err := os.OpenFile(filepath.Join(filepath.Dir(s.log), "slack-refused.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+			if err == nil {
+				fmt.Fprintf(f, "%s refused=%s characters of block text=%d\n  text: %s\n  blocks: %s\n",
+					method, code, slacktest.BlockText(form.Get("blocks")), form.Get("text"), form.Get("blocks"))
+				f.Close()
+			}
+			s.mu.Unlock()
+			answer(map[string]any{"ok": false, "error": code})
+			return
+		}
 	}
 	s.mu.Lock()
 	s.n++

@@ -153,23 +153,47 @@ func dotenvValue(b []byte, e dotenvEntry) string {
 // and for a shell that sources the file.
 var dotenvPlainRE = regexp.MustCompile(`^[A-Za-z0-9_./:=@%+,-]+$`)
 
-// dotenvToken encodes value in the quoting style closest to quote (the
-// style the file used): unquoted when the value is safe unquoted, double
-// quotes when the value needs no escape and nothing a parser would expand,
-// else single quotes, else double quotes with escapes.
-func dotenvToken(quote byte, value string) []byte {
-	plain := dotenvPlainRE.MatchString(value)
-	if quote == 0 && plain {
-		return []byte(value)
+// A value is written so that every common reader of .env files takes it
+// literally, byte for byte: a shell that sources the file (sh, bash),
+// docker compose, python-dotenv, node's dotenv, godotenv and systemd's
+// EnvironmentFile. Three forms qualify:
+//
+//   - unquoted, when the value is made of dotenvPlainRE's characters only;
+//   - single quotes, when the value holds no single quote and no
+//     backslash (python-dotenv reads \\ and \' as escapes even there);
+//   - double quotes, when the value holds no backslash, double quote, '$'
+//     or backtick (escapes, expansion and command substitution in sh, and
+//     escapes or interpolation in every dotenv reader).
+//
+// A value that fits none (one holding a backslash, or a single quote
+// together with a double quote, '$' or backtick) has no form every reader
+// takes literally: it is refused for the file, which stays as it was.
+func singleQuoteSafe(v string) bool { return !strings.ContainsAny(v, `'\`) }
+
+func doubleQuoteSafe(v string) bool { return !strings.ContainsAny(v, "\\\"$`") }
+
+// dotenvToken encodes value in the quoting style the line already has
+// (none, single or double quotes) when that style keeps the value literal, else
+// in another that does: unquoted, then single quotes, then double quotes
+// for an unquoted line; the other quote for a quoted one.
+func dotenvToken(quote byte, value string) ([]byte, error) {
+	single := func() []byte { return []byte("'" + value + "'") }
+	double := func() []byte { return []byte(`"` + value + `"`) }
+	switch {
+	case quote == 0 && dotenvPlainRE.MatchString(value):
+		return []byte(value), nil
+	case quote == '"' && doubleQuoteSafe(value):
+		return double(), nil
+	case singleQuoteSafe(value):
+		return single(), nil
+	case doubleQuoteSafe(value):
+		return double(), nil
 	}
-	if quote == '"' && !strings.ContainsAny(value, "\\\"$`") {
-		return []byte(`"` + value + `"`)
+	what := "a single quote together with a double quote, '$' or backtick"
+	if strings.Contains(value, `\`) {
+		what = "a backslash"
 	}
-	if !strings.Contains(value, "'") {
-		return []byte("'" + value + "'")
-	}
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-	return []byte(`"` + r.Replace(value) + `"`)
+	return nil, fmt.Errorf("the key holds %s: no quoting keeps it literal for a shell and every dotenv reader: %w", what, errBadValue)
 }
 
 func checkDotenvField(field string) error {
@@ -237,11 +261,19 @@ func rewriteDotenv(content []byte, field, value string) ([]byte, error) {
 		if dotenvValue(content, e) == value {
 			continue
 		}
+		tok, err := dotenvToken(e.quote, value)
+		if err != nil {
+			return nil, fmt.Errorf("variable %s: %w", field, err)
+		}
 		spans = append(spans, e.value)
-		repl = append(repl, dotenvToken(e.quote, value))
+		repl = append(repl, tok)
 	}
 	if !found {
-		return appendDotenv(content, entries, field, value), nil
+		tok, err := dotenvToken(0, value)
+		if err != nil {
+			return nil, fmt.Errorf("variable %s: %w", field, err)
+		}
+		return appendDotenv(content, entries, field, tok), nil
 	}
 	if len(spans) == 0 {
 		return content, nil
@@ -249,7 +281,7 @@ func rewriteDotenv(content []byte, field, value string) ([]byte, error) {
 	return splice(content, spans, repl), nil
 }
 
-func appendDotenv(content []byte, entries []dotenvEntry, field, value string) []byte {
+func appendDotenv(content []byte, entries []dotenvEntry, field string, tok []byte) []byte {
 	eol := "\n"
 	if i := bytes.IndexByte(content, '\n'); i > 0 && content[i-1] == '\r' {
 		eol = "\r\n"
@@ -264,12 +296,12 @@ func appendDotenv(content []byte, entries []dotenvEntry, field, value string) []
 			prefix = "export "
 		}
 	}
-	out := make([]byte, 0, len(content)+len(field)+len(value)+8)
+	out := make([]byte, 0, len(content)+len(field)+len(tok)+8)
 	out = append(out, content...)
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, eol...)
 	}
 	out = append(out, prefix+field+"="...)
-	out = append(out, dotenvToken(0, value)...)
+	out = append(out, tok...)
 	return append(out, eol...)
 }

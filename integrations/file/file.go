@@ -9,8 +9,15 @@
 // Fields:
 //
 //   - path: the file. A relative path is taken from the directory of the
-//     configuration file. A symbolic link is followed, and the file it
-//     points to is replaced.
+//     configuration file. The directories on the way are followed as the
+//     system resolves them, but the file itself must be a regular file: a
+//     symbolic link there is refused (its directory's owner could point it
+//     at a file only root may write), and so is a FIFO, a device or a
+//     socket, at once, never waited on.
+//   - follow_symlinks: optional; true lets the file be a symbolic link to a
+//     regular file beneath the path's directory, reached through real
+//     directories without "..", and owned by the directory's owner. The
+//     file it points to is replaced; the link stays.
 //   - format: dotenv, json, yaml or raw.
 //   - field: for dotenv, the variable name; for json and yaml, a dotted path
 //     (actionnetwork.api_key; a step of digits indexes a list, as in
@@ -19,6 +26,9 @@
 //   - reload: optional argv, run after a write that changed the file.
 //   - mode: optional permissions as an octal string ("0600"), given to the
 //     file whenever rekey writes it; without it the file keeps its mode.
+//   - host: optional [user@]host[:port] or ~/.ssh/config alias: the file
+//     is on that host (path absolute there), read and replaced over SFTP
+//     with the same guarantees, and reload runs there. See Remote.
 //
 // Apply reads the file, replaces the bytes of the value and nothing else
 // (comments, order, quoting style, line endings and the rest of the file
@@ -31,10 +41,15 @@
 //
 // The write is atomic: a temporary file in the same directory (mode 0600
 // while it is written), synced, given the owner and mode of the original
-// (or mode), then renamed over it. A file that changed on disk while rekey
-// worked is not overwritten (ErrConflict). Extended attributes, ACLs and
-// hard links are not carried over. On any failure the original stays as it
-// was and the temporary file is removed.
+// (or mode), then renamed over it. The directory is opened once and the
+// file is checked, read and replaced relative to it (local_unix.go), so
+// what was checked is what is replaced. Integrations of one process that
+// write one file (two variables of one .env) take turns, from the read to
+// the end of the reload, so neither loses the other's value. A file that
+// another program changed while rekey worked is not overwritten
+// (ErrConflict). Extended attributes, ACLs and hard links are not carried
+// over. On any failure the original stays as it was and the temporary file
+// is removed.
 //
 // When reload fails, the file is put back as it was before the write, and
 // the error is returned: a service that did not reload still runs with the
@@ -43,8 +58,13 @@
 // argv, environment or stdin; its environment is the minimal one of
 // package command, and its output is never read.
 //
+// A dotenv value is written in a form that a shell sourcing the file and
+// every common dotenv reader take literally (see dotenvToken); a key that
+// has no such form is refused for that file (ErrInvalid).
+//
 // Errors: a missing file is ErrNotFound; permission denied, a read-only
-// file system, or an owner rekey cannot keep is ErrUnauthorized; a field
+// file system, an owner rekey cannot keep, or a symbolic link rekey does
+// not follow is ErrUnauthorized; anything but a regular file, a field
 // that is not there, a file that is not valid in its format, a full disk
 // (ENOSPC, EDQUOT) and an I/O error (EIO) are ErrInvalid, since a retry
 // seconds later does not fix them; EAGAIN, EBUSY, EINTR and ETIMEDOUT are
@@ -56,9 +76,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -83,6 +103,10 @@ type settings struct {
 	Field  string   `mapstructure:"field"`
 	Reload []string `mapstructure:"reload"`
 	Mode   any      `mapstructure:"mode"`
+
+	FollowSymlinks bool `mapstructure:"follow_symlinks"`
+	// Host puts the file on another host, reached over SSH (remote.go).
+	Host string `mapstructure:"host"`
 }
 
 // File is a key held in a file.
@@ -95,6 +119,8 @@ type File struct {
 	reload []string
 	mode   fs.FileMode // 0: keep the file's mode
 	getenv func(string) string
+
+	followSymlinks bool
 }
 
 var (
@@ -110,7 +136,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	if err := cfg.DecodeSettings(in, &s); err != nil {
 		return nil, err
 	}
-	f := &File{id: in.ID, format: s.Format, field: s.Field, reload: s.Reload, getenv: h.Getenv}
+	f := &File{id: in.ID, format: s.Format, field: s.Field, reload: s.Reload, getenv: h.Getenv, followSymlinks: s.FollowSymlinks}
 	if f.getenv == nil {
 		f.getenv = os.Getenv
 	}
@@ -119,7 +145,10 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, cfg.Required(in, "path", "for type file")
 	}
 	f.path = s.Path
-	if !filepath.IsAbs(f.path) {
+	if s.Host != "" && !path.IsAbs(f.path) {
+		return nil, cfg.Invalid(in, "path", "%q: with host, give the file's absolute path on %s", s.Path, s.Host)
+	}
+	if s.Host == "" && !filepath.IsAbs(f.path) {
 		base := "."
 		if cfg.File != "" {
 			base = filepath.Dir(cfg.File)
@@ -175,6 +204,13 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	default:
 		return nil, cfg.Invalid(in, "mode", "write the mode as a quoted octal string, like \"0600\"")
 	}
+	if s.Host != "" {
+		rh, err := integrations.RemoteHost(h, in, s.Host)
+		if err != nil {
+			return nil, err
+		}
+		return newRemote(f, rh, s.FollowSymlinks, h.Logger), nil
+	}
 	return f, nil
 }
 
@@ -189,29 +225,30 @@ func (f *File) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	if req.Key.IsZero() {
 		return integrations.ApplyResult{}, fmt.Errorf("file: %s: the key is empty: %w", f.path, failure.ErrInvalid)
 	}
-	target, content, info, err := f.load()
+	l, err := f.open(ctx, true)
 	if err != nil {
 		return integrations.ApplyResult{}, err
 	}
-	next, err := f.fmt.rewrite(content, f.field, req.Key.Reveal()) // the file is the wire
+	defer l.close()
+	next, err := f.fmt.rewrite(l.content, f.field, req.Key.Reveal()) // the file is the wire
 	if err != nil {
 		return integrations.ApplyResult{}, f.formatError(err, failure.ErrInvalid)
 	}
-	if bytes.Equal(next, content) {
+	if bytes.Equal(next, l.content) {
 		return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
 	}
 
-	mode := keepMode(info)
+	mode := l.st.perm()
 	if f.mode != 0 {
-		mode = f.mode
+		mode = uint32(f.mode.Perm())
 	}
-	written, err := writeAtomic(target, next, mode, info)
+	written, err := l.replace(next, mode, l.st)
 	if err != nil {
 		return integrations.ApplyResult{}, err
 	}
 	if len(f.reload) > 0 {
 		if err := f.runReload(ctx, req.Key); err != nil {
-			if _, rbErr := writeAtomic(target, content, keepMode(info), written); rbErr != nil {
+			if _, rbErr := l.replace(l.content, l.st.perm(), written); rbErr != nil {
 				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", err, rbErr)
 			}
 			return integrations.ApplyResult{}, fmt.Errorf("%w; the file was put back as it was", err)
@@ -226,11 +263,12 @@ func (f *File) Read(ctx context.Context) (secret.Key, error) {
 	if err := ctx.Err(); err != nil {
 		return secret.Key{}, fmt.Errorf("file: %s: %w", f.path, err)
 	}
-	_, content, _, err := f.load()
+	l, err := f.open(ctx, false)
 	if err != nil {
 		return secret.Key{}, err
 	}
-	v, err := f.fmt.read(content, f.field)
+	l.close()
+	v, err := f.fmt.read(l.content, f.field)
 	if err != nil {
 		return secret.Key{}, f.formatError(err, failure.ErrNotFound)
 	}
@@ -260,117 +298,6 @@ func (f *File) formatError(err error, missing error) error {
 		class = missing
 	}
 	return fmt.Errorf("file: %s: %w: %w", f.path, err, class)
-}
-
-// load resolves symbolic links and reads the file.
-func (f *File) load() (target string, content []byte, info fs.FileInfo, err error) {
-	target, err = filepath.EvalSymlinks(f.path)
-	if err != nil {
-		return "", nil, nil, osError("read", f.path, err)
-	}
-	fh, err := os.Open(target)
-	if err != nil {
-		return "", nil, nil, osError("read", f.path, err)
-	}
-	defer fh.Close()
-	info, err = fh.Stat()
-	if err != nil {
-		return "", nil, nil, osError("read", f.path, err)
-	}
-	if !info.Mode().IsRegular() {
-		return "", nil, nil, fmt.Errorf("file: %s is not a regular file: %w", f.path, failure.ErrInvalid)
-	}
-	content, err = io.ReadAll(io.LimitReader(fh, maxFileBytes+1))
-	if err != nil {
-		return "", nil, nil, osError("read", f.path, err)
-	}
-	if len(content) > maxFileBytes {
-		return "", nil, nil, fmt.Errorf("file: %s is larger than %d bytes: %w", f.path, maxFileBytes, failure.ErrInvalid)
-	}
-	return target, content, info, nil
-}
-
-func keepMode(info fs.FileInfo) fs.FileMode {
-	return info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-}
-
-// staleTemp is how old a temporary file of a write must be for sweepTemps
-// to take it for one left by a rekey that was killed mid-write.
-const staleTemp = 10 * time.Minute
-
-// sweepTemps removes temporary files that an earlier write of base left in
-// dir when it was killed between creating and renaming them: they hold a
-// copy of the file, key included.
-func sweepTemps(dir, base string) {
-	old, _ := filepath.Glob(filepath.Join(dir, "."+base+".rekey-*"))
-	for _, p := range old {
-		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleTemp {
-			os.Remove(p)
-		}
-	}
-}
-
-// writeAtomic replaces path with data: a temporary file in the same
-// directory, written, given the owner of expect and mode, synced, then
-// renamed over path, unless path is no longer the file expect describes.
-// On failure path is untouched and the temporary file is gone. It returns
-// what the new file is, for a later writeAtomic to expect.
-func writeAtomic(path string, data []byte, mode fs.FileMode, expect fs.FileInfo) (fs.FileInfo, error) {
-	dir, base := filepath.Split(path)
-	sweepTemps(dir, base)
-	tmp, err := os.CreateTemp(dir, "."+base+".rekey-*")
-	if err != nil {
-		return nil, osError("create a temporary file beside", path, err)
-	}
-	name := tmp.Name()
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return nil, osError("write", path, err)
-	}
-	if err := keepOwner(tmp, expect); err != nil {
-		return nil, fmt.Errorf("file: write %s: cannot keep its owner (%w): %w", path, err, failure.ErrUnauthorized)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return nil, osError("write", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return nil, osError("write", path, err)
-	}
-	info, err := tmp.Stat()
-	if err != nil {
-		return nil, osError("write", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, osError("write", path, err)
-	}
-	now, err := os.Lstat(path)
-	if err != nil {
-		return nil, osError("write", path, err)
-	}
-	if !os.SameFile(now, expect) || now.Size() != expect.Size() || !now.ModTime().Equal(expect.ModTime()) {
-		return nil, fmt.Errorf("file: write %s: the file changed while rekey worked on it: %w", path, failure.ErrConflict)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return nil, osError("write", path, err)
-	}
-	done = true
-	syncDir(dir)
-	return info, nil
-}
-
-// syncDir makes a rename durable; a file system that cannot sync a
-// directory has nothing to make durable.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // osError classifies a file system error where it is born; the message

@@ -463,7 +463,7 @@ func TestApplyFollowsSymlink(t *testing.T) {
 	if err := os.Symlink("real.env", link); err != nil {
 		t.Fatal(err)
 	}
-	f := newFile(t, env(), map[string]any{"path": link, "format": "dotenv", "field": "KEY"})
+	f := newFile(t, env(), map[string]any{"path": link, "format": "dotenv", "field": "KEY", "follow_symlinks": true})
 	if _, err := f.Apply(context.Background(), integrations.ApplyRequest{Key: secret.New(newKey)}); err != nil {
 		t.Fatal(err)
 	}
@@ -496,16 +496,21 @@ func TestApplyKeepsOwner(t *testing.T) {
 	}
 }
 
-func TestWriteAtomicRefusesAChangedFile(t *testing.T) {
+func TestReplaceRefusesAChangedFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "key")
 	writeFile(t, path, "old\n", 0o600)
-	expect, _ := os.Stat(path)
+	f := newFile(t, env(), map[string]any{"path": path, "format": "raw"})
+	l, err := f.open(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
 	// Another writer replaces the file after rekey read it.
 	writeFile(t, path+".new", "theirs\n", 0o600)
 	os.Rename(path+".new", path)
 
-	_, err := writeAtomic(path, []byte("ours\n"), 0o600, expect)
+	_, err = l.replace([]byte("ours\n"), 0o600, l.st)
 	if !errors.Is(err, failure.ErrConflict) {
 		t.Fatalf("error %v, want a conflict", err)
 	}
@@ -648,7 +653,7 @@ func TestStaleTempFilesAreSwept(t *testing.T) {
 	if err := os.WriteFile(p, []byte("K=old-key-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stale := filepath.Join(dir, "..env.rekey-12345") // as writeAtomic names them
+	stale := filepath.Join(dir, "..env.rekey-12345") // as createTemp names them
 	fresh := filepath.Join(dir, "..env.rekey-67890")
 	other := filepath.Join(dir, ".other.rekey-1")
 	for _, f := range []string{stale, fresh, other} {
@@ -659,7 +664,12 @@ func TestStaleTempFilesAreSwept(t *testing.T) {
 	long := time.Now().Add(-time.Hour)
 	os.Chtimes(stale, long, long)
 	os.Chtimes(other, long, long)
-	sweepTemps(dir+"/", ".env")
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	sweepTemps(int(d.Fd()), ".env")
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Error("a temporary file left an hour ago is still there")
 	}

@@ -89,7 +89,9 @@ func TestRewriteDotenv(t *testing.T) {
 
 		{name: "value needs quotes", in: "KEY=old\n", field: "KEY", value: "a b#c", want: "KEY='a b#c'\n"},
 		{name: "value with dollar leaves double quotes", in: "KEY=\"old\"\n", field: "KEY", value: "a$b", want: "KEY='a$b'\n"},
-		{name: "value with single quote", in: "KEY='old'\n", field: "KEY", value: `it's "x" \ y`, want: `KEY="it's \"x\" \\ y"` + "\n"},
+		{name: "value with single quote", in: "KEY='old'\n", field: "KEY", value: `it's x`, want: `KEY="it's x"` + "\n"},
+		{name: "value with single quote and dollar", in: "KEY='old'\n", field: "KEY", value: `it's $x`, wantErr: errBadValue},
+		{name: "value with backslash", in: "KEY=old\n", field: "KEY", value: `a\b`, wantErr: errBadValue},
 		{name: "value starting with hash", in: "KEY=old\n", field: "KEY", value: "#abc", want: "KEY='#abc'\n"},
 		{name: "non-ASCII value", in: "KEY=\"old\"\n", field: "KEY", value: "ключ", want: "KEY=\"ключ\"\n"},
 

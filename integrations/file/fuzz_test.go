@@ -33,14 +33,20 @@ func FuzzRewriteDotenv(f *testing.F) {
 		}
 
 		var oldSpans, newSpans []span
+		kept := map[string]bool{} // tokens of the field before: left as they were when they held the value
 		for _, e := range parseDotenv(content) {
 			if e.name == field {
 				oldSpans = append(oldSpans, e.value)
+				kept[string(content[e.value.start:e.value.end])] = true
 			}
 		}
 		for _, e := range parseDotenv(out) {
 			if e.name == field {
 				newSpans = append(newSpans, e.value)
+				// What rekey wrote is literal to sh and every dotenv reader.
+				if tok := string(out[e.value.start:e.value.end]); !kept[tok] && !literalToken(tok) {
+					t.Fatalf("wrote %q, which a shell or a dotenv reader does not take literally", tok)
+				}
 			}
 		}
 		if len(oldSpans) == 0 {
@@ -68,6 +74,18 @@ func FuzzRewriteDotenv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// literalToken reports whether a dotenv value token is one of the three
+// forms every reader takes literally (see dotenvToken).
+func literalToken(tok string) bool {
+	switch {
+	case len(tok) >= 2 && tok[0] == '\'' && tok[len(tok)-1] == '\'':
+		return singleQuoteSafe(tok[1 : len(tok)-1])
+	case len(tok) >= 2 && tok[0] == '"' && tok[len(tok)-1] == '"':
+		return doubleQuoteSafe(tok[1 : len(tok)-1])
+	}
+	return dotenvPlainRE.MatchString(tok)
 }
 
 func countDotenv(content []byte, field string) int {

@@ -17,10 +17,16 @@
 //	      json_pointer: /settings/action_network_api_key
 //	    verify:
 //	      url: https://greens.example/wp-json/signup/v1/status
+//	      headers: {X-Api-Key: "{{key}}"}
 //	      expect_status: 200
 //
-// {{key}} is replaced in apply's body and headers only; a {{key}} in a URL,
-// or in read or verify, is a configuration error. ${VAR} is replaced from
+// {{key}} is replaced in the headers and body of apply, read and verify,
+// and never in a URL (a configuration error: URLs end up in logs). In
+// apply it is the key being applied; in read and verify it is the version
+// the integration is expected to hold (the current one, given by
+// integrations.Observe, or the one being applied when Apply reads first),
+// so that a probe can prove the service accepts it. A probe that needs the
+// key and is given none cannot tell (transient). ${VAR} is replaced from
 // rekey's environment in URLs and headers; an unset VAR is an error that
 // names it. In a body, the key is written the way the body needs it: in a
 // JSON body (Content-Type application/json or */*+json, or no Content-Type
@@ -83,6 +89,7 @@ type readFields struct {
 	Method      string            `mapstructure:"method"`
 	URL         string            `mapstructure:"url"`
 	Headers     map[string]string `mapstructure:"headers"`
+	Body        string            `mapstructure:"body"`
 	JSONPointer string            `mapstructure:"json_pointer"`
 }
 
@@ -90,6 +97,7 @@ type verifyFields struct {
 	Method       string            `mapstructure:"method"`
 	URL          string            `mapstructure:"url"`
 	Headers      map[string]string `mapstructure:"headers"`
+	Body         string            `mapstructure:"body"`
 	ExpectStatus int               `mapstructure:"expect_status"`
 }
 
@@ -173,28 +181,24 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	bad := func(field string, err error) error { return h.Config.Invalid(in, field, "%v", err) }
 
 	a := f.Apply
-	c, field, err := newCall("apply", a.Method, http.MethodPost, a.URL, a.Headers, true)
+	c, field, err := newCall("apply", a.Method, http.MethodPost, a.URL, a.Headers)
 	if err != nil {
 		return nil, bad(field, err)
 	}
-	if c.body, err = parseTemplate(a.Body, false, true); err != nil {
-		return nil, bad("apply.body", err)
+	if field, err := c.withBody("apply", a.Body); err != nil {
+		return nil, bad(field, err)
 	}
-	if !c.body.hasKey() && !slices.ContainsFunc(c.headers, func(h header) bool { return h.value.hasKey() }) {
+	if !c.usesKey() {
 		return nil, h.Config.Invalid(in, "apply", "sends no key: put {{key}} in the body or a header")
-	}
-	if c.mode, err = detectBody(c.body, c.header("Content-Type")); err != nil {
-		return nil, bad("apply.body", err)
-	}
-	if (c.mode == bodyJSONString || c.mode == bodyJSONValue) && c.header("Content-Type") == "" {
-		ct, _ := parseTemplate("application/json", true, false)
-		c.headers = append(c.headers, header{name: "Content-Type", value: ct})
 	}
 	x.apply = c
 
 	if r := f.Read; r != nil {
-		c, field, err := newCall("read", r.Method, http.MethodGet, r.URL, r.Headers, false)
+		c, field, err := newCall("read", r.Method, http.MethodGet, r.URL, r.Headers)
 		if err != nil {
+			return nil, bad(field, err)
+		}
+		if field, err := c.withBody("read", r.Body); err != nil {
 			return nil, bad(field, err)
 		}
 		if r.JSONPointer != "" {
@@ -227,8 +231,11 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 
 // newVerifyCall checks a verify request; name prefixes its fields.
 func newVerifyCall(name string, v *verifyFields) (call, string, error) {
-	c, field, err := newCall(name, v.Method, http.MethodGet, v.URL, v.Headers, false)
+	c, field, err := newCall(name, v.Method, http.MethodGet, v.URL, v.Headers)
 	if err != nil {
+		return c, field, err
+	}
+	if field, err := c.withBody(name, v.Body); err != nil {
 		return c, field, err
 	}
 	if v.ExpectStatus != 0 && (v.ExpectStatus < 100 || v.ExpectStatus > 599) {
@@ -276,7 +283,7 @@ var methods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.Me
 
 // newCall checks the fields every request has. It returns the field an
 // error is about.
-func newCall(name, method, defMethod, rawURL string, headers map[string]string, keyInHeaders bool) (call, string, error) {
+func newCall(name, method, defMethod, rawURL string, headers map[string]string) (call, string, error) {
 	c := call{name: name, method: strings.ToUpper(method)}
 	if c.method == "" {
 		c.method = defMethod
@@ -304,13 +311,36 @@ func newCall(name, method, defMethod, rawURL string, headers map[string]string, 
 		if !validHeaderName(n) {
 			return c, name + ".headers", fmt.Errorf("%q is not a header name", n)
 		}
-		v, err := parseTemplate(headers[n], true, keyInHeaders)
+		v, err := parseTemplate(headers[n], true, true)
 		if err != nil {
 			return c, name + ".headers." + n, err
 		}
 		c.headers = append(c.headers, header{name: n, value: v})
 	}
 	return c, "", nil
+}
+
+// withBody parses body (prefix names the call's fields in errors) and
+// works out how the key is written into it; a JSON body gets a JSON
+// Content-Type unless one is configured.
+func (c *call) withBody(prefix, body string) (string, error) {
+	var err error
+	if c.body, err = parseTemplate(body, false, true); err != nil {
+		return prefix + ".body", err
+	}
+	if c.mode, err = detectBody(c.body, c.header("Content-Type")); err != nil {
+		return prefix + ".body", err
+	}
+	if body != "" && (c.mode == bodyJSONString || c.mode == bodyJSONValue) && c.header("Content-Type") == "" {
+		ct, _ := parseTemplate("application/json", true, false)
+		c.headers = append(c.headers, header{name: "Content-Type", value: ct})
+	}
+	return "", nil
+}
+
+// usesKey reports whether the request sends the key, in its body or a header.
+func (c *call) usesKey() bool {
+	return c.body.hasKey() || slices.ContainsFunc(c.headers, func(h header) bool { return h.value.hasKey() })
 }
 
 // header returns the configured (unexpanded) value of a header.
@@ -338,7 +368,7 @@ func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", x.apply.what(), failure.ErrInvalid)
 	}
 	if x.read != nil {
-		held, err := x.readKey(ctx)
+		held, err := x.readWith(ctx, req.Key)
 		switch {
 		case err == nil && held.Equal(req.Key):
 			x.log.DebugContext(ctx, "http: target already holds the key", "integration", x.id, "fingerprint", req.Key.Fingerprint())
@@ -364,10 +394,17 @@ func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
 }
 
-// readKey sends read and takes the key from the answer.
+// readKey sends read, with the key ctx carries for {{key}}, and takes the
+// key from the answer.
 func (x *HTTP) readKey(ctx context.Context) (secret.Key, error) {
+	k, _ := integrations.ProbeKey(ctx)
+	return x.readWith(ctx, k)
+}
+
+// readWith sends read with key for {{key}} and takes the key from the answer.
+func (x *HTTP) readWith(ctx context.Context, key secret.Key) (secret.Key, error) {
 	c := x.read
-	resp, err := x.send(ctx, c, secret.Key{})
+	resp, err := x.send(ctx, c, key)
 	if err != nil {
 		return secret.Key{}, err
 	}
@@ -417,10 +454,12 @@ func (x *HTTP) readKey(ctx context.Context) (secret.Key, error) {
 	return secret.Key{}, fmt.Errorf("%s: json_pointer %s: a %s, not a string: %w", c.what(), c.pointer.src, jsonKind(v), failure.ErrInvalid)
 }
 
-// probe sends verify and checks its status.
+// probe sends verify, with the key ctx carries for {{key}}, and checks
+// its status.
 func (x *HTTP) probe(ctx context.Context) error {
 	c := x.verify
-	resp, err := x.send(ctx, c, secret.Key{})
+	key, _ := integrations.ProbeKey(ctx)
+	resp, err := x.send(ctx, c, key)
 	if err != nil {
 		return err
 	}
@@ -440,9 +479,13 @@ func (x *HTTP) probe(ctx context.Context) error {
 	return fmt.Errorf("%s: status %d, want %s: %w", c.what(), resp.StatusCode, want, failure.ErrInvalid)
 }
 
-// send builds and sends one request. The caller closes the body.
+// send builds and sends one request, with key for {{key}}. The caller
+// closes the body.
 func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Response, error) {
 	what := c.what()
+	if key.IsZero() && c.usesKey() {
+		return nil, fmt.Errorf("%s: no key to put in {{key}}: rekey does not know which version it should hold: %w", what, failure.ErrTransient)
+	}
 	u, err := c.url.expand(x.getenv, key, raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: url: %w", what, err)
@@ -451,7 +494,7 @@ func (x *HTTP) send(ctx context.Context, c *call, key secret.Key) (*http.Respons
 		return nil, fmt.Errorf("%s: url is not an http(s) URL once ${VAR}s are filled: %w", what, failure.ErrInvalid)
 	}
 	var body io.Reader
-	if c.name == "apply" {
+	if c.body.src != "" {
 		b, err := c.body.expand(x.getenv, key, c.mode.escape)
 		if err != nil {
 			return nil, fmt.Errorf("%s: body: %w", what, err)

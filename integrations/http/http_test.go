@@ -114,7 +114,7 @@ func TestConfigErrors(t *testing.T) {
 		says     string
 	}{
 		{"no apply", map[string]any{}, "apply", "required"},
-		{"key in url", withApply(map[string]any{"url": "https://site.example/?k={{key}}"}), "apply.url", "only in apply's body and headers"},
+		{"key in url", withApply(map[string]any{"url": "https://site.example/?k={{key}}"}), "apply.url", "never in a URL"},
 		{"no key sent", withApply(map[string]any{"body": `{"k": "v"}`}), "apply", "sends no key"},
 		{"bad method", withApply(map[string]any{"method": "FETCH"}), "apply.method", "not one of"},
 		{"no url", withApply(map[string]any{"url": ""}), "apply.url", "required"},
@@ -123,9 +123,10 @@ func TestConfigErrors(t *testing.T) {
 		{"unterminated env", withApply(map[string]any{"headers": map[string]string{"Authorization": "Bearer ${TOKEN"}}), "apply.headers.Authorization", "unterminated"},
 		{"bad header name", withApply(map[string]any{"headers": map[string]string{"Bad Header": "x"}}), "apply.headers", "not a header name"},
 		{"declared JSON that is not", withApply(map[string]any{"body": "k={{key}}", "headers": map[string]string{"Content-Type": "application/json"}}), "apply.body", "is not JSON"},
-		{"key in read header", map[string]any{"apply": withApply(nil)["apply"], "read": map[string]any{"url": "https://site.example/", "headers": map[string]string{"X-Key": "{{key}}"}}}, "read.headers.X-Key", "only in apply's body and headers"},
+		{"key in verify url", map[string]any{"apply": withApply(nil)["apply"], "verify": map[string]any{"url": "https://site.example/?k={{key}}"}}, "verify.url", "never in a URL"},
+		{"declared JSON verify body that is not", map[string]any{"apply": withApply(nil)["apply"], "verify": map[string]any{"url": "https://site.example/", "body": "k={{key}}", "headers": map[string]string{"Content-Type": "application/json"}}}, "verify.body", "is not JSON"},
 		{"bad pointer", map[string]any{"apply": withApply(nil)["apply"], "read": map[string]any{"url": "https://site.example/", "json_pointer": "settings/key"}}, "read.json_pointer", "must start with /"},
-		{"body in read", map[string]any{"apply": withApply(nil)["apply"], "read": map[string]any{"url": "https://site.example/", "body": "x"}}, "read.body", "unknown field"},
+		{"unknown field in read", map[string]any{"apply": withApply(nil)["apply"], "read": map[string]any{"url": "https://site.example/", "query": "x"}}, "read.query", "unknown field"},
 		{"bad expect_status", map[string]any{"apply": withApply(nil)["apply"], "verify": map[string]any{"url": "https://site.example/", "expect_status": 42}}, "verify.expect_status", "not an HTTP status"},
 	}
 	for _, c := range cases {

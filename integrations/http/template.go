@@ -56,7 +56,7 @@ func parseTemplate(s string, env, key bool) (template, error) {
 			t.parts = append(t.parts, part{env: name})
 		case s[m[4]:m[5]] == "key":
 			if !key {
-				return t, fmt.Errorf("%s may appear only in apply's body and headers", keyUsage)
+				return t, fmt.Errorf("%s is never in a URL, which logs and errors show: put it in a header or the body", keyUsage)
 			}
 			t.parts = append(t.parts, part{key: true})
 		case strings.EqualFold(s[m[4]:m[5]], "key"):

@@ -29,7 +29,7 @@ func TestTemplateExpand(t *testing.T) {
 		{"unset env", "Bearer ${NOPE}", true, false, "", "", "environment variable NOPE is not set"},
 		{"bad env name", "${1X}", true, false, "", "is not an environment variable name", ""},
 		{"unterminated", "https://${HOST/x", true, false, "", "unterminated ${", ""},
-		{"key where not allowed", "https://x/{{key}}", true, false, "", "may appear only in apply's body and headers", ""},
+		{"key where not allowed", "https://x/{{key}}", true, false, "", "never in a URL", ""},
 		{"wrong case", "{{KEY}}", false, true, "", "write {{key}}", ""},
 	}
 	for _, c := range cases {

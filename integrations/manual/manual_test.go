@@ -281,7 +281,7 @@ func TestNew(t *testing.T) {
 		{"bad method", "o", map[string]any{"verify": map[string]any{"http": map[string]any{"url": "https://x/", "method": "GE T"}}}, "verify.http.method"},
 		{"bad status", "o", map[string]any{"verify": map[string]any{"http": map[string]any{"url": "https://x/", "expect_status": 42}}}, "verify.http.expect_status"},
 		{"bad variable", "o", map[string]any{"verify": map[string]any{"http": map[string]any{"url": "https://x/${a b}"}}}, "verify.http.url"},
-		{"unknown probe field", "o", map[string]any{"verify": map[string]any{"http": map[string]any{"url": "https://x/", "body": "{}"}}}, "verify.http.body"},
+		{"unknown probe field", "o", map[string]any{"verify": map[string]any{"http": map[string]any{"url": "https://x/", "json_pointer": "/k"}}}, "verify.http.json_pointer"},
 		{"unknown field", "o", map[string]any{"apply": []string{"x"}}, "apply"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/all"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/notifiers/console"
 	"github.com/rekey-dev/rekey/notifiers/slack"
@@ -35,6 +37,7 @@ type app struct {
 	log    *slog.Logger
 	getenv func(string) string
 	http   *http.Client
+	ssh    *sshpool.Pool // connections to other hosts, one per host per run
 
 	store *vaultstore.Store // nil until connectVault
 
@@ -63,6 +66,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		http:   httpClient(cfg),
 	}
 	learnSecrets(cfg, a.getenv, g.redact)
+	a.ssh = sshPool(cfg, a.getenv, a.log, 0)
 	// Check each key's provider settings and build every integration
 	// once, to validate their fields.
 	var errs config.Errors
@@ -84,7 +88,36 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	if len(errs) > 0 {
 		return nil, exit(ExitUsage, errs, "")
 	}
+	var ids []string
+	for _, k := range cfg.Keys {
+		ids = append(ids, k.ID)
+	}
+	for _, in := range cfg.Integrations {
+		ids = append(ids, in.ID)
+	}
+	s.guard.configure(ids, a.knownKeys)
 	return a, nil
+}
+
+// knownKeys reads every retained version of every configured key, and
+// rekey's history of each, for the guard to recognise one typed as an
+// argument. What cannot be read is left out.
+func (a *app) knownKeys(ctx context.Context) onRecord {
+	var out onRecord
+	if a.connectVault(ctx) != nil {
+		return out
+	}
+	for _, k := range a.cfg.Keys {
+		if versions, _, err := a.store.Versions(ctx, k.VaultPath); err == nil {
+			for _, v := range versions {
+				out.keys = append(out.keys, v.Key)
+			}
+		}
+		if h, _, err := a.store.History(ctx, k.ID); err == nil && h != nil {
+			out.histories = append(out.histories, h)
+		}
+	}
+	return out
 }
 
 // httpClient is the client integrations and providers share: a request
@@ -97,6 +130,27 @@ func httpClient(cfg *config.Config) *http.Client {
 	return &http.Client{Timeout: cfg.Rotation.Timeout.D(), Transport: t}
 }
 
+// sshPool is the run's connections to other hosts. Relative paths in the
+// ssh section are taken from the configuration file's directory.
+func sshPool(cfg *config.Config, getenv func(string) string, log *slog.Logger, idle time.Duration) *sshpool.Pool {
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
+			return p
+		}
+		return filepath.Join(filepath.Dir(cfg.File), p)
+	}
+	return sshpool.New(sshpool.Options{
+		KnownHosts:     rel(cfg.SSH.KnownHosts),
+		IdentityFile:   rel(cfg.SSH.IdentityFile),
+		PassphraseEnv:  cfg.SSH.PassphraseEnv,
+		ConnectTimeout: cfg.SSH.ConnectTimeout.D(),
+		Sessions:       cfg.Rotation.Concurrency,
+		IdleTimeout:    idle,
+		Getenv:         getenv,
+		Logger:         log,
+	})
+}
+
 func configHint(path string, err error) string {
 	if strings.Contains(err.Error(), "no such file") {
 		return "pass --config PATH or set REKEY_CONFIG; configs/example.yaml is a starting point"
@@ -105,7 +159,7 @@ func configHint(path string, err error) string {
 }
 
 func (a *app) host() integrations.Host {
-	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http}
+	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http, SSH: a.ssh}
 }
 
 // key returns the configured key with that id, or a usage error.
@@ -182,6 +236,7 @@ func (a *app) connectVault(ctx context.Context) error {
 	a.g.redact.Add(c.Token()) // an AppRole login's token, too
 	a.store = vaultstore.New(c, a.cfg.Vault.Mount, a.cfg.Vault.StatePath)
 	a.store.OnKey(func(k secret.Key) { a.g.redact.AddKey(k) })
+	a.s.guard.settle(ctx)
 	return nil
 }
 

@@ -44,6 +44,12 @@ func confirmRun(ctx context.Context, a *app, o *ConfirmOptions) error {
 	if err != nil {
 		return err
 	}
+	// A note is stored with the confirmation in Vault: never a key.
+	a.s.guard.learn(ctx)
+	if o.Note != "" && a.s.guard.holdsKey(o.Note) {
+		return exit(ExitUsage, errors.New("--note holds what looks like a key; the note is stored in Vault with the confirmation, so nothing was recorded"),
+			"write the note without the key; if it is a key of this list, treat it as leaked: `rekey leak "+k.ID+"`")
+	}
 	var target *rotation.Target
 	for i := range targets {
 		if targets[i].Config.ID == o.Integration {

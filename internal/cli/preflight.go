@@ -12,6 +12,7 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/providers"
 	"github.com/rekey-dev/rekey/rotation"
 	"github.com/rekey-dev/rekey/state"
@@ -45,8 +46,12 @@ type preflight struct {
 type integrationOK struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
+	Host   string `json:"host,omitempty"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Untrusted: its host's key is not the one known_hosts holds, or is
+	// not there. A rotation does not start until that is fixed.
+	Untrusted bool `json:"untrusted_host,omitempty"`
 	// Proof is how the integration's state will be proven (exact,
 	// timestamp, probe, person, or none: never shown current).
 	Proof state.Proof `json:"proof"`
@@ -63,6 +68,34 @@ func (p *preflight) ready() bool {
 		}
 	}
 	return true
+}
+
+// untrusted lists the integrations whose host's key rekey does not
+// trust: a rotation stops before the owner is told to click, since
+// nothing can be sent there until a person has checked that host.
+func (p *preflight) untrusted() []integrationOK {
+	var out []integrationOK
+	for _, in := range p.Integrations {
+		if in.Untrusted {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// stopUntrusted is the error that stops a rotation when some host's key
+// is not trusted, or nil.
+func (p *preflight) stopUntrusted() error {
+	bad := p.untrusted()
+	if len(bad) == 0 {
+		return nil
+	}
+	var lines []string
+	for _, in := range bad {
+		lines = append(lines, in.ID+": "+in.Detail)
+	}
+	return exit(ExitStopped, fmt.Errorf("not starting: the host key of %s is not trusted; nothing was changed\n  %s", plural(len(bad), "integration", "integrations"), strings.Join(lines, "\n  ")),
+		"check the fingerprint with the host's administrator and fix known_hosts (ssh.known_hosts), then run `rekey check`")
 }
 
 // writeProblem says which writes of the rotation this token cannot make,
@@ -148,6 +181,15 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
 	r := integrationOK{ID: t.Config.ID, Type: t.Config.Type, OK: true}
 	var err error
+	if rm, ok := t.Integration.(integrations.Remote); ok && rm.Host() != "" {
+		// The host first: reachable, its key trusted, rekey let in.
+		r.Host = rm.Host()
+		if err := rm.CheckHost(ctx); err != nil {
+			var hk *sshpool.HostKeyError
+			r.OK, r.Detail, r.Untrusted = false, err.Error(), errors.As(err, &hk)
+			return r
+		}
+	}
 	switch in := t.Integration.(type) {
 	case integrations.Manual:
 		owner, _ := in.Person()
@@ -168,6 +210,9 @@ func preflightOne(ctx context.Context, t rotation.Target) integrationOK {
 	}
 	if err != nil {
 		r.OK, r.Detail = false, err.Error()
+	}
+	if r.Host != "" && r.OK {
+		r.Detail = "on " + r.Host + ": " + r.Detail
 	}
 	r.Proof = integrations.ProofClass(t.Integration) // after Preflight: what it found at the target
 	return r

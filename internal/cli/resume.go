@@ -51,5 +51,5 @@ func resumeRun(ctx context.Context, a *app, o *ResumeOptions) error {
 	out, err := eng.Resume(ctx, rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "resume"})
 	view.Close()
 	a.printHandoffs()
-	return a.report(out, err)
+	return interruptedAfterStore(ctx, a.report(out, err), k.ID)
 }

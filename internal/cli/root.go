@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,6 +30,10 @@ type Streams struct {
 	In  *os.File
 	Out io.Writer
 	Err io.Writer
+
+	// guard hides arguments that look like a key from Out and Err (Main
+	// sets it up); nil hides nothing.
+	guard *argGuard
 }
 
 // exitError carries an exit code with an optional message and hint.
@@ -108,7 +113,13 @@ integration at once, proves each works, and tells the team what is still broken.
 func Main(args []string, s Streams) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal cancels the command (see signal.go); a second one
+	// ends the process at once, as it would without this handler.
+	context.AfterFunc(ctx, stop)
 	red := secret.NewRedactor()
+	// A key typed in the wrong place is never echoed: every argument that
+	// looks like one is redacted from all output.
+	s.guard = newArgGuard(args, red)
 	s = redactStreams(s, red)
 	if s.Err != nil {
 		defer redactStdlibLog(s.Err)()
@@ -119,8 +130,14 @@ func Main(args []string, s Streams) int {
 	if err == nil {
 		return ExitOK
 	}
+	// The error may quote an argument (no key "…"): compare the arguments
+	// with the keys' versions first, where Vault can be reached.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	s.guard.settle(sctx)
+	cancel()
 	var ee *exitError
 	if errors.As(err, &ee) {
+		ee.err = saySignalled(ctx, ee.err)
 		if ee.err != nil {
 			fmt.Fprintf(s.Err, "rekey: error: %v\n", ee.err)
 		}

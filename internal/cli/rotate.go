@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,10 +9,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/internal/liveview"
+	"github.com/rekey-dev/rekey/internal/tty"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/rotation"
@@ -89,17 +88,20 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
+	if err := pf.stopUntrusted(); err != nil {
+		return err
+	}
 	if !pf.ready() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably fail too, and stay broken once the old key is revoked.\n")
 	}
-	eng, err := a.confirmedEngine(o.Yes, o.AllowUnverified, fmt.Sprintf("Rotate %s now? The old key stops working the moment it is revoked.", k.ID))
+	eng, err := a.confirmedEngine(ctx, o.Yes, o.AllowUnverified, fmt.Sprintf("Rotate %s now? The old key stops working the moment it is revoked.", k.ID))
 	if err != nil {
 		return err
 	}
 	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: id, Identity: pf.identity}
 	a.tellOwner(ctx, eng, job, false)
 
-	key, err := a.readKey(o.NewKeyFile, k)
+	key, err := a.readKey(ctx, o.NewKeyFile, k)
 	if err != nil {
 		return err
 	}
@@ -121,8 +123,8 @@ func vaultReady(pf *preflight) error {
 
 // confirmedEngine asks before going on (unless yes), then builds the
 // engine that stores a new key, with the configured notifiers.
-func (a *app) confirmedEngine(yes, allowUnverified bool, question string) (*rotation.Engine, error) {
-	if err := a.confirm(yes, question); err != nil {
+func (a *app) confirmedEngine(ctx context.Context, yes, allowUnverified bool, question string) (*rotation.Engine, error) {
+	if err := a.confirm(ctx, yes, question); err != nil {
 		return nil, err
 	}
 	n, err := a.notifier()
@@ -145,16 +147,20 @@ func (a *app) human() io.Writer {
 
 // confirm asks on the terminal unless --yes. Without a terminal to ask on,
 // it is a usage error: scripts say --yes.
-func (a *app) confirm(yes bool, question string) error {
+func (a *app) confirm(ctx context.Context, yes bool, question string) error {
 	if yes {
 		return nil
 	}
-	if a.s.In == nil || !term.IsTerminal(int(a.s.In.Fd())) {
+	if !tty.IsTerminal(a.s.In) {
 		return exit(ExitUsage, errors.New("confirmation needed and stdin is not a terminal"), "pass --yes to proceed without asking")
 	}
 	fmt.Fprintf(a.s.Err, "%s [y/N] ", question)
-	line, _ := bufio.NewReader(a.s.In).ReadString('\n')
-	if ans := strings.ToLower(strings.TrimSpace(line)); ans != "y" && ans != "yes" {
+	line, _ := tty.ReadLine(ctx, a.s.In, 256, false)
+	if ctx.Err() != nil {
+		fmt.Fprintln(a.s.Err)
+		return interruptedBeforeStore(false)
+	}
+	if ans := strings.ToLower(strings.TrimSpace(string(line))); ans != "y" && ans != "yes" {
 		return exit(ExitStopped, errors.New("not confirmed; nothing was changed"), "")
 	}
 	return nil
@@ -178,7 +184,7 @@ func (a *app) tellOwner(ctx context.Context, eng *rotation.Engine, job rotation.
 			Kind: notifiers.RotationStarted, At: time.Now().UTC(), Urgent: urgent, KeyID: k.ID, RotationID: job.RotationID,
 			Reason: job.Reason, Owner: k.Owner, Instructions: instructions,
 			Title:        fmt.Sprintf("Rotating %s (%s): %s, please %s", k.ID, job.Reason, orSomeone(k.Owner), instructions),
-			Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), strings.Join(ids, ", ")),
+			Text:         fmt.Sprintf("%d integrations break when the old key is revoked and are updated as soon as the new key is in: %s", len(ids), someIDs(ids)),
 			Integrations: evIntegrations,
 		}
 		if err := eng.Notifier.Notify(ctx, ev); err != nil {
@@ -207,6 +213,16 @@ func waiting(targets []rotation.Target, reason string) ([]string, []notifiers.In
 	return ids, evs
 }
 
+// someIDs names the first integrations of ids for a message, and says how
+// many more there are (the message lists them all below).
+func someIDs(ids []string) string {
+	const first = 20
+	if len(ids) <= first {
+		return strings.Join(ids, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(ids[:first], ", "), len(ids)-first)
+}
+
 func orSomeone(owner string) string {
 	if owner == "" {
 		return "key owner"
@@ -216,9 +232,16 @@ func orSomeone(owner string) string {
 
 // readKey reads the new key from --new-key-file, piped stdin or a hidden
 // prompt. An empty key stops the command with nothing changed.
-func (a *app) readKey(file string, k *config.Key) (secret.Key, error) {
-	key, err := secret.Input{File: file, Stdin: a.s.In, Prompt: a.s.Err, Label: "Paste the new key for " + k.ID}.Read()
+func (a *app) readKey(ctx context.Context, file string, k *config.Key) (secret.Key, error) {
+	key, err := secret.Input{File: file, Stdin: a.s.In, Prompt: a.s.Err, Label: "Paste the new key for " + k.ID}.ReadContext(ctx)
 	a.g.redact.AddKey(key)
+	if err != nil && ctx.Err() != nil {
+		return key, interruptedBeforeStore(false)
+	}
+	if errors.Is(err, secret.ErrNotRegular) {
+		return key, exit(ExitStopped, fmt.Errorf("%w; nothing was changed", err),
+			"--new-key-file takes a regular file; to pass the key through a pipe, pipe it on stdin instead")
+	}
 	if errors.Is(err, secret.ErrEmpty) {
 		return key, exit(ExitStopped, fmt.Errorf("new key refused: it is empty; nothing was changed"), "")
 	}
@@ -231,7 +254,10 @@ func (a *app) readKey(file string, k *config.Key) (secret.Key, error) {
 // runRotation runs the engine with a live view and reports the outcome.
 func (a *app) runRotation(ctx context.Context, eng *rotation.Engine, job rotation.Job, key secret.Key) error {
 	out, err := a.applyRotation(ctx, eng, job, key)
-	return a.report(out, err)
+	if err != nil && ctx.Err() != nil {
+		return interruptedBeforeStore(true)
+	}
+	return interruptedAfterStore(ctx, a.report(out, err), job.Key.ID)
 }
 
 // applyRotation runs the engine with a live view on stderr.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -8,8 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -245,7 +248,7 @@ func (a *app) runScan(ctx context.Context, roots []string, needles []needleInfo)
 		rep.Error = "no version of a key to look for"
 		return rep
 	}
-	res, err := scan.Scan(ctx, roots, sn, scan.Options{Logger: a.log})
+	res, err := a.scanRoots(ctx, roots, sn)
 	if err != nil {
 		rep.Error = err.Error()
 	}
@@ -258,6 +261,54 @@ func (a *app) runScan(ctx context.Context, roots []string, needles []needleInfo)
 		rep.Skipped = append(rep.Skipped, skippedDoc{Path: s.Path, Reason: s.Reason, Detail: s.Detail})
 	}
 	return rep
+}
+
+// scanRoots scans the local roots, then those on each other host
+// (ssh://), and merges what was found, sorted by path.
+func (a *app) scanRoots(ctx context.Context, roots []string, sn []scan.Needle) (scan.Result, error) {
+	var local []string
+	var hosts []string
+	remote := map[string][]sshRoot{}
+	var all scan.Result
+	for _, r := range roots {
+		if !isSSH(r) {
+			local = append(local, r)
+			continue
+		}
+		sr, err := parseSSHRoot(r)
+		if err != nil {
+			all.Skipped = append(all.Skipped, scan.Skipped{Path: r, Reason: scan.ReasonUnreadable, Detail: err.Error()})
+			continue
+		}
+		if remote[sr.host] == nil {
+			hosts = append(hosts, sr.host)
+		}
+		remote[sr.host] = append(remote[sr.host], sr)
+	}
+	merge := func(res scan.Result) {
+		all.Findings = append(all.Findings, res.Findings...)
+		all.Skipped = append(all.Skipped, res.Skipped...)
+		all.Files += res.Files
+		all.Bytes += res.Bytes
+	}
+	var firstErr error
+	if len(local) > 0 || len(hosts) == 0 {
+		res, err := scan.Scan(ctx, local, sn, scan.Options{Logger: a.log})
+		merge(res)
+		firstErr = err
+	}
+	for _, h := range hosts {
+		res, err := a.scanRemote(ctx, remote[h], sn)
+		merge(res)
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	slices.SortStableFunc(all.Findings, func(x, y scan.Finding) int {
+		return cmp.Or(strings.Compare(x.Path, y.Path), cmp.Compare(x.Line, y.Line), cmp.Compare(x.Needle, y.Needle), strings.Compare(x.Encoding, y.Encoding))
+	})
+	slices.SortStableFunc(all.Skipped, func(x, y scan.Skipped) int { return strings.Compare(x.Path, y.Path) })
+	return all, firstErr
 }
 
 // missedEarlier reports whether a superseded or compromised version could
@@ -289,7 +340,7 @@ func (r *scanReport) printCopies(w io.Writer, indent string, verbose bool) {
 		if c.Encoding != scan.EncodingRaw {
 			enc = " (" + c.Encoding + ")"
 		}
-		fmt.Fprintf(w, "%s%s:%d: %s version %d %s %s%s\n", indent, c.Path, c.Line, c.Key, c.Version, c.Fingerprint, c.State, enc)
+		fmt.Fprintf(w, "%s%s:%d: %s version %d %s %s%s\n", indent, printable(c.Path), c.Line, c.Key, c.Version, c.Fingerprint, c.State, enc)
 	}
 	files := map[string]bool{}
 	for _, c := range r.Copies {
@@ -315,9 +366,9 @@ func (r *scanReport) printCopies(w io.Writer, indent string, verbose bool) {
 		}
 		detail := ""
 		if s.Detail != "" {
-			detail = ": " + s.Detail
+			detail = ": " + printable(s.Detail)
 		}
-		fmt.Fprintf(w, "%s  %s: %s%s\n", indent, s.Path, s.Reason, detail)
+		fmt.Fprintf(w, "%s  %s: %s%s\n", indent, printable(s.Path), s.Reason, detail)
 	}
 }
 
@@ -383,6 +434,11 @@ func (a *app) suggest(r *scanReport) []suggestion {
 		}
 		done[id] = true
 		sg := suggestion{Path: f.Path, Line: f.Line, Key: n.Key, Version: n.Version, State: f.State}
+		if isSSH(f.Path) {
+			sg.Why = "it is on another host: add a file integration with host and the file's path there"
+			out = append(out, sg)
+			continue
+		}
 		if n.value.IsZero() {
 			sg.Why = "Vault no longer holds this version (it was found by its keyed hash): delete the copy, or replace it with the current version by hand"
 			out = append(out, sg)
@@ -396,6 +452,8 @@ func (a *app) suggest(r *scanReport) []suggestion {
 		}
 		s, ok := scan.Suggest(f, n.value, content)
 		switch {
+		case !utf8.ValidString(f.Path):
+			sg.Why = "its name is not UTF-8, which a YAML configuration cannot hold: update it by hand, or rename it"
 		case ok:
 			sg.Entry, sg.Format, sg.Field = s.Entry(n.Key), s.Format, s.Field
 		case f.Encoding != scan.EncodingRaw:
@@ -436,9 +494,9 @@ func printSuggestions(w io.Writer, sgs []suggestion) {
 	}
 	fmt.Fprintln(w, "\nCopies no integration accounts for. To have rotations update them, add under integrations: in the configuration:")
 	for _, s := range sgs {
-		fmt.Fprintf(w, "  # %s:%d holds %s version %d (%s)\n", s.Path, s.Line, s.Key, s.Version, s.State)
+		fmt.Fprintf(w, "  # %s:%d holds %s version %d (%s)\n", printable(s.Path), s.Line, s.Key, s.Version, s.State)
 		if s.Entry == "" {
-			fmt.Fprintf(w, "  # no entry suggested: %s\n", s.Why)
+			fmt.Fprintf(w, "  # no entry suggested: %s\n", printable(s.Why))
 			continue
 		}
 		for l := range strings.SplitSeq(s.Entry, "\n") {
@@ -507,7 +565,7 @@ func scanRun(ctx context.Context, a *app, o *ScanOptions) error {
 	}
 	rep.printCopies(a.s.Out, "", a.g.Verbose)
 	if rep.Error != "" {
-		fmt.Fprintf(a.s.Err, "rekey: warning: the scan did not finish: %s\n", rep.Error)
+		fmt.Fprintf(a.s.Err, "rekey: warning: the scan did not finish: %s\n", printable(rep.Error))
 	}
 	if o.Suggest {
 		printSuggestions(a.s.Out, sgs)

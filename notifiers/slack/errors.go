@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -73,7 +74,47 @@ func classify(what string, err error, secrets ...string) error {
 	if errors.As(err, &rl) {
 		return &failure.RetryAfterError{After: rl.RetryAfter, Err: out}
 	}
+	if tooBig(err) {
+		return &refusedError{out}
+	}
 	return out
+}
+
+// refusedCodes are the Web API's answers to a message too long or with
+// blocks it will not take; a shorter plain-text message gets through.
+var refusedCodes = map[string]bool{
+	"msg_too_long": true, "msg_blocks_too_long": true,
+	"invalid_blocks": true, "invalid_blocks_format": true,
+}
+
+// refusedError is Slack refusing a message for its size or its blocks.
+type refusedError struct{ error }
+
+func (e *refusedError) Unwrap() error { return e.error }
+
+// tooBig reports whether Slack refused the message for its size or its
+// blocks: one of refusedCodes from the Web API, or a 400 from a webhook
+// (which answers invalid_blocks, msg_too_long or invalid_payload in a
+// plain-text body that slack-go does not keep).
+func tooBig(err error) bool {
+	var (
+		api  slackapi.SlackErrorResponse
+		code slackapi.StatusCodeError
+	)
+	switch {
+	case errors.As(err, &api):
+		return refusedCodes[api.Err]
+	case errors.As(err, &code):
+		return code.Code == http.StatusBadRequest
+	}
+	return false
+}
+
+// refused reports whether err is Slack refusing a message for its size or
+// its blocks.
+func refused(err error) bool {
+	var r *refusedError
+	return errors.As(err, &r)
 }
 
 // describe says what went wrong, in words of rekey's own or from Slack's

@@ -2,7 +2,9 @@ package slack
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -12,13 +14,23 @@ import (
 	"github.com/rekey-dev/rekey/state"
 )
 
-// Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks).
+// Slack's limits (https://docs.slack.dev/reference/block-kit/blocks and
+// chat.postMessage), and the share of them each part of a message gets.
 const (
-	maxHeader     = 150  // characters in a header block's text
-	maxSection    = 3000 // characters in a section block's text
-	maxBlocks     = 50   // blocks in one message
-	maxFallback   = 3500 // characters of the plain-text fallback we send
-	maxIntSection = 40   // integration sections, leaving room for the rest
+	maxHeader    = 150   // characters in a header block's text
+	maxSection   = 3000  // characters in a section block's text
+	maxBlocks    = 50    // blocks in one message
+	maxBlockText = 11000 // characters of text in all the blocks: Slack refuses near 12,000 (msg_blocks_too_long)
+	maxFallback  = 3500  // characters of the plain-text fallback (Slack refuses over 40,000: msg_too_long)
+	maxShort     = 1000  // characters of the last, shortest form of a message Slack refused
+
+	maxIntro   = 2500 // the event's text
+	maxPerson  = 1500 // the owner and what to do
+	maxOwners  = 1500 // "Needs action from:"
+	maxSummary = 4000 // the first integrations not current, when not all fit
+	maxFirst   = 25   // lines of them
+	maxContext = 500  // key, rotation, reason, fingerprints
+	maxDetails = 30   // messages detailing one event's integrations
 )
 
 // message is one Slack message: Block Kit blocks and the plain-text
@@ -28,21 +40,113 @@ type message struct {
 	blocks []slackapi.Block
 }
 
-// render builds the message for ev. update is true for the chat.update of a
-// rotation's top message: editing a message notifies nobody, so the
-// <!channel> mention is left out.
-func render(ev notifiers.Event, update bool) message {
+// shorter returns the forms message is sent in when Slack refuses it for
+// its size or its blocks: its plain-text fallback alone, then that cut to
+// maxShort characters.
+func (m message) shorter() []message {
+	return []message{{text: m.text}, {text: truncate(m.text, maxShort)}}
+}
+
+// post is what one event becomes: its message and, when its integrations
+// do not all fit in one, the messages that detail the rest (replies in
+// its thread with a bot token, messages of their own with a webhook).
+type post struct {
+	main    message
+	details []message
+}
+
+// builder adds blocks to a message, counting their text.
+type builder struct {
+	blocks []slackapi.Block
+	chars  int
+}
+
+func (b *builder) header(s string) {
+	s = truncate(s, maxHeader)
+	b.blocks = append(b.blocks, slackapi.NewHeaderBlock(slackapi.NewTextBlockObject(slackapi.PlainTextType, s, true, false)))
+	b.chars += utf8.RuneCountInString(s)
+}
+
+func (b *builder) section(s string) {
+	if s == "" {
+		return
+	}
+	s = truncate(s, maxSection)
+	b.blocks = append(b.blocks, slackapi.NewSectionBlock(mrkdwn(s), nil, nil))
+	b.chars += utf8.RuneCountInString(s)
+}
+
+func (b *builder) context(s string) {
+	if s == "" {
+		return
+	}
+	s = truncate(s, maxSection)
+	b.blocks = append(b.blocks, slackapi.NewContextBlock("", mrkdwn(s)))
+	b.chars += utf8.RuneCountInString(s)
+}
+
+// lines adds lines packed into as few sections as they fit in.
+func (b *builder) lines(lines []string) {
+	var chunk strings.Builder
+	n := 0
+	for _, l := range lines {
+		l = truncate(l, maxSection)
+		ln := utf8.RuneCountInString(l)
+		if n > 0 && n+1+ln > maxSection {
+			b.section(chunk.String())
+			chunk.Reset()
+			n = 0
+		}
+		if n > 0 {
+			chunk.WriteString("\n")
+			n++
+		}
+		chunk.WriteString(l)
+		n += ln
+	}
+	b.section(chunk.String())
+}
+
+// packedSize is the characters and sections lines take when packed.
+func packedSize(lines []string) (chars, sections int) {
+	n := 0
+	for _, l := range lines {
+		ln := min(utf8.RuneCountInString(l), maxSection)
+		if n > 0 && n+1+ln > maxSection {
+			sections++
+			chars += n
+			n = 0
+		}
+		if n > 0 {
+			n++
+		}
+		n += ln
+	}
+	if n > 0 {
+		sections++
+		chars += n
+	}
+	return chars, sections
+}
+
+func mrkdwn(s string) *slackapi.TextBlockObject {
+	return slackapi.NewTextBlockObject(slackapi.MarkdownType, s, false, false)
+}
+
+// render builds the messages for ev, as replies in a thread. update is
+// true for the chat.update of a rotation's top message: editing a message
+// notifies nobody, so the <!channel> mention is left out, and the details
+// are already in the thread.
+func render(ev notifiers.Event, update bool) post { return renderAs(ev, update, true) }
+
+// renderAs is render; threaded is false for an incoming webhook, where
+// the details are messages of their own.
+func renderAs(ev notifiers.Event, update, threaded bool) post {
 	var (
-		blocks []slackapi.Block
+		b      builder
 		top    []string // fallback lines before the integrations
 		bottom []string // fallback lines after them
 	)
-	mrkdwn := func(s string) *slackapi.TextBlockObject {
-		return slackapi.NewTextBlockObject(slackapi.MarkdownType, s, false, false)
-	}
-	section := func(s string) {
-		blocks = append(blocks, slackapi.NewSectionBlock(mrkdwn(s), nil, nil))
-	}
 
 	title := ev.Title
 	if title == "" {
@@ -51,8 +155,7 @@ func render(ev notifiers.Event, update bool) message {
 	if ev.Urgent {
 		title = ":rotating_light: " + title
 	}
-	blocks = append(blocks, slackapi.NewHeaderBlock(
-		slackapi.NewTextBlockObject(slackapi.PlainTextType, truncate(title, maxHeader), true, false)))
+	b.header(title)
 	head := escape(title)
 	if ev.Urgent && !update {
 		head = "<!channel> " + head
@@ -64,59 +167,186 @@ func render(ev notifiers.Event, update bool) message {
 		intro = strings.TrimSpace("<!channel> " + intro)
 	}
 	if intro != "" {
-		section(truncate(intro, maxSection))
+		b.section(truncate(intro, maxIntro))
 		if ev.Text != "" {
 			top = append(top, escape(ev.Text))
 		}
 	}
 
 	if ev.Owner != "" || ev.Instructions != "" {
-		var b strings.Builder
+		var p strings.Builder
 		if ev.Owner != "" {
-			fmt.Fprintf(&b, "*Owner:* %s", mention(ev.Owner))
+			fmt.Fprintf(&p, "*Owner:* %s", mention(ev.Owner))
 		}
 		if ev.Instructions != "" {
-			if b.Len() > 0 {
-				b.WriteString("\n")
+			if p.Len() > 0 {
+				p.WriteString("\n")
 			}
-			fmt.Fprintf(&b, "*What to do:* %s", escape(ev.Instructions))
+			fmt.Fprintf(&p, "*What to do:* %s", escape(ev.Instructions))
 		}
-		section(truncate(b.String(), maxSection))
-		top = append(top, b.String())
+		b.section(truncate(p.String(), maxPerson))
+		top = append(top, p.String())
 	}
 
-	// One line per integration, packed into as few sections as fit.
 	lines := make([]string, len(ev.Integrations))
 	for i, in := range ev.Integrations {
 		lines[i] = truncate(integrationLine(in), maxSection)
 	}
-	var chunk strings.Builder
-	nsec := 0
-	for i, line := range lines {
-		if chunk.Len() > 0 && chunk.Len()+1+len(line) > maxSection {
-			section(chunk.String())
-			nsec++
-			chunk.Reset()
-		}
-		if nsec == maxIntSection {
-			chunk.WriteString(fmt.Sprintf("… and %d more integrations", len(lines)-i))
-			break
-		}
-		if chunk.Len() > 0 {
-			chunk.WriteString("\n")
-		}
-		chunk.WriteString(line)
-	}
-	if chunk.Len() > 0 {
-		section(chunk.String())
-	}
 
-	if owners := attentionOwners(ev.Integrations); len(owners) > 0 {
-		s := "*Needs action from:* " + strings.Join(owners, " ")
-		section(truncate(s, maxSection))
+	owners := ""
+	if all := attentionOwners(ev.Integrations); len(all) > 0 {
+		s := "*Needs action from:* " + strings.Join(all, " ")
 		bottom = append(bottom, s)
+		owners = fitList("*Needs action from:* ", all, maxOwners, "and %d more, named with their integrations")
+	}
+	context := truncate(contextLine(ev), maxContext)
+	if context != "" {
+		bottom = append(bottom, context)
 	}
 
+	// The integrations take what is left. When they do not all fit,
+	// the message says how many are in each state and lists the first
+	// that are not current; the rest go into detail messages.
+	room := maxBlockText - b.chars - utf8.RuneCountInString(owners) - utf8.RuneCountInString(context)
+	blocksLeft := maxBlocks - len(b.blocks) - 2
+	var rest []string
+	if chars, secs := packedSize(lines); chars <= room && secs <= blocksLeft {
+		b.lines(lines)
+	} else {
+		var pending []string // not current, in order
+		for i, in := range ev.Integrations {
+			if in.State != state.Current {
+				pending = append(pending, lines[i])
+			}
+		}
+		b.section(counts(ev.Integrations))
+		room = min(maxSummary, maxBlockText-b.chars-utf8.RuneCountInString(owners)-utf8.RuneCountInString(context)-200)
+		shown := 0
+		for shown < len(pending) && shown < maxFirst {
+			chars, secs := packedSize(pending[:shown+1])
+			if chars > room || secs > blocksLeft-2 {
+				break
+			}
+			shown++
+		}
+		b.lines(pending[:shown])
+		rest = pending[shown:]
+		if len(rest) > 0 {
+			where := "listed in the replies to this message"
+			if !threaded {
+				where = "listed in the messages that follow"
+			}
+			b.section(fmt.Sprintf("… and %d more not current, %s", len(rest), where))
+		}
+	}
+	b.section(owners)
+	b.context(context)
+
+	p := post{main: message{text: fallback(top, lines, ev.Integrations, bottom), blocks: b.blocks}}
+	if !update {
+		p.details = details(ev, title, rest, threaded)
+	}
+	return p
+}
+
+// details packs lines into messages within Slack's limits, at most
+// maxDetails of them; the last says how many were left out, if any.
+func details(ev notifiers.Event, title string, lines []string, threaded bool) []message {
+	if len(lines) == 0 {
+		return nil
+	}
+	const reserve = 700 // the context line, and the note of what was left out
+	var chunks [][]string
+	for start := 0; start < len(lines); {
+		end := start + 1
+		for end < len(lines) {
+			chars, secs := packedSize(lines[start : end+1])
+			if chars > maxBlockText-reserve || secs > maxBlocks-3 {
+				break
+			}
+			end++
+		}
+		chunks = append(chunks, lines[start:end])
+		start = end
+	}
+	left := 0
+	if len(chunks) > maxDetails {
+		for _, c := range chunks[maxDetails:] {
+			left += len(c)
+		}
+		chunks = chunks[:maxDetails]
+	}
+	what := "Continued"
+	if !threaded {
+		what = "Continued from " + escape(truncate(title, 200))
+	}
+	var out []message
+	for i, c := range chunks {
+		var b builder
+		b.lines(c)
+		tail := ""
+		if i == len(chunks)-1 && left > 0 {
+			tail = fmt.Sprintf("… and %d more not current, not listed here: `rekey audit %s` lists them all", left, escape(ev.KeyID))
+			b.section(tail)
+		}
+		ctx := fmt.Sprintf("%s (part %d of %d)", what, i+1, len(chunks))
+		if k := contextLine(ev); k != "" {
+			ctx += " · " + k
+		}
+		b.context(truncate(ctx, maxContext))
+		text := truncate(ctx+"\n"+strings.Join(c, "\n"), maxFallback-utf8.RuneCountInString(tail)-1)
+		if tail != "" {
+			text += "\n" + tail
+		}
+		out = append(out, message{text: text, blocks: b.blocks})
+	}
+	return out
+}
+
+// counts says how many integrations are in each state, worst first:
+// "*1000 integrations:* 800 failing, 100 pending, 100 current".
+func counts(ins []notifiers.Integration) string {
+	n := map[state.State]int{}
+	for _, in := range ins {
+		n[orUnknown(in.State)]++
+	}
+	order := []state.State{state.Compromised, state.Failing, state.Stale, state.Pending, state.Unknown,
+		state.Waiting, state.Applying, state.Verifying, state.Current}
+	var parts []string
+	for _, s := range order {
+		if n[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[s], s))
+			delete(n, s)
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(n)) { // states this list does not know yet
+		parts = append(parts, fmt.Sprintf("%d %s", n[s], escape(string(s))))
+	}
+	return fmt.Sprintf("*%d integrations:* %s", len(ins), strings.Join(parts, ", "))
+}
+
+// fitList joins prefix and items, leaving out the items that would make
+// it longer than max characters and saying how many with more.
+func fitList(prefix string, items []string, max int, more string) string {
+	s := prefix
+	for i, it := range items {
+		tail := ""
+		if i < len(items)-1 {
+			tail = " " + fmt.Sprintf(more, len(items)-i-1)
+		}
+		if utf8.RuneCountInString(s)+1+utf8.RuneCountInString(it)+utf8.RuneCountInString(tail) > max {
+			return s + " " + fmt.Sprintf(more, len(items)-i)
+		}
+		if i > 0 {
+			s += " "
+		}
+		s += it
+	}
+	return s
+}
+
+// contextLine names the key, the rotation, the reason and the fingerprints.
+func contextLine(ev notifiers.Event) string {
 	var ctx []string
 	if ev.KeyID != "" {
 		ctx = append(ctx, "Key `"+escape(ev.KeyID)+"`")
@@ -136,16 +366,7 @@ func render(ev notifiers.Event, update bool) message {
 	} else if ev.OldFingerprint != "" {
 		ctx = append(ctx, "Previous fingerprint `"+escape(ev.OldFingerprint)+"`")
 	}
-	if len(ctx) > 0 {
-		s := truncate(strings.Join(ctx, " · "), maxSection)
-		blocks = append(blocks, slackapi.NewContextBlock("", mrkdwn(s)))
-		bottom = append(bottom, s)
-	}
-
-	if len(blocks) > maxBlocks {
-		blocks = blocks[:maxBlocks]
-	}
-	return message{text: fallback(top, lines, ev.Integrations, bottom), blocks: blocks}
+	return strings.Join(ctx, " · ")
 }
 
 // fallback joins the plain-text version of the message. When it is too

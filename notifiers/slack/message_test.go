@@ -70,10 +70,10 @@ func TestIntegrationLine(t *testing.T) {
 
 func TestRenderUpdateDropsChannelMention(t *testing.T) {
 	ev := notifiers.Event{Kind: notifiers.RotationFinished, Urgent: true, Title: "done", Text: "detail"}
-	if m := render(ev, false); !strings.HasPrefix(m.text, "<!channel> :rotating_light: done") {
+	if m := render(ev, false).main; !strings.HasPrefix(m.text, "<!channel> :rotating_light: done") {
 		t.Errorf("post text = %q", m.text)
 	}
-	m := render(ev, true)
+	m := render(ev, true).main
 	if !strings.HasPrefix(m.text, ":rotating_light: done") || strings.Contains(m.text, "<!channel>") {
 		t.Errorf("update text = %q", m.text)
 	}
@@ -83,7 +83,7 @@ func TestRenderUpdateDropsChannelMention(t *testing.T) {
 }
 
 func TestRenderNoTitle(t *testing.T) {
-	m := render(notifiers.Event{Kind: notifiers.Reminder, KeyID: "k"}, false)
+	m := render(notifiers.Event{Kind: notifiers.Reminder, KeyID: "k"}, false).main
 	if !strings.HasPrefix(m.text, "reminder k") {
 		t.Errorf("text = %q", m.text)
 	}
@@ -103,7 +103,7 @@ func TestRenderLimits(t *testing.T) {
 	}
 	ev := notifiers.Event{Kind: notifiers.AuditReport, KeyID: "k", Title: strings.Repeat("long title ", 30),
 		Text: strings.Repeat("x", 5000), Integrations: ins}
-	m := render(ev, false)
+	m := render(ev, false).main
 
 	if len(m.blocks) > maxBlocks {
 		t.Errorf("%d blocks, Slack takes %d", len(m.blocks), maxBlocks)
@@ -129,7 +129,7 @@ func TestRenderLimits(t *testing.T) {
 			t.Errorf("fallback lost %s", who)
 		}
 	}
-	if b, _ := json.Marshal(m.blocks); !strings.Contains(string(b), "more integrations") {
-		t.Errorf("blocks do not say integrations were left out")
+	if b, _ := json.Marshal(m.blocks); !strings.Contains(string(b), "2000 integrations:* 5 failing, 1995 current") {
+		t.Errorf("blocks do not count the integrations in each state")
 	}
 }

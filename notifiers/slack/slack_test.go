@@ -18,6 +18,7 @@ import (
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/slacktest"
 	"github.com/rekey-dev/rekey/notifiers"
 )
 
@@ -61,7 +62,14 @@ type fakeSlack struct {
 	// do, and what conversations.open checks ("-": no header at all).
 	scopes string
 	// dms are the direct-message conversations opened, by channel id.
-	dms map[string]string
+	dms     map[string]string
+	refused []string // codes of the messages refused for Slack's limits
+}
+
+func (f *fakeSlack) refuse(code string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refused = append(f.refused, code)
 }
 
 func newFake(t *testing.T) *fakeSlack {
@@ -150,6 +158,21 @@ func (f *fakeSlack) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if method == "webhook" {
+		// An incoming webhook refuses what chat.postMessage would, with
+		// a 400 and the code as plain text.
+		txt, _ := c.json["text"].(string)
+		blocks := ""
+		if b, ok := c.json["blocks"]; ok && b != nil {
+			raw, _ := json.Marshal(b)
+			blocks = string(raw)
+		}
+		if code := slacktest.Check(txt, blocks); code != "" {
+			f.refuse(code)
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, code)
+			return
+		}
 		_, _ = io.WriteString(w, "ok")
 		return
 	}
@@ -190,12 +213,17 @@ func (f *fakeSlack) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	switch method {
-	case "chat.postMessage":
-		if c.form.Get("text") == "" && c.form.Get("blocks") == "" {
-			writeJSON(w, 200, map[string]any{"ok": false, "error": "no_text"})
+	if method == "chat.postMessage" || method == "chat.update" {
+		// Slack's limits on a message: too many blocks, a section or
+		// header too long, too much text in all.
+		if code := slacktest.Check(c.form.Get("text"), c.form.Get("blocks")); code != "" {
+			f.refuse(code)
+			writeJSON(w, 200, map[string]any{"ok": false, "error": code})
 			return
 		}
+	}
+	switch method {
+	case "chat.postMessage":
 		writeJSON(w, 200, map[string]any{"ok": true, "channel": c.form.Get("channel"), "ts": ts,
 			"message": map[string]any{"type": "message", "text": c.form.Get("text"), "ts": ts}})
 	case "chat.update":
@@ -583,7 +611,8 @@ func TestRetries(t *testing.T) {
 		{"channel_not_found is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"channel_not_found"}`}}, 1, nil, failure.ErrNotFound},
 		{"not_in_channel is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"not_in_channel"}`}}, 1, nil, failure.ErrUnauthorized},
 		{"invalid_auth is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_auth"}`}}, 1, nil, failure.ErrUnauthorized},
-		{"invalid_blocks is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_blocks"}`}}, 1, nil, failure.ErrInvalid},
+		{"invalid_blocks is sent again as text", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_blocks"}`}}, 2, nil, nil},
+		{"invalid_arguments is final", 3, []reply{{status: 200, body: `{"ok":false,"error":"invalid_arguments"}`}}, 1, nil, failure.ErrInvalid},
 		{"404 is final", 3, []reply{{status: 404, body: "not found"}}, 1, nil, failure.ErrNotFound},
 	}
 	for _, tt := range tests {
@@ -688,7 +717,8 @@ func TestWebhook(t *testing.T) {
 		wantClass error
 	}{
 		{"ok", nil, 1, nil},
-		{"invalid_payload is final", []reply{{status: 400, body: "invalid_payload"}}, 1, failure.ErrInvalid},
+		{"a 400 is sent again as plain text", []reply{{status: 400, body: "invalid_payload"}}, 2, nil},
+		{"a 400 three times is final", []reply{{status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}}, 3, failure.ErrInvalid},
 		{"no_service is final", []reply{{status: 404, body: "no_service"}}, 1, failure.ErrNotFound},
 		{"action_prohibited is final", []reply{{status: 403, body: "action_prohibited"}}, 1, failure.ErrUnauthorized},
 		{"500 is retried", []reply{{status: 500}, {status: 500}}, 3, nil},
