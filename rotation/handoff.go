@@ -512,6 +512,7 @@ func (e *Engine) Reveal(ctx context.Context, code Code, via string) (*Opened, er
 	if data["rekey"] != payloadKind || data["api_key"] == "" {
 		return nil, &CodeError{Why: CodeNotValid, msg: "the code opened, but to something that is not a rekey hand-off: nothing is shown"}
 	}
+	h.learn(data["api_key"]) // shown to the code's holder alone; redacted anywhere else
 	key := secret.New(data["api_key"])
 	o := &Opened{
 		Key: key, KeyID: data["key"], Integration: data["integration"], RotationID: data["rotation"],
@@ -578,8 +579,10 @@ func (e *Engine) deadCode(ctx context.Context, code Code, via string) error {
 		Integrations: []notifiers.Integration{{ID: rec.Integration, Type: "manual", State: state.Pending, Owner: rec.Owner,
 			Reason: "hand-off code used twice: possible exposure"}},
 	}
-	if r, err := e.Store.Rotation(ctx, rec.KeyID, rec.RotationID); err == nil {
-		e.resumeThread(r)
+	if e.Store != nil {
+		if r, err := e.Store.Rotation(ctx, rec.KeyID, rec.RotationID); err == nil {
+			e.resumeThread(r) // the alert goes in the rotation's thread, and to the channel
+		}
 	}
 	alerted := e.Notifier != nil
 	e.notify(ctx, ev)

@@ -80,8 +80,8 @@ var handoffCmds = map[string]func(ts *testscript.TestScript, neg bool, args []st
 			ts.Fatalf("an-group: unknown subcommand %s", args[0])
 		}
 	},
-	// pause DURATION: let time pass (a code's ttl run out).
-	"pause": func(ts *testscript.TestScript, neg bool, args []string) {
+	// elapse DURATION: let time pass (a code's ttl run out).
+	"elapse": func(ts *testscript.TestScript, neg bool, args []string) {
 		d, err := time.ParseDuration(args[0])
 		ts.Check(err)
 		time.Sleep(d)
