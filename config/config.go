@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -28,6 +29,7 @@ type Config struct {
 	Notify       Notify        `mapstructure:"notify"`
 	Rotation     Rotation      `mapstructure:"rotation"`
 	Serve        Serve         `mapstructure:"serve"`
+	SSH          SSH           `mapstructure:"ssh"`
 	Keys         []Key         `mapstructure:"keys"`
 	Integrations []Integration `mapstructure:"integrations"`
 }
@@ -79,6 +81,19 @@ type Serve struct {
 	RemindBefore  []Duration `mapstructure:"remind_before"`
 	Listen        string     `mapstructure:"listen"`
 	LeaseTTL      Duration   `mapstructure:"lease_ttl"`
+	// PublicURL is where people reach `rekey serve`'s hand-off pages
+	// (<public_url>/handoff); optional.
+	PublicURL string `mapstructure:"public_url"`
+}
+
+// SSH says how rekey reaches other hosts: file and exec integrations
+// with a host, and ssh:// scan paths. A relative path is taken from the
+// directory of the configuration file; ~ is the home directory.
+type SSH struct {
+	KnownHosts     string   `mapstructure:"known_hosts"`     // default ~/.ssh/known_hosts
+	IdentityFile   string   `mapstructure:"identity_file"`   // default: ssh-agent, else ~/.ssh/id_ed25519, id_rsa
+	PassphraseEnv  string   `mapstructure:"passphrase_env"`  // variable holding identity_file's passphrase
+	ConnectTimeout Duration `mapstructure:"connect_timeout"` // default 10s
 }
 
 // Key is one credential issued by a provider.
@@ -117,6 +132,8 @@ const (
 	DefaultTimeout     = Duration(30 * 1e9)
 	DefaultRetries     = 3
 	DefaultListen      = "127.0.0.1:9464"
+	DefaultKnownHosts  = "~/.ssh/known_hosts"
+	DefaultSSHTimeout  = Duration(10 * 1e9)
 )
 
 // Error is a configuration problem, located as precisely as it can be.
@@ -219,6 +236,12 @@ func (c *Config) applyDefaults() {
 	if c.Serve.Listen == "" {
 		c.Serve.Listen = DefaultListen
 	}
+	if c.SSH.KnownHosts == "" {
+		c.SSH.KnownHosts = DefaultKnownHosts
+	}
+	if c.SSH.ConnectTimeout == 0 {
+		c.SSH.ConnectTimeout = DefaultSSHTimeout
+	}
 	if c.Serve.LeaseTTL == 0 {
 		c.Serve.LeaseTTL = Duration(60 * 1e9)
 	}
@@ -252,11 +275,20 @@ func (c *Config) validate() Errors {
 			add("notify.slack", "channel", "required with token_env")
 		}
 	}
+	if msg := checkPublicURL(c.Serve.PublicURL); msg != "" {
+		add("serve", "public_url", "%s", msg)
+	}
 	if c.Rotation.Concurrency < 1 || c.Rotation.Concurrency > 1024 {
 		add("rotation", "concurrency", "must be between 1 and 1024, got %d", c.Rotation.Concurrency)
 	}
 	if r := *c.Rotation.Retries; r < 0 || r > 20 {
 		add("rotation", "retries", "must be between 0 and 20, got %d", r)
+	}
+	if d := c.SSH.ConnectTimeout; d < 0 || d > Duration(600*1e9) {
+		add("ssh", "connect_timeout", "must be between 1s and 10m, got %s", d.D())
+	}
+	if e := c.SSH.PassphraseEnv; e != "" && !envNameRE.MatchString(e) {
+		add("ssh", "passphrase_env", "%q is not a variable name", e)
 	}
 
 	keys := map[string]bool{}
@@ -321,7 +353,29 @@ func (c *Config) validate() Errors {
 	return errs
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+// checkPublicURL says what is wrong with serve.public_url, or "".
+func checkPublicURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "not an http(s) URL like https://rekey.example.org"
+	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return fmt.Sprintf("%q is not an http(s) URL like https://rekey.example.org", raw)
+	case u.User != nil:
+		return "give the address only: no user or password in it" // and not repeated here
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Sprintf("%q: give the address only, with no query or fragment", raw)
+	}
+	return ""
+}
+
+var (
+	idRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
 
 func validID(s string) bool { return idRE.MatchString(s) }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
 )
@@ -84,6 +85,20 @@ type Preflighter interface {
 	Preflight(ctx context.Context) error
 }
 
+// Remote is an integration whose target is on another host, reached over
+// SSH (a file or exec integration with host). Preflight checks the host
+// before anything else: reachable, its key trusted, an identity accepted.
+// An integration on this machine says Host "".
+type Remote interface {
+	// Host names the host as configured.
+	Host() string
+	// CheckHost connects and logs in to the host (or finds the
+	// connection already made). A host key rekey does not trust is an
+	// error wrapping failure.ErrUnauthorized that names the host and the
+	// key's fingerprint.
+	CheckHost(ctx context.Context) error
+}
+
 // probeKeyCtx is the context key of WithProbeKey.
 type probeKeyCtx struct{}
 
@@ -110,9 +125,26 @@ type Host struct {
 	// HTTPClient is the base client for HTTP-speaking types. Types must
 	// not follow redirects to another host with credentials.
 	HTTPClient *http.Client
+	// SSH reaches other hosts: one connection per host per run, shared
+	// by every integration there. Nil when the run has none (tests).
+	SSH *sshpool.Pool
 }
 
 // Factory builds one integration from its configuration item. It decodes
 // the type's fields with Host.Config.DecodeSettings and returns a
 // *config.Error for a missing or bad field.
 type Factory func(h Host, in config.Integration) (Integration, error)
+
+// RemoteHost resolves the host field of an integration with h.SSH (an
+// alias of ~/.ssh/config is looked up there; nothing is connected). A bad
+// host is a *config.Error on field host.
+func RemoteHost(h Host, in config.Integration, host string) (*sshpool.Host, error) {
+	if h.SSH == nil {
+		return nil, h.Config.Invalid(in, "host", "this run has no SSH connection pool")
+	}
+	rh, err := h.SSH.Host(host)
+	if err != nil {
+		return nil, h.Config.Invalid(in, "host", "%v", err)
+	}
+	return rh, nil
+}

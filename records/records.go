@@ -123,6 +123,13 @@ type KeyState struct {
 	// a store reads it only when it has no audit of its own yet, and
 	// nothing writes it.
 	LastAudit *Audit `json:"last_audit,omitempty"`
+	// Identity is the group or list the current version belongs to, as
+	// its latest rotation found it (hashed): the wrong-group guard's
+	// reference once that version no longer works.
+	Identity *Identity `json:"identity,omitempty"`
+	// Handoffs names, by integration, the latest hand-off code made for
+	// it (the record handoffs/<code hash>).
+	Handoffs map[string]HandoffRef `json:"handoffs,omitempty"`
 }
 
 // CompromisedVersion records why a version is compromised.

@@ -82,5 +82,8 @@ func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (store.KeyV
 			e.logger().Warn("storing a key the provider could not check", "key", job.Key.ID, "reason", res.Reason)
 		}
 	}
+	if err := e.checkGroup(ctx, job, key); err != nil {
+		return cur, versions, err
+	}
 	return cur, versions, nil
 }

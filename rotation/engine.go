@@ -38,6 +38,9 @@ type Job struct {
 	Leak bool
 	// Timeline holds incident marks made before the engine ran.
 	Timeline []records.Mark
+	// Identity, when set (TakeIdentity, in the preflight), is the
+	// wrong-group guard: Check refuses a key of another group.
+	Identity *IdentityCheck
 }
 
 // Engine runs rotations. Zero values of the tuning fields take defaults.
@@ -53,6 +56,9 @@ type Engine struct {
 	// Redact, if set, is applied to every reason and error the engine
 	// records, reports or notifies (the second wall: secret.Redactor).
 	Redact func(string) string
+	// Handoffs, if set, makes, opens and follows hand-off codes for manual
+	// integrations with a handoff (handoff.go).
+	Handoffs *Handoffs
 
 	Concurrency int
 	Timeout     time.Duration // per attempt

@@ -73,21 +73,27 @@ func recheckInterval(d time.Duration) time.Duration {
 }
 
 // RecheckLeaked checks the leaked key with job.Checker until the provider
-// refuses it or within has passed (always at least once); unknown answers
-// are tried again within the window too. stillWorks, if set, is called
+// refuses it or within has passed since its first answer (always at least
+// once); unknown answers are tried again within the window too. stillWorks, if set, is called
 // once, the first time the key is found to work and there is time to
 // check again.
 func (e *Engine) RecheckLeaked(ctx context.Context, job Job, leaked secret.Key, within time.Duration, stillWorks func()) LeakCheck {
 	if job.Key.Provider == "none" || job.Checker == nil {
 		return Verdict(config.Key{Provider: "none"}, providers.Result{}, e.now())
 	}
-	deadline := time.Now().Add(within)
 	interval := recheckInterval(within)
 	told := false
 	var last LeakCheck
+	var deadline time.Time
 	for n := 1; ; n++ {
 		last = Verdict(job.Key, job.Checker.Check(ctx, leaked), e.now())
 		last.Checks = n
+		if n == 1 {
+			// The window runs from the first answer: the provider's rate
+			// limit may have kept that one waiting (the preflight and the
+			// group guard asked about this key just before).
+			deadline = time.Now().Add(within)
+		}
 		if last.State == LeakDead || ctx.Err() != nil || time.Now().Add(interval).After(deadline) {
 			return last
 		}

@@ -43,11 +43,18 @@ type Preflight struct {
 type Reachable struct {
 	ID     string `json:"id"`
 	Type   string `json:"type"`
+	Host   string `json:"host,omitempty"` // the other host it is on, if any
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// Untrusted: its host's key is not the one rekey trusts (the caller,
+	// who knows the SSH errors, says so from Err). A rotation does not
+	// start until that is fixed.
+	Untrusted bool `json:"untrusted_host,omitempty"`
 	// Proof is how the integration's state will be proven (exact,
 	// timestamp, probe, person, or none: never shown current).
 	Proof state.Proof `json:"proof"`
+	// Err is why it is not OK, as the integration said it.
+	Err error `json:"-"`
 }
 
 // Ready reports whether nothing found stands in the way of a rotation.
@@ -89,7 +96,8 @@ func (p *Preflight) WriteProblem() error {
 // Preflight checks, without writing anything, that the store holds the
 // key, that its credentials may make every write the rotation rotationID
 // will make (the key, its metadata, each of rekey's records: the store
-// knows its layout), nobody is rotating the key, the provider answers
+// knows its layout; with hand-offs, their wrapping and records too),
+// nobody is rotating the key, the provider answers
 // for the current key (job.Checker), and every integration is reachable
 // and writable as far as its type can tell, at most Concurrency at once,
 // each within Timeout. What can be asked at once is.
@@ -129,6 +137,9 @@ func (e *Engine) Preflight(ctx context.Context, job Job, rotationID string) *Pre
 		// not by writing: the preflight changes nothing.
 		wg.Go(func() {
 			p.Writes = e.Store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0)
+			if hw, ok := e.Store.(store.HandoffWriter); ok && HasHandoff(job.Targets) {
+				p.Writes = append(p.Writes, hw.HandoffWrites()...)
+			}
 			if err := e.Store.CheckWrites(ctx, p.Writes); err != nil {
 				p.WritesErr = e.redact(err.Error())
 			}
@@ -160,6 +171,14 @@ func (e *Engine) Preflight(ctx context.Context, job Job, rotationID string) *Pre
 func reachable(ctx context.Context, t Target) Reachable {
 	r := Reachable{ID: t.Config.ID, Type: t.Config.Type, OK: true}
 	var err error
+	if rm, ok := t.Integration.(integrations.Remote); ok && rm.Host() != "" {
+		// The host first: reachable, its key trusted, rekey let in.
+		r.Host = rm.Host()
+		if err := rm.CheckHost(ctx); err != nil {
+			r.OK, r.Detail, r.Err = false, err.Error(), err
+			return r
+		}
+	}
 	switch in := t.Integration.(type) {
 	case integrations.Manual:
 		owner, _ := in.Person()
@@ -179,7 +198,10 @@ func reachable(ctx context.Context, t Target) Reachable {
 		r.Detail = "no way to check before writing"
 	}
 	if err != nil {
-		r.OK, r.Detail = false, err.Error()
+		r.OK, r.Detail, r.Err = false, err.Error(), err
+	}
+	if r.Host != "" && r.OK {
+		r.Detail = "on " + r.Host + ": " + r.Detail
 	}
 	r.Proof = integrations.ProofClass(t.Integration) // after Preflight: what it found at the target
 	return r

@@ -148,6 +148,7 @@ func (r *run) store(ctx context.Context, cur store.KeyVersion, versions []store.
 		}
 		st.Compromised[cur.Version] = c
 	}
+	e.recordIdentity(ctx, job, rec.ID, r.key)
 	stored := append(slices.Clone(versions), store.KeyVersion{Version: version, Key: r.key, Created: rec.Stored})
 	h, err := e.Store.UpdateHistory(context.WithoutCancel(ctx), job.Key.ID, func(h *records.History) (bool, error) {
 		return h.CatchUp(retained(stored, version, st, cur.Version, rec.ID, job.Leak), e.now())

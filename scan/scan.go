@@ -139,6 +139,9 @@ type Options struct {
 	// Logger receives debug records: one per skip or symlink passed over,
 	// and a summary at the end. nil discards them.
 	Logger *slog.Logger
+	// FS is the file system the roots are on: nil for this host's, or
+	// SFTPFS for another host's.
+	FS FS
 
 	chunkSize int // tests shrink it to put chunk boundaries everywhere
 }
@@ -179,6 +182,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.FS == nil {
+		o.FS = localFS{}
 	}
 	if o.chunkSize <= 0 {
 		o.chunkSize = defaultChunk
@@ -229,7 +235,7 @@ func Scan(ctx context.Context, roots []string, needles []Needle, opts Options) (
 			}
 		})
 	}
-	walkRoots(ctx, resolveRoots(roots, skip), jobs, skip, log)
+	walkRoots(ctx, opts.FS, resolveRoots(opts.FS, roots, skip), jobs, skip, log)
 	close(jobs)
 	wg.Wait()
 
@@ -301,7 +307,7 @@ func (w *worker) scanFile(ctx context.Context, j job) (found []Finding, n int64,
 	if ctx.Err() != nil {
 		return nil, 0, false
 	}
-	f, size, err := openRegular(j.path)
+	f, size, err := w.opts.FS.OpenRegular(j.path)
 	if err != nil {
 		if errors.Is(err, errNotRegular) {
 			w.skip(j.display, ReasonNotRegular, "")
@@ -363,13 +369,10 @@ type root struct {
 
 // resolveRoots resolves each root and drops those inside another one, so
 // that no file is read twice.
-func resolveRoots(roots []string, skip func(path, reason, detail string)) []root {
+func resolveRoots(fsys FS, roots []string, skip func(path, reason, detail string)) []root {
 	var out []root
 	for _, r := range roots {
-		real, err := filepath.EvalSymlinks(r)
-		if err == nil {
-			real, err = filepath.Abs(real)
-		}
+		real, err := fsys.EvalSymlinks(r)
 		if err != nil {
 			skip(r, ReasonUnreadable, errDetail(err))
 			continue
@@ -399,7 +402,7 @@ func within(p, dir string) bool {
 	return strings.HasPrefix(p, dir)
 }
 
-func walkRoots(ctx context.Context, roots []root, jobs chan<- job, skip func(path, reason, detail string), log *slog.Logger) {
+func walkRoots(ctx context.Context, fsys FS, roots []root, jobs chan<- job, skip func(path, reason, detail string), log *slog.Logger) {
 	for _, rt := range roots {
 		display := func(p string) string {
 			rel, err := filepath.Rel(rt.real, p)
@@ -408,7 +411,7 @@ func walkRoots(ctx context.Context, roots []root, jobs chan<- job, skip func(pat
 			}
 			return filepath.Join(rt.given, rel)
 		}
-		err := filepath.WalkDir(rt.real, func(p string, d fs.DirEntry, err error) error {
+		err := walk(fsys, rt.real, func(p string, d fs.DirEntry, err error) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -419,7 +422,7 @@ func walkRoots(ctx context.Context, roots []root, jobs chan<- job, skip func(pat
 			}
 			switch t := d.Type(); {
 			case t&fs.ModeSymlink != 0:
-				target, err := filepath.EvalSymlinks(p)
+				target, err := fsys.EvalSymlinks(p)
 				switch {
 				case err != nil:
 					skip(display(p), ReasonSymlinkDangling, errDetail(err))

@@ -14,7 +14,8 @@
 // sealed or overloaded: worth trying again). No error carries a key.
 //
 // Extra abilities are found by type assertion: a Wrapper hands a value to
-// one person once (Vault's response wrapping).
+// one person once (Vault's response wrapping), HandoffRecords keeps the
+// records of such hand-offs, a HandoffWriter proves it may write them.
 package store
 
 import (
@@ -217,22 +218,44 @@ type Prover interface {
 }
 
 // Wrapper is a store that can hand a value to one person, once: Vault's
-// response wrapping. The engine finds it by type assertion; a store that
-// cannot do it is not asked to.
+// response wrapping, behind hand-off codes (rotation/handoff.go). The
+// engine finds it by type assertion; a store that cannot do it is not
+// asked to.
 type Wrapper interface {
-	// Wrap seals value for ttl and returns the code that opens it, once.
-	// The code is a credential: it is never recorded or logged.
-	Wrap(ctx context.Context, value secret.Key, ttl time.Duration) (Wrapped, error)
-	// Unwrap opens a code and returns the value. A code already used,
-	// expired or never issued is failure.ErrNotFound.
-	Unwrap(ctx context.Context, code secret.Key) (secret.Key, error)
+	// Wrap has the store wrap data for ttl and returns the wrapping token
+	// (the code), its accessor, and when it was made. The code is a
+	// credential: it is never recorded or logged.
+	Wrap(ctx context.Context, data map[string]string, ttl time.Duration) (token, accessor string, created time.Time, err error)
+	// Unwrap opens a code once, with no other credential. A code used,
+	// expired or never issued is failure.ErrNotFound (Vault cannot tell
+	// them apart).
+	Unwrap(ctx context.Context, code string) (map[string]string, error)
+	// LookupToken says, without opening it, when a code was made and for
+	// how long; failure.ErrNotFound as Unwrap.
+	LookupToken(ctx context.Context, code string) (created time.Time, ttl time.Duration, err error)
+	// LookupAccessor says when the code with this accessor expires,
+	// without the code; failure.ErrNotFound once it is used or expired.
+	LookupAccessor(ctx context.Context, accessor string) (expires time.Time, err error)
 }
 
-// Wrapped is a value sealed by a Wrapper.
-type Wrapped struct {
-	// Code opens it, once (a Vault wrapping token).
-	Code secret.Key
-	// Accessor names it without opening it; it may be recorded.
-	Accessor string
-	Expires  time.Time
+// HandoffRecords is a store that records hand-off codes, by a keyed hash
+// of the code, never the code.
+type HandoffRecords interface {
+	// HandoffSalt is the key of the codes' hash (made the first time).
+	HandoffSalt(ctx context.Context) ([]byte, error)
+	// Handoff reads a code's record; failure.ErrNotFound when none.
+	Handoff(ctx context.Context, hash string) (*records.Handoff, error)
+	// CreateHandoff writes a new code's record (failure.ErrConflict when
+	// one is there).
+	CreateHandoff(ctx context.Context, h *records.Handoff) error
+	// UpdateHandoff applies change with check-and-set, retrying on
+	// conflict; nothing is written when change reports no change.
+	UpdateHandoff(ctx context.Context, hash string, change func(*records.Handoff) bool) (*records.Handoff, error)
+}
+
+// HandoffWriter is a Prover that can also list what a rotation with
+// hand-offs writes besides RotationWrites (the wrapping, the codes' salt
+// and records), for the preflight to prove.
+type HandoffWriter interface {
+	HandoffWrites() []Write
 }

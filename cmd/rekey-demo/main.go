@@ -1,16 +1,21 @@
 // Command rekey-demo runs a complete local demonstration of rekey: a real
 // Vault dev server, an Action Network simulator, example integrations in a
-// temporary folder, a planned rotation, a leak response, and on the
-// console what Slack would have received. It cleans up after itself.
+// temporary folder (one of them a .env on a server reached over SSH, a
+// real sshd on loopback, when sshd is installed), a planned rotation, a
+// leak response, and on the console what Slack would have received. It
+// cleans up after itself.
 //
 //	go run ./cmd/rekey-demo        (or scripts/demo)
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/rekey-dev/rekey/internal/ansim"
@@ -52,8 +57,14 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	step("Starting a server reached over SSH (a real sshd on loopback)")
+	host := startHost(dir)
+	if host != nil {
+		defer host.close()
+	}
+
 	step("Seeding example integrations in " + dir)
-	cfgPath, err := seed(dir, an.URL+"/api/v2/", oldKey)
+	cfgPath, err := seed(dir, an.URL+"/api/v2/", oldKey, host)
 	if err != nil {
 		return err
 	}
@@ -64,11 +75,14 @@ func run() error {
 		return err
 	}
 
+	var printed bytes.Buffer // what the last command printed
 	rekey := func(args ...string) int {
 		fmt.Printf("\n$ rekey %s\n", strings.Join(args, " "))
 		in, _ := os.Open(os.DevNull)
 		defer in.Close()
-		code := cli.Main(append(args, "--config", cfgPath), cli.Streams{In: in, Out: os.Stdout, Err: os.Stdout})
+		printed.Reset()
+		w := io.MultiWriter(os.Stdout, &printed)
+		code := cli.Main(append(args, "--config", cfgPath), cli.Streams{In: in, Out: w, Err: w})
 		fmt.Printf("(exit %d)\n", code)
 		return code
 	}
@@ -86,12 +100,29 @@ func run() error {
 	}
 	rekey("rotate", "actionnetwork-main", "--reason", "scheduled", "--yes", "--new-key-file", keyFile)
 
-	step("The CallHub owner pastes the key in CallHub and confirms")
+	step("CallHub's admin is no Slack user: the operator passes the one-time hand-off code on, privately")
+	code := codeRE.FindString(printed.String())
+	if code == "" {
+		return fmt.Errorf("the rotation printed no hand-off code for CallHub")
+	}
+	codeFile := filepath.Join(dir, "handoff-code")
+	if err := os.WriteFile(codeFile, []byte(code+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Println("Dana opens it once (it needs only VAULT_ADDR, no Vault token), pastes the key in CallHub, and confirms:")
+	rekey("reveal", "--code-file", codeFile)
+	rekey("status", "actionnetwork-main")
+	fmt.Println("\nA second opening is refused and alerts the team (someone else may have the code):")
+	rekey("reveal", "--code-file", codeFile)
 	rekey("confirm", "actionnetwork-main", "callhub", "--note", "pasted in CallHub settings")
 	rekey("status", "actionnetwork-main")
 
 	step("What changed in the site's .env (values shown as fingerprints)")
 	fmt.Println(indent(redact(mustRead(filepath.Join(dir, "site", ".env")), oldKey, newKey)))
+	if host != nil {
+		step("What changed in web1's .env, rewritten over SFTP (values shown as fingerprints)")
+		fmt.Println(indent(redact(mustRead(filepath.Join(dir, "web1", ".env")), oldKey, newKey)))
+	}
 
 	if err := leakDemo(dir, sim, newKey, rekey); err != nil {
 		return err
@@ -101,6 +132,10 @@ func run() error {
 }
 
 func step(s string) { fmt.Printf("\n=== %s\n", s) }
+
+// codeRE finds a hand-off code (a Vault response-wrapping token) in what
+// rekey printed for the operator.
+var codeRE = regexp.MustCompile(`hvs\.[A-Za-z0-9_-]{20,}`)
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")

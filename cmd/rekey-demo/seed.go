@@ -13,7 +13,7 @@ import (
 
 // seed writes example integrations holding oldKey, and a configuration
 // for them, under dir. It returns the configuration's path.
-func seed(dir, anURL, oldKey string) (string, error) {
+func seed(dir, anURL, oldKey string, host *demoHost) (string, error) {
 	site := filepath.Join(dir, "site")
 	sync := filepath.Join(dir, "sync")
 	widget := filepath.Join(dir, "wordpress")
@@ -60,8 +60,9 @@ integrations:
   - id: callhub
     key: actionnetwork-main
     type: manual
-    owner: "<@U0CALLHUB>"
+    owner: "Dana (CallHub admin)"    # no Slack user: her code is printed for the operator
     instructions: "CallHub → Settings → Integrations → Action Network → paste the key"
+    handoff: {ttl: 24h}
   - id: site-env
     key: actionnetwork-main
     type: file
@@ -81,6 +82,27 @@ integrations:
     read: [%s]
 `, anURL, dir, filepath.Join(site, ".env"), filepath.Join(widget, "signup-widget.json"),
 		filepath.Join(sync, "set-key"), filepath.Join(sync, "show-key"))
+	if host != nil {
+		// The same .env on "web1", reached over SSH: rewritten over SFTP.
+		web1 := filepath.Join(dir, "web1")
+		if err := os.MkdirAll(web1, 0o755); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(web1, ".env"), []byte("# web1\nACTION_NETWORK_API_KEY="+oldKey+"\nQUEUE=redis://localhost\n"), 0o640); err != nil {
+			return "", err
+		}
+		cfg += fmt.Sprintf(`  - id: web1-env
+    key: actionnetwork-main
+    type: file
+    host: %s
+    path: %s
+    format: dotenv
+    field: ACTION_NETWORK_API_KEY
+ssh:
+  known_hosts: %s
+  identity_file: %s
+`, host.srv.Target(0), filepath.Join(web1, ".env"), host.srv.KnownHosts, host.srv.Identity)
+	}
 	p := filepath.Join(dir, "rekey.yaml")
 	return p, os.WriteFile(p, []byte(cfg), 0o600)
 }

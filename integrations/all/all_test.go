@@ -6,6 +6,7 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/all"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 )
 
 // TestExampleConfiguration builds every integration of
@@ -17,7 +18,8 @@ func TestExampleConfiguration(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"VAULT_ADDR": "https://vault.greens.example:8200"}
-	h := integrations.Host{Config: cfg, Getenv: func(k string) string { return env[k] }}
+	h := integrations.Host{Config: cfg, Getenv: func(k string) string { return env[k] },
+		SSH: sshpool.New(sshpool.Options{Home: t.TempDir()})} // for integrations with host; connects to nothing
 	seen := map[string]bool{}
 	for _, in := range cfg.Integrations {
 		if _, err := all.New(h, in); err != nil {

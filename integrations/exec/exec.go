@@ -20,6 +20,16 @@
 //     ${VAR} in a value is taken from rekey's environment (so a command's
 //     own credential can be passed on by name, never written in the file).
 //   - dir: optional working directory for the commands.
+//   - host: optional [user@]host[:port] or ~/.ssh/config alias: the
+//     commands run on that host over SSH (package sshpool), one session
+//     each, on the connection the run shares with every integration
+//     there. The key goes on the remote command's stdin only: never in
+//     its command line (each argument is single-quoted for the login
+//     shell, which must be a POSIX shell, so no argument can run anything
+//     else), never in its environment (rekey sets no remote variable, so
+//     env is refused with host), never in a file. dir is entered with cd.
+//     A host that cannot be reached is a transient failure of this
+//     integration alone; an untrusted host key is unauthorized.
 //
 // An exec integration with neither read nor verify can be applied, but its
 // state is unknown to `rekey audit` (integrations.Observe says so). The
@@ -53,6 +63,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/internal/command"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -68,6 +79,7 @@ type settings struct {
 	Verify []string `mapstructure:"verify"`
 	Env    []string `mapstructure:"env"`
 	Dir    string   `mapstructure:"dir"`
+	Host   string   `mapstructure:"host"`
 }
 
 // Exec is an exec integration without read or verify: it can only apply.
@@ -81,6 +93,7 @@ type Exec struct {
 	env    []string
 	dir    string
 	getenv func(string) string
+	host   *sshpool.Host // nil: run here
 }
 
 // reader is an Exec with read.
@@ -98,6 +111,7 @@ var (
 	_ integrations.Verifier    = verifier{}
 	_ integrations.Reader      = readVerifier{}
 	_ integrations.Verifier    = readVerifier{}
+	_ integrations.Remote      = (*Exec)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -117,7 +131,8 @@ func (rv readVerifier) Verify(ctx context.Context) error { return rv.Exec.runVer
 func New(h integrations.Host, in config.Integration) (integrations.Integration, error) {
 	cfg := h.Config
 	var s settings
-	if err := cfg.DecodeSettings(in, &s); err != nil {
+	err := cfg.DecodeSettings(in, &s)
+	if err != nil {
 		return nil, err
 	}
 	if len(s.Apply) == 0 {
@@ -135,6 +150,14 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	if e.getenv == nil {
 		e.getenv = os.Getenv
 	}
+	if s.Host != "" {
+		if len(s.Env) > 0 {
+			return nil, cfg.Invalid(in, "env", "not passed to a remote host (sshd takes only the variables its AcceptEnv lists, and rekey sets none there); set them on %s, in a wrapper script", s.Host)
+		}
+		if e.host, err = integrations.RemoteHost(h, in, s.Host); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case s.Read != nil && s.Verify != nil:
 		return readVerifier{e}, nil
@@ -148,6 +171,25 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 
 // ID is the integration's id.
 func (e *Exec) ID() string { return e.id }
+
+// Host is the host the commands run on, as configured; "" for this one.
+func (e *Exec) Host() string {
+	if e.host == nil {
+		return ""
+	}
+	return e.host.Name()
+}
+
+// CheckHost connects and logs in to the host; nil for this one.
+func (e *Exec) CheckHost(ctx context.Context) error {
+	if e.host == nil {
+		return nil
+	}
+	if err := e.host.Check(ctx); err != nil {
+		return fmt.Errorf("exec: %s: %w", e.id, err)
+	}
+	return nil
+}
 
 // Apply runs the apply command with the key on stdin, unless the read
 // command says the target already holds it.
@@ -195,6 +237,16 @@ func (e *Exec) runVerify(ctx context.Context) error {
 
 func (e *Exec) run(ctx context.Context, role string, argv []string, key secret.Key, stdin bool, limit int) ([]byte, error) {
 	what := "exec: " + e.id + ": " + role
+	if e.host != nil {
+		return e.host.Run(ctx, sshpool.Command{
+			What:        what,
+			Argv:        argv,
+			Dir:         e.dir,
+			Key:         key,
+			Stdin:       stdin,
+			StdoutLimit: limit,
+		})
+	}
 	env, err := command.Env(e.getenv, e.env)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)

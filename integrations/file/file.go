@@ -26,6 +26,9 @@
 //   - reload: optional argv, run after a write that changed the file.
 //   - mode: optional permissions as an octal string ("0600"), given to the
 //     file whenever rekey writes it; without it the file keeps its mode.
+//   - host: optional [user@]host[:port] or ~/.ssh/config alias: the file
+//     is on that host (path absolute there), read and replaced over SFTP
+//     with the same guarantees, and reload runs there. See Remote.
 //
 // Apply reads the file, replaces the bytes of the value and nothing else
 // (comments, order, quoting style, line endings and the rest of the file
@@ -75,6 +78,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -101,6 +105,8 @@ type settings struct {
 	Mode   any      `mapstructure:"mode"`
 
 	FollowSymlinks bool `mapstructure:"follow_symlinks"`
+	// Host puts the file on another host, reached over SSH (remote.go).
+	Host string `mapstructure:"host"`
 }
 
 // File is a key held in a file.
@@ -139,7 +145,10 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, cfg.Required(in, "path", "for type file")
 	}
 	f.path = s.Path
-	if !filepath.IsAbs(f.path) {
+	if s.Host != "" && !path.IsAbs(f.path) {
+		return nil, cfg.Invalid(in, "path", "%q: with host, give the file's absolute path on %s", s.Path, s.Host)
+	}
+	if s.Host == "" && !filepath.IsAbs(f.path) {
 		base := "."
 		if cfg.File != "" {
 			base = filepath.Dir(cfg.File)
@@ -194,6 +203,13 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		f.mode = fs.FileMode(n)
 	default:
 		return nil, cfg.Invalid(in, "mode", "write the mode as a quoted octal string, like \"0600\"")
+	}
+	if s.Host != "" {
+		rh, err := integrations.RemoteHost(h, in, s.Host)
+		if err != nil {
+			return nil, err
+		}
+		return newRemote(f, rh, s.FollowSymlinks, h.Logger), nil
 	}
 	return f, nil
 }

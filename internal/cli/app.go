@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/all"
+	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/notifiers/console"
 	"github.com/rekey-dev/rekey/notifiers/slack"
@@ -36,11 +38,14 @@ type app struct {
 	log    *slog.Logger
 	getenv func(string) string
 	http   *http.Client
+	ssh    *sshpool.Pool // connections to other hosts, one per host per run
 
 	built map[string]integrations.Integration // every integration, built once by load
 
 	store store.Store       // nil until connectVault
 	vault *vaultstore.Store // the store, when it is Vault
+
+	courier *courier // hand-off codes' delivery (handoff.go); nil until needed
 }
 
 // load reads and validates the configuration and every integration's
@@ -65,6 +70,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		http:   httpClient(cfg),
 	}
 	learnSecrets(cfg, a.getenv, g.redact)
+	a.ssh = sshPool(cfg, a.getenv, a.log, 0)
 	// Check each key's provider settings and build every integration,
 	// which validates their fields; commands use them as built.
 	var errs config.Errors
@@ -132,6 +138,27 @@ func httpClient(cfg *config.Config) *http.Client {
 	return &http.Client{Timeout: cfg.Rotation.Timeout.D(), Transport: t}
 }
 
+// sshPool is the run's connections to other hosts. Relative paths in the
+// ssh section are taken from the configuration file's directory.
+func sshPool(cfg *config.Config, getenv func(string) string, log *slog.Logger, idle time.Duration) *sshpool.Pool {
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
+			return p
+		}
+		return filepath.Join(filepath.Dir(cfg.File), p)
+	}
+	return sshpool.New(sshpool.Options{
+		KnownHosts:     rel(cfg.SSH.KnownHosts),
+		IdentityFile:   rel(cfg.SSH.IdentityFile),
+		PassphraseEnv:  cfg.SSH.PassphraseEnv,
+		ConnectTimeout: cfg.SSH.ConnectTimeout.D(),
+		Sessions:       cfg.Rotation.Concurrency,
+		IdleTimeout:    idle,
+		Getenv:         getenv,
+		Logger:         log,
+	})
+}
+
 func configHint(path string, err error) string {
 	if strings.Contains(err.Error(), "no such file") {
 		return "pass --config PATH or set REKEY_CONFIG; configs/example.yaml is a starting point"
@@ -140,7 +167,7 @@ func configHint(path string, err error) string {
 }
 
 func (a *app) host() integrations.Host {
-	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http}
+	return integrations.Host{Config: a.cfg, Logger: a.log, Getenv: a.getenv, HTTPClient: a.http, SSH: a.ssh}
 }
 
 // key returns the configured key with that id, or a usage error.
@@ -278,6 +305,7 @@ func (a *app) engine(n notifiers.Notifier) *rotation.Engine {
 		Retries:     *a.cfg.Rotation.Retries,
 		Operator:    operator(),
 		Redact:      a.g.redact.Redact,
+		Handoffs:    a.handoffs(),
 		Trace:       func(s rotation.Step) { a.trace(string(s)) },
 	}
 }

@@ -131,6 +131,9 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
+	if err := pf.stopUntrusted(); err != nil {
+		return err
+	}
 	if !pf.IntegrationsReady() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably stay broken once the leaked key is revoked.\n")
 	}
@@ -140,7 +143,7 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	job := rotation.Job{
 		Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "leak", Leak: true,
-		RotationID: id, Timeline: rotation.LeakTimeline(declared, before),
+		RotationID: id, Identity: pf.identity, Timeline: rotation.LeakTimeline(declared, before),
 	}
 	a.alertLeak(ctx, eng, job, leaked, before)
 
@@ -218,7 +221,7 @@ func printLeakHeader(w io.Writer, k *config.Key, leaked store.KeyVersion, before
 
 // leakDryRun prints the plan and the copies a scan finds, and changes
 // nothing and tells nobody.
-func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked store.KeyVersion, before leakCheck, pf *rotation.Preflight, integrations int) error {
+func (a *app) leakDryRun(ctx context.Context, k *config.Key, leaked store.KeyVersion, before leakCheck, pf *preflight, integrations int) error {
 	copies := a.scanLeaked(ctx, k, leaked)
 	human := a.human()
 	if a.json() {

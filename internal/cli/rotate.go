@@ -87,6 +87,9 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if pf.Locked != "" {
 		return exit(ExitStopped, errors.New(pf.Locked), "wait for it to finish; a lock from a process that died is freed when its lease expires")
 	}
+	if err := pf.stopUntrusted(); err != nil {
+		return err
+	}
 	if !pf.Ready() {
 		fmt.Fprintf(human, "\nSome checks failed: those integrations will probably fail too, and stay broken once the old key is revoked.\n")
 	}
@@ -94,7 +97,7 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: id}
+	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: id, Identity: pf.identity}
 	a.tellOwner(ctx, eng, job, false)
 
 	key, err := a.readKey(ctx, o.NewKeyFile, k)
@@ -106,7 +109,7 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 
 // vaultReady stops a rotation (exit 1, nothing changed, nobody told) when
 // Vault cannot be used or this token cannot make every write it makes.
-func vaultReady(pf *rotation.Preflight) error {
+func vaultReady(pf *preflight) error {
 	if !pf.VaultOK {
 		return exit(ExitStopped, fmt.Errorf("vault is not usable: %s", pf.Vault), "")
 	}
@@ -230,6 +233,10 @@ func (a *app) applyRotation(ctx context.Context, eng *rotation.Engine, job rotat
 	eng.Progress = view.Set
 	out, err := eng.Rotate(ctx, job, key)
 	view.Close()
+	if ic := job.Identity; ic != nil && ic.Warning != "" {
+		fmt.Fprintf(a.s.Err, "rekey: warning: %s\n", ic.Warning)
+	}
+	a.printHandoffs()
 	return out, err
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -246,7 +248,7 @@ func (a *app) runScan(ctx context.Context, roots []string, needles []needleInfo)
 		rep.Error = "no version of a key to look for"
 		return rep
 	}
-	res, err := scan.Scan(ctx, roots, sn, scan.Options{Logger: a.log})
+	res, err := a.scanRoots(ctx, roots, sn)
 	if err != nil {
 		rep.Error = err.Error()
 	}
@@ -259,6 +261,54 @@ func (a *app) runScan(ctx context.Context, roots []string, needles []needleInfo)
 		rep.Skipped = append(rep.Skipped, skippedDoc{Path: s.Path, Reason: s.Reason, Detail: s.Detail})
 	}
 	return rep
+}
+
+// scanRoots scans the local roots, then those on each other host
+// (ssh://), and merges what was found, sorted by path.
+func (a *app) scanRoots(ctx context.Context, roots []string, sn []scan.Needle) (scan.Result, error) {
+	var local []string
+	var hosts []string
+	remote := map[string][]sshRoot{}
+	var all scan.Result
+	for _, r := range roots {
+		if !isSSH(r) {
+			local = append(local, r)
+			continue
+		}
+		sr, err := parseSSHRoot(r)
+		if err != nil {
+			all.Skipped = append(all.Skipped, scan.Skipped{Path: r, Reason: scan.ReasonUnreadable, Detail: err.Error()})
+			continue
+		}
+		if remote[sr.host] == nil {
+			hosts = append(hosts, sr.host)
+		}
+		remote[sr.host] = append(remote[sr.host], sr)
+	}
+	merge := func(res scan.Result) {
+		all.Findings = append(all.Findings, res.Findings...)
+		all.Skipped = append(all.Skipped, res.Skipped...)
+		all.Files += res.Files
+		all.Bytes += res.Bytes
+	}
+	var firstErr error
+	if len(local) > 0 || len(hosts) == 0 {
+		res, err := scan.Scan(ctx, local, sn, scan.Options{Logger: a.log})
+		merge(res)
+		firstErr = err
+	}
+	for _, h := range hosts {
+		res, err := a.scanRemote(ctx, remote[h], sn)
+		merge(res)
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	slices.SortStableFunc(all.Findings, func(x, y scan.Finding) int {
+		return cmp.Or(strings.Compare(x.Path, y.Path), cmp.Compare(x.Line, y.Line), cmp.Compare(x.Needle, y.Needle), strings.Compare(x.Encoding, y.Encoding))
+	})
+	slices.SortStableFunc(all.Skipped, func(x, y scan.Skipped) int { return strings.Compare(x.Path, y.Path) })
+	return all, firstErr
 }
 
 // missedEarlier reports whether a superseded or compromised version could
@@ -384,6 +434,11 @@ func (a *app) suggest(r *scanReport) []suggestion {
 		}
 		done[id] = true
 		sg := suggestion{Path: f.Path, Line: f.Line, Key: n.Key, Version: n.Version, State: f.State}
+		if isSSH(f.Path) {
+			sg.Why = "it is on another host: add a file integration with host and the file's path there"
+			out = append(out, sg)
+			continue
+		}
 		if n.value.IsZero() {
 			sg.Why = "Vault no longer holds this version (it was found by its keyed hash): delete the copy, or replace it with the current version by hand"
 			out = append(out, sg)

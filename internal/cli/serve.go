@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -10,6 +11,9 @@ import (
 	"github.com/rekey-dev/rekey/serve"
 	"github.com/rekey-dev/rekey/vaultstore"
 )
+
+// serveSSHIdle is how long rekey serve keeps an SSH connection no audit uses.
+const serveSSHIdle = 2 * time.Minute
 
 // ServeOptions are `rekey serve`'s flags.
 type ServeOptions struct {
@@ -50,6 +54,8 @@ func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
 	if o.Listen != "" {
 		sc.Listen = o.Listen
 	}
+	// A daemon holds no SSH connection between audits.
+	a.ssh = sshPool(a.cfg, a.getenv, a.log, serveSSHIdle)
 	var jobs []rotation.Job
 	for _, k := range a.cfg.Keys {
 		targets, err := a.targets(k.ID)

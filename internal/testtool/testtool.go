@@ -9,8 +9,16 @@ package testtool
 import (
 	"os"
 	"os/exec"
-	"testing"
 )
+
+// T is the part of a *testing.T (or *testing.B) Find uses; this package
+// does not import testing, so that a program (the demo) may use what
+// uses it.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Skip(args ...any)
+}
 
 // Required reports whether a missing tool fails the test instead of
 // skipping it.
@@ -21,7 +29,7 @@ func Required() bool {
 // Find returns the path of the first of names found on $PATH or as an
 // absolute path, or, when none is, skips t (or fails it when Required)
 // naming pkg, the Debian package that provides it.
-func Find(t testing.TB, pkg string, names ...string) string {
+func Find(t T, pkg string, names ...string) string {
 	t.Helper()
 	for _, n := range names {
 		if p, err := exec.LookPath(n); err == nil {

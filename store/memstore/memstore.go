@@ -1,6 +1,6 @@
 // Package memstore is rekey's storage contract (package store) kept in
 // memory: keys with their versions and custom metadata, rekey's records,
-// rotation locks, and response wrapping. It passes the same conformance
+// rotation locks, response wrapping and hand-off records. It passes the same conformance
 // suite as the Vault store (store/storetest), so the engine's, the
 // daemon's and the CLI's logic tests run against it in milliseconds; what
 // only Vault can show is tested against Vault.
@@ -16,10 +16,12 @@ package memstore
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -58,8 +60,10 @@ type Store struct {
 }
 
 var (
-	_ store.Store   = (*Store)(nil)
-	_ store.Wrapper = (*Store)(nil)
+	_ store.Store          = (*Store)(nil)
+	_ store.Wrapper        = (*Store)(nil)
+	_ store.HandoffRecords = (*Store)(nil)
+	_ store.HandoffWriter  = (*Store)(nil)
 )
 
 type backend struct {
@@ -89,8 +93,10 @@ type entry struct {
 }
 
 type wrapped struct {
-	value   secret.Key
-	expires time.Time
+	data     map[string]string
+	accessor string
+	created  time.Time
+	ttl      time.Duration
 }
 
 // New returns an empty store.
@@ -701,54 +707,187 @@ func (s *Store) Settings(ctx context.Context, p string) (store.Settings, error) 
 	return store.Settings{MaxVersions: s.b.opts.MaxVersions}, nil
 }
 
-// Wrap implements store.Wrapper.
-func (s *Store) Wrap(ctx context.Context, value secret.Key, ttl time.Duration) (store.Wrapped, error) {
+// Wrap implements store.Wrapper: data is kept in memory under a random
+// code, for ttl, to be opened once.
+func (s *Store) Wrap(ctx context.Context, data map[string]string, ttl time.Duration) (string, string, time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return store.Wrapped{}, err
+		return "", "", time.Time{}, err
 	}
 	b := make([]byte, 24)
 	rand.Read(b)
 	code, accessor := "mem."+hex.EncodeToString(b[:16]), hex.EncodeToString(b[16:])
-	w := wrapped{value: value, expires: s.now().Add(ttl)}
+	now := s.now()
 	s.b.mu.Lock()
-	s.b.wraps[code] = w
+	s.b.wraps[code] = wrapped{data: maps.Clone(data), accessor: accessor, created: now, ttl: ttl}
 	s.b.mu.Unlock()
-	return store.Wrapped{Code: secret.New(code), Accessor: accessor, Expires: w.expires}, nil
+	return code, accessor, now, nil
+}
+
+// live returns the code's wrapping if it is still to be opened; b.mu must
+// be held.
+func (b *backend) live(code string, now time.Time) (wrapped, bool) {
+	w, ok := b.wraps[code]
+	if !ok || now.After(w.created.Add(w.ttl)) {
+		return wrapped{}, false
+	}
+	return w, true
+}
+
+func usedOrExpired(what string) error {
+	return fmt.Errorf("memstore: %s: the code was used, has expired or was never issued: %w", what, failure.ErrNotFound)
 }
 
 // Unwrap implements store.Wrapper.
-func (s *Store) Unwrap(ctx context.Context, code secret.Key) (secret.Key, error) {
+func (s *Store) Unwrap(ctx context.Context, code string) (map[string]string, error) {
 	if err := ctx.Err(); err != nil {
-		return secret.Key{}, err
+		return nil, err
 	}
 	s.b.mu.Lock()
-	w, ok := s.b.wraps[code.Reveal()]
-	delete(s.b.wraps, code.Reveal())
-	s.b.mu.Unlock()
-	if !ok || s.now().After(w.expires) {
-		return secret.Key{}, fmt.Errorf("memstore: unwrap: the code was used, has expired or was never issued: %w", failure.ErrNotFound)
+	defer s.b.mu.Unlock()
+	w, ok := s.b.live(code, s.now())
+	delete(s.b.wraps, code)
+	if !ok {
+		return nil, usedOrExpired("unwrap")
 	}
-	return w.value, nil
+	return w.data, nil
+}
+
+// LookupToken implements store.Wrapper.
+func (s *Store) LookupToken(ctx context.Context, code string) (time.Time, time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, 0, err
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	w, ok := s.b.live(code, s.now())
+	if !ok {
+		return time.Time{}, 0, usedOrExpired("look up a code")
+	}
+	return w.created, w.ttl, nil
+}
+
+// LookupAccessor implements store.Wrapper.
+func (s *Store) LookupAccessor(ctx context.Context, accessor string) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	for code, w := range s.b.wraps {
+		if w.accessor == accessor {
+			if _, ok := s.b.live(code, s.now()); ok {
+				return w.created.Add(w.ttl), nil
+			}
+		}
+	}
+	return time.Time{}, usedOrExpired("look up an accessor")
+}
+
+// HandoffSalt implements store.HandoffRecords.
+func (s *Store) HandoffSalt(ctx context.Context) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		var hs records.HandoffSalt
+		v, err := s.get(ctx, "handoffs/salt", &hs)
+		if err == nil {
+			salt, derr := base64.StdEncoding.DecodeString(hs.Salt)
+			if derr != nil || len(salt) < 16 {
+				return nil, errors.New("memstore: the hand-off salt is not usable")
+			}
+			return salt, nil
+		}
+		if !errors.Is(err, failure.ErrNotFound) {
+			return nil, err
+		}
+		salt := make([]byte, records.SaltLen)
+		rand.Read(salt)
+		hs = records.HandoffSalt{Salt: base64.StdEncoding.EncodeToString(salt), Algorithm: records.HashAlgorithm}
+		if _, err := s.put(ctx, "handoffs/salt", &hs, v); errors.Is(err, failure.ErrConflict) && attempt < 3 {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return salt, nil
+	}
+}
+
+// Handoff implements store.HandoffRecords.
+func (s *Store) Handoff(ctx context.Context, hash string) (*records.Handoff, error) {
+	var h records.Handoff
+	if _, err := s.get(ctx, "handoffs/"+hash, &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// CreateHandoff implements store.HandoffRecords.
+func (s *Store) CreateHandoff(ctx context.Context, h *records.Handoff) error {
+	if h.CodeHash == "" || strings.Contains(h.CodeHash, "/") {
+		return fmt.Errorf("memstore: hand-off record: %q is not a code hash: %w", h.CodeHash, failure.ErrInvalid)
+	}
+	_, err := s.put(ctx, "handoffs/"+h.CodeHash, h, 0)
+	return err
+}
+
+// UpdateHandoff implements store.HandoffRecords.
+func (s *Store) UpdateHandoff(ctx context.Context, hash string, change func(*records.Handoff) bool) (*records.Handoff, error) {
+	for attempt := 0; ; attempt++ {
+		var h records.Handoff
+		v, err := s.get(ctx, "handoffs/"+hash, &h)
+		if err != nil {
+			return nil, err
+		}
+		if !change(&h) {
+			return &h, nil
+		}
+		_, err = s.put(ctx, "handoffs/"+hash, &h, v)
+		if errors.Is(err, failure.ErrConflict) && attempt < 100 {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &h, nil
+	}
+}
+
+// HandoffWrites implements store.HandoffWriter, naming paths as Vault would.
+func (s *Store) HandoffWrites() []store.Write {
+	rec := []string{"read", "create", "update"}
+	r := func(rel string) string { return s.b.dataPath(s.b.recordPath(rel)) }
+	return []store.Write{
+		{Path: "sys/wrapping/wrap", What: "hand-off codes (Vault response wrapping)", Needs: []string{"update"}},
+		{Path: r("handoffs/salt"), What: "the hand-off codes' salt", Needs: rec},
+		{Path: r("handoffs/" + strings.Repeat("0", 64)), What: "the hand-off records", Needs: rec},
+	}
 }
 
 // Dump returns every record and every key's custom metadata as text, for
 // tests that search what rekey kept for keys. The keys' values are left
 // out: that is where keys belong.
-func (s *Store) Dump() []byte {
+func (s *Store) Dump() []byte { return s.DumpPrefix("") }
+
+// DumpPrefix is Dump of what lives under prefix, as Vault would name it
+// under the mount: "rekey/" is rekey's records (with the default state
+// path), "" everything.
+func (s *Store) DumpPrefix(prefix string) []byte {
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	var b strings.Builder
 	paths := make([]string, 0, len(s.b.records))
 	for p := range s.b.records {
-		paths = append(paths, p)
+		if strings.HasPrefix(p, prefix) {
+			paths = append(paths, p)
+		}
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
 		fmt.Fprintf(&b, "%s v%d %s\n", p, s.b.records[p].version, s.b.records[p].data)
 	}
 	for p, k := range s.b.keys {
-		meta, _ := json.Marshal(k.meta)
-		fmt.Fprintf(&b, "%s metadata %s\n", p, meta)
+		if strings.HasPrefix(p, prefix) {
+			meta, _ := json.Marshal(k.meta)
+			fmt.Fprintf(&b, "%s metadata %s\n", p, meta)
+		}
 	}
 	return []byte(b.String())
 }

@@ -35,7 +35,9 @@
 //     and history at once lose no update.
 //   - prove: the store lists every write of a rotation and, with
 //     credentials that may do everything, lacks nothing.
-//   - wrap (a store.Wrapper only): a wrapped value opens once.
+//   - wrap (a store.Wrapper only): a wrapped value can be looked up, opens
+//     once, and is then gone; a store.HandoffRecords keeps one salt and
+//     creates a code's record once.
 //
 // Run takes a T, the part of *testing.T it uses, so that a test of the
 // suite can pass a recorder and see it fail for a deliberately broken
@@ -753,22 +755,62 @@ func checkWrap(t T, b Backend) {
 		return
 	}
 	k := randKey()
-	sealed, err := w.Wrap(ctx, k, time.Minute)
+	code, accessor, created, err := w.Wrap(ctx, map[string]string{"key": k.Reveal()}, time.Minute)
 	if err != nil {
 		t.Fatalf("Wrap: %v", err)
 	}
-	if sealed.Code.IsZero() || sealed.Code.Equal(k) || strings.Contains(sealed.Accessor, k.Reveal()) {
-		t.Fatalf("Wrap gave code %s, accessor %q", sealed.Code.Fingerprint(), sealed.Accessor)
+	if code == "" || accessor == "" || created.IsZero() || strings.Contains(code+accessor, k.Reveal()) {
+		t.Fatalf("Wrap gave a code of %d bytes, accessor %q, made %v", len(code), accessor, created)
 	}
 	other := b.Open().(store.Wrapper)
-	got, err := other.Unwrap(ctx, sealed.Code)
-	if err != nil || !got.Equal(k) {
-		t.Fatalf("Unwrap: %s, %v; want %s", got.Fingerprint(), err, k.Fingerprint())
+	if made, ttl, err := other.LookupToken(ctx, code); err != nil || ttl != time.Minute || made.IsZero() {
+		t.Fatalf("LookupToken: %v, %v, %v", made, ttl, err)
 	}
-	if _, err := other.Unwrap(ctx, sealed.Code); !errors.Is(err, failure.ErrNotFound) {
+	if exp, err := w.LookupAccessor(ctx, accessor); err != nil || !exp.After(created) {
+		t.Fatalf("LookupAccessor: %v, %v", exp, err)
+	}
+	got, err := other.Unwrap(ctx, code)
+	if err != nil || got["key"] != k.Reveal() {
+		t.Fatalf("Unwrap: %d fields, %v; want the value wrapped", len(got), err)
+	}
+	if _, err := other.Unwrap(ctx, code); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Unwrap of a code already used: %v, want failure.ErrNotFound", err)
 	}
-	if _, err := other.Unwrap(ctx, randKey()); !errors.Is(err, failure.ErrNotFound) {
+	if _, _, err := other.LookupToken(ctx, code); !errors.Is(err, failure.ErrNotFound) {
+		t.Fatalf("LookupToken of a code already used: %v, want failure.ErrNotFound", err)
+	}
+	if _, err := other.Unwrap(ctx, randID("never-issued-")); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Unwrap of a code never issued: %v, want failure.ErrNotFound", err)
+	}
+
+	hr, ok := b.Open().(store.HandoffRecords)
+	if !ok {
+		t.Logf("not a store.HandoffRecords: no hand-off records to check")
+		return
+	}
+	salt, err := hr.HandoffSalt(ctx)
+	if err != nil || len(salt) < 16 {
+		t.Fatalf("HandoffSalt: %d bytes, %v", len(salt), err)
+	}
+	if again, err := b.Open().(store.HandoffRecords).HandoffSalt(ctx); err != nil || !bytes.Equal(again, salt) {
+		t.Fatalf("HandoffSalt from another handle: a different salt (%v)", err)
+	}
+	hash := strings.Repeat("ab", 32)
+	if _, err := hr.Handoff(ctx, hash); !errors.Is(err, failure.ErrNotFound) {
+		t.Fatalf("Handoff never recorded: %v, want failure.ErrNotFound", err)
+	}
+	rec := &records.Handoff{CodeHash: hash, KeyID: "an", Integration: "callhub", Accessor: accessor}
+	if err := hr.CreateHandoff(ctx, rec); err != nil {
+		t.Fatalf("CreateHandoff: %v", err)
+	}
+	if err := b.Open().(store.HandoffRecords).CreateHandoff(ctx, rec); !errors.Is(err, failure.ErrConflict) {
+		t.Fatalf("CreateHandoff of a code recorded already: %v, want failure.ErrConflict", err)
+	}
+	up, err := b.Open().(store.HandoffRecords).UpdateHandoff(ctx, hash, func(h *records.Handoff) bool { h.Integration = "callhub-2"; return true })
+	if err != nil || up.Integration != "callhub-2" {
+		t.Fatalf("UpdateHandoff: %+v, %v", up, err)
+	}
+	if got, err := hr.Handoff(ctx, hash); err != nil || got.Integration != "callhub-2" || got.Accessor != accessor {
+		t.Fatalf("Handoff read back: %+v, %v", got, err)
 	}
 }
