@@ -126,6 +126,7 @@ type File struct {
 var (
 	_ integrations.Integration = (*File)(nil)
 	_ integrations.Reader      = (*File)(nil)
+	_ integrations.Preflighter = (*File)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -287,6 +288,49 @@ func (f *File) runReload(ctx context.Context, key secret.Key) error {
 		Key:  key, // guarded against, never given
 	})
 	return err
+}
+
+// preflightValue is what Preflight asks the rewriter to write, in memory
+// only: a value every format can hold, unlike any real key.
+const preflightValue = "rekey-preflight-0123456789abcdef"
+
+// Preflight checks, without changing the file, what Apply needs (see
+// integrations.Preflighter): the file is there and a regular file under
+// the rules Apply follows (O_NOFOLLOW, fstat; follow_symlinks), this
+// process may read it, it is valid in its format and the field can be
+// rewritten in place (the rewriter, run in memory, accepts it); the
+// directory takes a new file, with the file's owner and mode (or mode):
+// Preflight creates there the temporary file a write starts with
+// (.NAME.rekey-N, mode 0600, empty), gives it the owner and mode a write
+// would, and removes it, which proves the directory writable by this
+// process, not on a read-only file system, and the owner keepable (rekey
+// runs as root, or the file is its own); and reload's program resolves to
+// an executable, as it will be started. Errors are Apply's.
+func (f *File) Preflight(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("file: %s: %w", f.path, err)
+	}
+	l, err := f.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	if _, err := f.fmt.rewrite(l.content, f.field, preflightValue); err != nil {
+		return f.formatError(err, failure.ErrInvalid)
+	}
+	mode := l.st.perm()
+	if f.mode != 0 {
+		mode = uint32(f.mode.Perm())
+	}
+	if err := l.probe(mode); err != nil {
+		return err
+	}
+	if len(f.reload) > 0 {
+		if _, err := command.Resolve("file: "+f.path+": reload", f.reload[0], ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // formatError classifies an error of a read or rewrite function: a field

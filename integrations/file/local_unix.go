@@ -375,6 +375,35 @@ func (l *local) replace(data []byte, mode uint32, expect fileStat) (fileStat, er
 	return written, nil
 }
 
+// probe proves that a write could replace the file: it creates in the
+// file's directory the temporary file a write starts with, gives it the
+// file's owner and mode as a write would, and removes it. Nothing is
+// written in it, and the file is not touched.
+func (l *local) probe(mode uint32) error {
+	tmp, fd, err := createTemp(l.dir, l.name)
+	if err != nil {
+		return osError("create a temporary file beside", l.path, err)
+	}
+	defer func() {
+		unix.Close(fd)
+		unix.Unlinkat(l.dir, tmp, 0)
+	}()
+	created, err := fstat(fd)
+	if err != nil {
+		return osError("write", l.path, err)
+	}
+	if created.uid != l.st.uid || created.gid != l.st.gid {
+		if err := unix.Fchown(fd, int(l.st.uid), int(l.st.gid)); err != nil {
+			return fmt.Errorf("file: %s: a write could not keep its owner (uid %d, gid %d) as uid %d (%w): %w",
+				l.path, l.st.uid, l.st.gid, os.Geteuid(), err, failure.ErrUnauthorized)
+		}
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return osError("write", l.path, err)
+	}
+	return nil
+}
+
 // tempPrefix is how the temporary files of a write of name begin.
 func tempPrefix(name string) string { return "." + name + ".rekey-" }
 
