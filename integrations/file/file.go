@@ -60,7 +60,10 @@
 //
 // A dotenv value is written in a form that a shell sourcing the file and
 // every common dotenv reader take literally (see dotenvToken); a key that
-// has no such form is refused for that file (ErrInvalid).
+// has no such form is refused for that file (ErrInvalid). Every format
+// refuses an empty key, invalid UTF-8, and a line break or other control
+// character; a raw file also white space around the key. Accepts says so
+// before any key exists (integrations.Acceptor), for the preflight.
 //
 // Errors: a missing file is ErrNotFound; permission denied, a read-only
 // file system, an owner rekey cannot keep, or a symbolic link rekey does
@@ -127,6 +130,7 @@ var (
 	_ integrations.Integration = (*File)(nil)
 	_ integrations.Reader      = (*File)(nil)
 	_ integrations.Preflighter = (*File)(nil)
+	_ integrations.Acceptor    = (*File)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -288,6 +292,16 @@ func (f *File) runReload(ctx context.Context, key secret.Key) error {
 		Key:  key, // guarded against, never given
 	})
 	return err
+}
+
+// Accepts implements integrations.Acceptor: it refuses, without reading
+// the file, a key the file's format cannot hold literally (see the
+// package documentation), in the words Apply would refuse it with.
+func (f *File) Accepts(key secret.Key) error {
+	if err := f.fmt.accepts(key.Reveal()); err != nil { // compared only
+		return f.formatError(err, failure.ErrInvalid)
+	}
+	return nil
 }
 
 // preflightValue is what Preflight asks the rewriter to write, in memory

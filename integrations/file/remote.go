@@ -69,6 +69,7 @@ var (
 	_ integrations.Integration = (*Remote)(nil)
 	_ integrations.Reader      = (*Remote)(nil)
 	_ integrations.Preflighter = (*Remote)(nil)
+	_ integrations.Acceptor    = (*Remote)(nil)
 	_ integrations.Remote      = (*Remote)(nil)
 )
 
@@ -147,6 +148,14 @@ func (r *Remote) Read(ctx context.Context) (secret.Key, error) {
 		return secret.Key{}, r.formatError(err, failure.ErrNotFound)
 	}
 	return secret.New(v), nil
+}
+
+// Accepts implements integrations.Acceptor as a local file does.
+func (r *Remote) Accepts(key secret.Key) error {
+	if err := r.f.fmt.accepts(key.Reveal()); err != nil { // compared only
+		return r.formatError(err, failure.ErrInvalid)
+	}
+	return nil
 }
 
 func (r *Remote) formatError(err error, missing error) error {
