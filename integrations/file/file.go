@@ -45,7 +45,13 @@
 // file is checked, read and replaced relative to it (local_unix.go), so
 // what was checked is what is replaced. Integrations of one process that
 // write one file (two variables of one .env) take turns, from the read to
-// the end of the reload, so neither loses the other's value. A file that
+// the end of the reload, so neither loses the other's value; so do two
+// rekey processes (two keys rotated at once whose integrations share a
+// .env): a write holds an advisory lock (flock(2)) on the file from
+// before its read, and on the new file from its creation, to the end of
+// the reload (and of putting the file back), and another process's write
+// waits for it as long as its context allows (then ErrTransient). On a
+// file system without such locks the conflict check alone guards. A file that
 // another program changed while rekey worked is not overwritten
 // (ErrConflict). Extended attributes, ACLs and hard links are not carried
 // over. On any failure the original stays as it was and the temporary file
