@@ -74,7 +74,9 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 		}
 	}
 	for _, in := range cfg.Integrations {
-		if _, err := all.New(a.host(), in); err != nil {
+		integ, err := all.New(a.host(), in)
+		learnIntegrationSecrets(integ, g.redact)
+		if err != nil {
 			var ce *config.Error
 			if errors.As(err, &ce) {
 				errs = append(errs, ce)
