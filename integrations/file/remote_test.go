@@ -382,3 +382,22 @@ func TestRemotePreflightFindsReload(t *testing.T) {
 		t.Errorf("left behind %v", left)
 	}
 }
+
+// A remote file refuses, before the click and without connecting, the
+// keys its format cannot hold, naming host and path.
+func TestRemoteAccepts(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	p := filepath.Join(t.TempDir(), "site.env")
+	in := remote(t, srv, srv.Target(0), srv.KnownHosts, map[string]any{"path": p, "format": "dotenv", "field": "ACTION_NETWORK_API_KEY"})
+	a, ok := in.(integrations.Acceptor)
+	if !ok {
+		t.Fatalf("%T is not an integrations.Acceptor", in)
+	}
+	if err := a.Accepts(secret.New("0123456789abcdef0123456789abcdef")); err != nil {
+		t.Errorf("a hex key: %v", err)
+	}
+	err := a.Accepts(secret.New(`back\slash-0123456789`))
+	if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), srv.Target(0)+":"+p) || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("a key with a backslash: %v", err)
+	}
+}
