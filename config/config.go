@@ -9,6 +9,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -80,6 +81,9 @@ type Serve struct {
 	RemindBefore  []Duration `mapstructure:"remind_before"`
 	Listen        string     `mapstructure:"listen"`
 	LeaseTTL      Duration   `mapstructure:"lease_ttl"`
+	// PublicURL is where people reach `rekey serve`'s hand-off pages
+	// (<public_url>/handoff); optional.
+	PublicURL string `mapstructure:"public_url"`
 }
 
 // SSH says how rekey reaches other hosts: file and exec integrations
@@ -271,6 +275,9 @@ func (c *Config) validate() Errors {
 			add("notify.slack", "channel", "required with token_env")
 		}
 	}
+	if msg := checkPublicURL(c.Serve.PublicURL); msg != "" {
+		add("serve", "public_url", "%s", msg)
+	}
 	if c.Rotation.Concurrency < 1 || c.Rotation.Concurrency > 1024 {
 		add("rotation", "concurrency", "must be between 1 and 1024, got %d", c.Rotation.Concurrency)
 	}
@@ -344,6 +351,25 @@ func (c *Config) validate() Errors {
 	}
 	errs = append(errs, c.vaultTargets(os.Getenv)...)
 	return errs
+}
+
+// checkPublicURL says what is wrong with serve.public_url, or "".
+func checkPublicURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "not an http(s) URL like https://rekey.example.org"
+	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return fmt.Sprintf("%q is not an http(s) URL like https://rekey.example.org", raw)
+	case u.User != nil:
+		return "give the address only: no user or password in it" // and not repeated here
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Sprintf("%q: give the address only, with no query or fragment", raw)
+	}
+	return ""
 }
 
 var (

@@ -35,9 +35,11 @@ path "secret/metadata/actionnetwork/main" {
   }
 }
 
-# rekey's own records: rotations and their journal parts, each key's state,
-# version history (keyed hashes of every version, never a key) and rotation
-# lock, the `rekey serve` lease and what it has said. They hold
+# rekey's own records: rotations and their journal parts, each key's state
+# (with its group's identity, hashed), version history (keyed hashes of
+# every version, never a key) and rotation lock, hand-off codes' records
+# (accessors and keyed hashes, never a code), the `rekey serve` lease and
+# what it has said. They hold
 # fingerprints and keyed hashes, never keys. Every write is check-and-set.
 path "secret/data/rekey/*" {
   capabilities = ["create", "read", "update"]
@@ -58,6 +60,18 @@ path "secret/config" {
 # on every path a rotation writes. This is also in Vault's default policy;
 # it grants nothing but the answer.
 path "sys/capabilities-self" {
+  capabilities = ["update"]
+}
+
+# Hand-off codes for manual integrations with `handoff`: Vault wraps the new
+# key in a single-use token (response wrapping), which only its holder
+# opens; rekey keeps the token's accessor, and looks it up by that accessor
+# (which cannot open it) for `status` and `audit` to say whether it was
+# opened. The opening itself needs no policy: the code is its own token.
+path "sys/wrapping/wrap" {
+  capabilities = ["update"]
+}
+path "auth/token/lookup-accessor" {
   capabilities = ["update"]
 }
 

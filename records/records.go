@@ -119,6 +119,13 @@ type KeyState struct {
 	Compromised map[int]CompromisedVersion `json:"compromised,omitempty"`
 	// LastAudit is the latest audit of this key's integrations.
 	LastAudit *Audit `json:"last_audit,omitempty"`
+	// Identity is the group or list the current version belongs to, as
+	// its latest rotation found it (hashed): the wrong-group guard's
+	// reference once that version no longer works.
+	Identity *Identity `json:"identity,omitempty"`
+	// Handoffs names, by integration, the latest hand-off code made for
+	// it (the record handoffs/<code hash>).
+	Handoffs map[string]HandoffRef `json:"handoffs,omitempty"`
 }
 
 // CompromisedVersion records why a version is compromised.

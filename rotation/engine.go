@@ -67,6 +67,9 @@ type Job struct {
 	Leak bool
 	// Timeline holds incident marks made before the engine ran.
 	Timeline []records.Mark
+	// Identity, when set (TakeIdentity, in the preflight), is the
+	// wrong-group guard: Check refuses a key of another group.
+	Identity *IdentityCheck
 }
 
 // Engine runs rotations. Zero values of the tuning fields take defaults.
@@ -79,6 +82,9 @@ type Engine struct {
 	// Redact, if set, is applied to every reason and error the engine
 	// records, reports or notifies (the second wall: secret.Redactor).
 	Redact func(string) string
+	// Handoffs, if set, makes, opens and follows hand-off codes for manual
+	// integrations with a handoff (handoff.go).
+	Handoffs *Handoffs
 
 	Concurrency int
 	Timeout     time.Duration // per attempt
@@ -281,6 +287,9 @@ func (e *Engine) Check(ctx context.Context, job Job, key secret.Key) (vaultstore
 			e.logger().Warn("storing a key the provider could not check", "key", job.Key.ID, "reason", res.Reason)
 		}
 	}
+	if err := e.checkGroup(ctx, job, key); err != nil {
+		return cur, versions, err
+	}
 	return cur, versions, nil
 }
 
@@ -360,6 +369,7 @@ func (e *Engine) Rotate(ctx context.Context, job Job, newKey secret.Key) (*Outco
 	if job.Leak && cur.Version > 0 {
 		e.markCompromised(ctx, job.Key.ID, cur, id)
 	}
+	e.recordIdentity(ctx, job, id, newKey)
 	stored := append(slices.Clone(versions), vaultstore.KeyVersion{Version: version, Key: newKey, Created: rec.Stored})
 	if _, err := e.Store.UpdateHistory(context.WithoutCancel(ctx), job.Key.ID, func(h *records.History) (bool, error) {
 		return h.CatchUp(retained(stored, version, st, cur.Version, id, job.Leak), e.now())

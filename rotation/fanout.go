@@ -157,12 +157,15 @@ func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key sec
 	if written.At.IsZero() {
 		written.At = e.now()
 	}
+	handoff := ""
 	if _, manual := t.Integration.(integrations.Manual); manual {
 		written = prev.Written // nothing was written; a person must do it
+		handoff = e.handOff(ctx, job, t, key, j.rec.ID)
 		j.out.send(notifiers.Event{
 			Kind: notifiers.RotationProgress, KeyID: job.Key.ID, RotationID: j.rec.ID, Reason: job.Reason,
 			Fingerprint: fp, Owner: t.Config.Owner, Instructions: t.Config.Instructions,
 			Title:        t.Config.Owner + ": please update " + id + " with the new key (" + fp + "), then run `rekey confirm " + job.Key.ID + " " + id + "`",
+			Text:         handoff,
 			Integrations: []notifiers.Integration{{ID: id, Type: t.Config.Type, State: state.Pending, Owner: t.Config.Owner}},
 		})
 	}
@@ -173,6 +176,9 @@ func (e *Engine) one(ctx context.Context, j *journal, job Job, t Target, key sec
 	vctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	st := integrations.Observe(vctx, t.Integration, ExpectFor(want, &records.Integration{Written: written, Confirmed: prev.Confirmed}))
 	cancel()
+	if handoff != "" && st.State == state.Pending {
+		st.Reason += "; " + handoff
+	}
 	j.move(id, st.State, st.Reason, st.Fingerprint, func(r *records.Integration) { r.Proof = st.Proof })
 }
 

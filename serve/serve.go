@@ -641,7 +641,8 @@ func (s *Server) Health() Health {
 }
 
 // Handler serves /metrics (Prometheus text) and /healthz (JSON, 200 while
-// the daemon runs, whether or not it holds the lease). Every instance
+// the daemon runs, whether or not it holds the lease), and, when the
+// engine makes hand-off codes, the hand-off page (/handoff). Every instance
 // serves the figures: the leader refreshes them from Vault after each
 // audit round, the others once per audit interval.
 func (s *Server) Handler() http.Handler {
@@ -651,5 +652,8 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(s.Health())
 	})
+	if e := s.opts.Engine; e.Handoffs != nil && e.Handoffs.Records != nil {
+		newHandoffPage(e, s.opts.Jobs, s.log).routes(mux) // handoff.go
+	}
 	return mux
 }

@@ -9,10 +9,13 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/rekey-dev/rekey/internal/ansim"
@@ -72,11 +75,14 @@ func run() error {
 		return err
 	}
 
+	var printed bytes.Buffer // what the last command printed
 	rekey := func(args ...string) int {
 		fmt.Printf("\n$ rekey %s\n", strings.Join(args, " "))
 		in, _ := os.Open(os.DevNull)
 		defer in.Close()
-		code := cli.Main(append(args, "--config", cfgPath), cli.Streams{In: in, Out: os.Stdout, Err: os.Stdout})
+		printed.Reset()
+		w := io.MultiWriter(os.Stdout, &printed)
+		code := cli.Main(append(args, "--config", cfgPath), cli.Streams{In: in, Out: w, Err: w})
 		fmt.Printf("(exit %d)\n", code)
 		return code
 	}
@@ -94,7 +100,20 @@ func run() error {
 	}
 	rekey("rotate", "actionnetwork-main", "--reason", "scheduled", "--yes", "--new-key-file", keyFile)
 
-	step("The CallHub owner pastes the key in CallHub and confirms")
+	step("CallHub's admin is no Slack user: the operator passes the one-time hand-off code on, privately")
+	code := codeRE.FindString(printed.String())
+	if code == "" {
+		return fmt.Errorf("the rotation printed no hand-off code for CallHub")
+	}
+	codeFile := filepath.Join(dir, "handoff-code")
+	if err := os.WriteFile(codeFile, []byte(code+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Println("Dana opens it once (it needs only VAULT_ADDR, no Vault token), pastes the key in CallHub, and confirms:")
+	rekey("reveal", "--code-file", codeFile)
+	rekey("status", "actionnetwork-main")
+	fmt.Println("\nA second opening is refused and alerts the team (someone else may have the code):")
+	rekey("reveal", "--code-file", codeFile)
 	rekey("confirm", "actionnetwork-main", "callhub", "--note", "pasted in CallHub settings")
 	rekey("status", "actionnetwork-main")
 
@@ -113,6 +132,10 @@ func run() error {
 }
 
 func step(s string) { fmt.Printf("\n=== %s\n", s) }
+
+// codeRE finds a hand-off code (a Vault response-wrapping token) in what
+// rekey printed for the operator.
+var codeRE = regexp.MustCompile(`hvs\.[A-Za-z0-9_-]{20,}`)
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")

@@ -60,8 +60,9 @@ integrations:
   - id: callhub
     key: actionnetwork-main
     type: manual
-    owner: "<@U0CALLHUB>"
+    owner: "Dana (CallHub admin)"    # no Slack user: her code is printed for the operator
     instructions: "CallHub → Settings → Integrations → Action Network → paste the key"
+    handoff: {ttl: 24h}
   - id: site-env
     key: actionnetwork-main
     type: file

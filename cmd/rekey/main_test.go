@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 func rekeyMain() int {
 	out, errw := io.Writer(os.Stdout), io.Writer(os.Stderr)
 	if dir := os.Getenv("REKEY_TEST_CAPTURE"); dir != "" {
+		if len(os.Args) > 1 && os.Args[1] == "reveal" {
+			dir += "-reveal" // it prints the key it opens: checked apart (handoffCmds)
+		}
 		stamp := strconv.FormatInt(time.Now().UnixNano(), 10)
 		if f, err := os.Create(filepath.Join(dir, stamp+".out")); err == nil {
 			defer f.Close()
@@ -98,6 +101,12 @@ type world struct {
 
 	mu      sync.Mutex
 	secrets []string // tokens and canaries a script added (token, hostile)
+	// codes are the hand-off codes the owners' direct messages held
+	// (dm-code): searched for everywhere but those messages.
+	codes []string
+	// revealed are the keys `rekey reveal` was seen to print (reveal-ok):
+	// allowed in its own output only.
+	revealed []string
 }
 
 // addSecret makes the leak check look for s too.
@@ -124,12 +133,13 @@ func setup(e *testscript.Env, srv *vaulttest.Server) error {
 	w := &world{vault: env, sim: sim, an: an, work: e.WorkDir, gh: ghtest.New(tb, ghtest.Options{}), web: webtest.New(tb),
 		ssh: &sshWorld{tb: tb, servers: map[string]*sshtest.Server{}, stamps: map[string]time.Time{}}}
 	e.Values[worldKey] = w
-	for _, d := range []string{".capture", "keys", "dumps"} {
+	for _, d := range []string{".capture", ".capture-reveal", "keys", "dumps", "dm", "codes"} {
 		if err := os.MkdirAll(filepath.Join(e.WorkDir, d), 0o700); err != nil {
 			return err
 		}
 	}
 	w.slack = newWorldSlack(filepath.Join(e.WorkDir, "dumps", "slack.log"))
+	w.slack.dmDir = filepath.Join(e.WorkDir, "dm")
 	down, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -208,7 +218,23 @@ func (w *world) checkNoLeaks(t testscript.T) {
 		what string
 		data []byte
 	}{"vault metadata", metaOnly.Bytes()})
+	blobs = append(blobs, w.handoffBlobs()...) // handoff_cmds_test.go
+	w.mu.Lock()
+	codes := append([]string(nil), w.codes...)
+	w.mu.Unlock()
 	for _, b := range blobs {
+		if found := leakcheck.Find(b.data, codes...); len(found) > 0 && !strings.HasPrefix(b.what, "dm/") {
+			t.Fatal(fmt.Sprintf("hand-off code leaked into %s: %v", b.what, found))
+		}
+		if strings.HasPrefix(b.what, "reveal output") {
+			if found := leakcheck.Find(b.data, w.unrevealable(keys)...); len(found) > 0 {
+				t.Fatal(fmt.Sprintf("key leaked into %s: %v (only a revealed key may be there)", b.what, found))
+			}
+			if found := leakcheck.Find(b.data, tokens...); len(found) > 0 {
+				t.Fatal(fmt.Sprintf("token leaked into %s: %v", b.what, found))
+			}
+			continue
+		}
 		if found := leakcheck.Find(b.data, keys...); len(found) > 0 {
 			t.Fatal(fmt.Sprintf("key leaked into %s: %v", b.what, found))
 		}
@@ -236,7 +262,7 @@ func (w *world) keys() []string {
 // allCmds merges the script commands of every story file.
 func allCmds() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	all := map[string]func(ts *testscript.TestScript, neg bool, args []string){}
-	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds, vaultCmds, extraCmds, sshCmds} {
+	for _, m := range []map[string]func(ts *testscript.TestScript, neg bool, args []string){scriptCmds, leakCmds, serveCmds, faultCmds, hostileCmds, vaultCmds, extraCmds, sshCmds, handoffCmds} {
 		for name, f := range m {
 			if _, dup := all[name]; dup {
 				panic("duplicate script command " + name)
@@ -461,7 +487,11 @@ const slackToken = "xoxb-rekey-test-0000000000-abcdefghijkl"
 // logs what it refused to dumps/slack-refused.log.
 type worldSlack struct {
 	*httptest.Server
-	log string
+	log   string
+	dmDir string // direct messages go to <dmDir>/<user>.log, not the shared log
+
+	scopes string            // auth.test's X-OAuth-Scopes ("" the default, "-" none)
+	dms    map[string]string // direct-message channels opened, to their user
 
 	mu         sync.Mutex
 	n          int
@@ -535,6 +565,9 @@ func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 	case tok != slackToken:
 		answer(map[string]any{"ok": false, "error": "invalid_auth"})
 		return
+	case method == "auth.test" || method == "conversations.open":
+		s.directMessages(w, method, form, answer) // handoff_cmds_test.go
+		return
 	case form.Get("channel") == "":
 		answer(map[string]any{"ok": false, "error": "channel_not_found"})
 		return
@@ -557,7 +590,13 @@ func (s *worldSlack) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.n++
 	ts := fmt.Sprintf("1700000000.%06d", s.n)
-	f, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	logPath, isDM := s.logFor(form.Get("channel"))
+	if !isDM && strings.HasPrefix(form.Get("channel"), "D") {
+		s.mu.Unlock()
+		answer(map[string]any{"ok": false, "error": "channel_not_found"})
+		return
+	}
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err == nil {
 		fmt.Fprintf(f, "%s channel=%s thread_ts=%s ts=%s broadcast=%s\n  text: %s\n  blocks: %s\n",
 			method, form.Get("channel"), form.Get("thread_ts"), form.Get("ts"), form.Get("reply_broadcast"),

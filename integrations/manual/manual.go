@@ -6,8 +6,8 @@
 //	    instructions: "CallHub → Settings → Integrations → Action Network → paste the key",
 //	    verify: {http: {url: "https://api.callhub.io/v1/health", headers: {Authorization: "Token ${CALLHUB_TOKEN}"}}}}
 //
-// Fields: owner (required) and instructions are the item's own; verify is
-// optional, one of
+// Fields: owner (required) and instructions are the item's own; handoff
+// (below) and verify are optional; verify is one of
 //
 //   - {http: {method, url, headers, expect_status}}: one request, exactly
 //     as an http integration's verify (package integrations/http): method
@@ -18,6 +18,11 @@
 //   - {exec: [argv]}: a command; exit 0 passes. It runs as the exec type's
 //     commands do (package command): no key, a minimal environment, its
 //     output never read; exit 75 is transient.
+//
+// handoff is optional: {ttl: 24h} makes the engine give the owner alone a
+// single-use hand-off code (a Vault response-wrapping token) for the new
+// key once it is stored; ttl is how long the code works, from one second
+// to MaxHandoffTTL. HandoffTTL says it.
 //
 // Apply writes nothing and returns Changed false: the engine asks the
 // owner. Until `rekey confirm`, integrations.Observe reports the
@@ -30,6 +35,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
@@ -41,8 +47,17 @@ import (
 const Type = "manual"
 
 type settings struct {
-	Verify *verifySettings `mapstructure:"verify"`
+	Verify  *verifySettings  `mapstructure:"verify"`
+	Handoff *handoffSettings `mapstructure:"handoff"`
 }
+
+type handoffSettings struct {
+	TTL config.Duration `mapstructure:"ttl"`
+}
+
+// MaxHandoffTTL is the longest a hand-off code may work: Vault's default
+// max_lease_ttl (32 days) bounds a response-wrapping token's TTL.
+const MaxHandoffTTL = 32 * 24 * time.Hour
 
 type verifySettings struct {
 	HTTP map[string]any `mapstructure:"http"` // decoded by integrations/http
@@ -54,6 +69,7 @@ type Manual struct {
 	id           string
 	owner        string
 	instructions string
+	handoff      time.Duration // 0: no hand-off
 }
 
 // verifier is a Manual with a probe.
@@ -82,6 +98,16 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, cfg.Required(in, "owner", "for type manual (who updates it, e.g. \"<@U0CALL>\")")
 	}
 	m := &Manual{id: in.ID, owner: in.Owner, instructions: in.Instructions}
+	if h := s.Handoff; h != nil {
+		switch ttl := h.TTL.D(); {
+		case ttl == 0:
+			return nil, cfg.Required(in, "handoff.ttl", "with handoff (how long the code works, e.g. 24h)")
+		case ttl < time.Second || ttl > MaxHandoffTTL:
+			return nil, cfg.Invalid(in, "handoff.ttl", "%s: give between 1s and 32d", h.TTL)
+		default:
+			m.handoff = ttl
+		}
+	}
 	if s.Verify == nil {
 		return m, nil
 	}
@@ -113,6 +139,10 @@ func (m *Manual) ID() string { return m.id }
 
 // Person says who updates the integration and how.
 func (m *Manual) Person() (owner, instructions string) { return m.owner, m.instructions }
+
+// HandoffTTL is how long the owner's hand-off code works; 0 when the
+// integration has no hand-off.
+func (m *Manual) HandoffTTL() time.Duration { return m.handoff }
 
 // Apply writes nothing: a person does. It returns Changed false.
 func (m *Manual) Apply(ctx context.Context, _ integrations.ApplyRequest) (integrations.ApplyResult, error) {

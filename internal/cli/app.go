@@ -40,6 +40,8 @@ type app struct {
 	ssh    *sshpool.Pool // connections to other hosts, one per host per run
 
 	store *vaultstore.Store // nil until connectVault
+
+	courier *courier // hand-off codes' delivery (handoff.go); nil until needed
 }
 
 // load reads and validates the configuration and every integration's
@@ -283,6 +285,7 @@ func (a *app) engine(n notifiers.Notifier) *rotation.Engine {
 		Retries:     *a.cfg.Rotation.Retries,
 		Operator:    operator(),
 		Redact:      a.g.redact.Redact,
+		Handoffs:    a.handoffs(),
 	}
 }
 

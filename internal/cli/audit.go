@@ -65,6 +65,8 @@ type keyAuditDoc struct {
 	*rotation.KeyAudit
 	AllCurrent    bool       `json:"all_current"`
 	PreviousAudit *time.Time `json:"previous_audit_at,omitempty"`
+	// Handoffs is where each manual integration's hand-off code stands.
+	Handoffs []rotation.HandoffStatus `json:"handoffs,omitempty"`
 }
 
 type auditDoc struct {
@@ -152,6 +154,7 @@ func (a *app) auditKey(ctx context.Context, k config.Key) keyAuditDoc {
 		doc.PreviousAudit = &at
 	}
 	doc.KeyAudit = a.engine(nil).Audit(ctx, rotation.Job{Key: k, Targets: targets})
+	doc.Handoffs = a.handoffStatuses(ctx, k)
 	return doc
 }
 
@@ -242,6 +245,7 @@ func printAudit(w io.Writer, doc auditDoc) {
 				changed = fmt.Sprintf("  [changed: was %s]", r.Previous)
 			}
 			fmt.Fprintf(w, "  %-10s %-11s %-16s %-7s %s%s\n", proofWord(r.Proof), r.State, r.ID, r.Type, reason, changed)
+			printHandoff(w, "    ", ka.Handoffs, r.ID)
 		}
 		if len(ka.Integrations) == 0 {
 			fmt.Fprintln(w, "  no integrations configured")

@@ -145,6 +145,7 @@ func (a *app) cleartextURLs() []string {
 	if sc := a.cfg.Notify.Slack; sc != nil {
 		check("notify.slack.api_url", sc.APIURL)
 	}
+	check("serve.public_url", a.cfg.Serve.PublicURL) // the hand-off page answers the key there
 	for _, k := range a.cfg.Keys {
 		check("keys "+k.ID+" provider_url", k.ProviderURL)
 		check("keys "+k.ID+" verify_url", k.VerifyURL)

@@ -166,8 +166,8 @@ func leakRun(ctx context.Context, a *app, o *LeakOptions) error {
 	}
 	job := rotation.Job{
 		Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "leak", Leak: true,
-		RotationID: id,
-		Timeline:   []records.Mark{{At: declared, What: rotation.MarkLeakDeclared}},
+		RotationID: id, Identity: pf.identity,
+		Timeline: []records.Mark{{At: declared, What: rotation.MarkLeakDeclared}},
 	}
 	if before.State == leakDead {
 		job.Timeline = append(job.Timeline, records.Mark{At: before.At, What: rotation.MarkOldKeyDead})

@@ -36,7 +36,11 @@ type preflight struct {
 	Settings  *vaultstore.Settings `json:"settings,omitempty"`
 	// SettingsErr says why the mount's settings could not be read.
 	SettingsErr string `json:"settings_error,omitempty"`
-	current     vaultstore.KeyVersion
+	// Identity is the wrong-group guard's reference: the current key's
+	// Action Network group (identity.go).
+	Identity *identityOK `json:"identity,omitempty"`
+	current  vaultstore.KeyVersion
+	identity *rotation.IdentityCheck
 }
 
 type integrationOK struct {
@@ -131,7 +135,7 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 	if p.VaultOK {
 		// Proven by what Vault says of this token and of the mount, not
 		// by writing: the preflight changes nothing.
-		p.Writes = a.store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0)
+		p.Writes = append(a.store.RotationWrites(k.ID, k.VaultPath, rotationID, p.CurrentVersion > 0), a.handoffWrites(targets)...)
 		if err := a.store.CheckWrites(ctx, p.Writes); err != nil {
 			p.WritesErr = err.Error()
 		}
@@ -152,6 +156,9 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 			p.Provider.Validity = providers.Valid
 		}
 	}
+	if p.VaultOK {
+		a.takeIdentity(ctx, k, cur.Key, p)
+	}
 	p.Integrations = make([]integrationOK, len(targets))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, a.cfg.Rotation.Concurrency)
@@ -167,6 +174,7 @@ func (a *app) runPreflight(ctx context.Context, k *config.Key, targets []rotatio
 		}()
 	}
 	wg.Wait()
+	a.preflightHandoffs(ctx, targets, p)
 	return p
 }
 
@@ -232,6 +240,7 @@ func (p *preflight) print(w io.Writer) {
 		fmt.Fprintf(w, "  ok   lock      free\n")
 	}
 	fmt.Fprintf(w, "  %s provider  current key %s: %s\n", mark(p.Provider.Validity != providers.Unknown), p.Provider.Validity, p.Provider.Reason)
+	p.Identity.print(w)
 	for _, in := range p.Integrations {
 		proof := "proven by " + string(in.Proof)
 		if in.Proof == state.NoProof {

@@ -50,5 +50,6 @@ func resumeRun(ctx context.Context, a *app, o *ResumeOptions) error {
 	eng.Progress = view.Set
 	out, err := eng.Resume(ctx, rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: "resume"})
 	view.Close()
+	a.printHandoffs()
 	return interruptedAfterStore(ctx, a.report(out, err), k.ID)
 }

@@ -104,6 +104,7 @@ integration at once, proves each works, and tells the team what is still broken.
 		NewCmdAudit(g, s),
 		NewCmdScan(g, s),
 		NewCmdServe(g, s),
+		NewCmdReveal(g, s),
 	)
 	return root
 }

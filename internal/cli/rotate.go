@@ -98,7 +98,7 @@ func rotateRun(ctx context.Context, a *app, o *RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: id}
+	job := rotation.Job{Key: *k, Targets: targets, Checker: a.checker(*k), Reason: o.Reason, RotationID: id, Identity: pf.identity}
 	a.tellOwner(ctx, eng, job, false)
 
 	key, err := a.readKey(ctx, o.NewKeyFile, k)
@@ -267,6 +267,10 @@ func (a *app) applyRotation(ctx context.Context, eng *rotation.Engine, job rotat
 	eng.Progress = view.Set
 	out, err := eng.Rotate(ctx, job, key)
 	view.Close()
+	if ic := job.Identity; ic != nil && ic.Warning != "" {
+		fmt.Fprintf(a.s.Err, "rekey: warning: %s\n", ic.Warning)
+	}
+	a.printHandoffs()
 	return out, err
 }
 

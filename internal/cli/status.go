@@ -87,6 +87,8 @@ type RotationStatus struct {
 	Integrations map[string]*records.Integration `json:"integrations"`
 	Timeline     []records.Mark                  `json:"timeline,omitempty"`
 	Containment  *rotation.Containment           `json:"containment,omitempty"`
+	// Handoffs is where each manual integration's hand-off code stands.
+	Handoffs []rotation.HandoffStatus `json:"handoffs,omitempty"`
 }
 
 func statusRun(ctx context.Context, a *app, o *StatusOptions) error {
@@ -151,6 +153,7 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 		if c, ok := rotation.ContainmentOf(r); ok {
 			ks.LastRotation.Containment = &c
 		}
+		ks.LastRotation.Handoffs = a.handoffStatuses(ctx, k)
 	}
 	return ks
 }
@@ -228,6 +231,7 @@ func printKeyStatus(a *app, ks KeyStatus) {
 			continue
 		}
 		fmt.Fprintf(w, "    %-10s %-11s %-16s %s\n", proofWord(rec.Proof), rec.State, in.ID, rec.Reason)
+		printHandoff(w, "      ", r.Handoffs, in.ID)
 	}
 	if c := r.Containment; c != nil {
 		if c.Contained.IsZero() {

@@ -31,6 +31,8 @@ var (
 	}
 	notFoundCodes = map[string]bool{
 		"channel_not_found": true, "message_not_found": true, "thread_not_found": true,
+		// conversations.open (a direct message)
+		"user_not_found": true, "user_not_visible": true, "user_disabled": true,
 	}
 	transientCodes = map[string]bool{
 		"ratelimited": true, "internal_error": true, "fatal_error": true,
@@ -50,6 +52,9 @@ var (
 		"upgrade_required": true, "two_factor_setup_required": true, "invalid_arg_name": true, "invalid_array_arg": true,
 		"block_mismatch": true, "accesslimited": true, "team_added_to_org": true, "cant_broadcast_message": true,
 		"as_user_not_supported": true, "messages_tab_disabled": true, "restricted_too_many": true,
+		// conversations.open (a direct message)
+		"users_list_not_supplied": true, "not_enough_users": true, "too_many_users": true, "cannot_dm_bot": true,
+		"method_not_supported_for_channel_type": true,
 	}
 )
 

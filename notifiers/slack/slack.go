@@ -96,6 +96,7 @@ type Options struct {
 // Notifier posts events to Slack. It is safe for concurrent use.
 type Notifier struct {
 	api     *slackapi.Client // nil in webhook mode
+	apiURL  string           // the Web API's root, ending in /
 	webhook string
 	channel string
 	http    *http.Client
@@ -189,7 +190,7 @@ func New(opts Options) (*Notifier, error) {
 	if !strings.HasSuffix(api, "/") {
 		api += "/" // slack-go appends the method name to it
 	}
-	n.secrets = []string{opts.Token}
+	n.secrets, n.apiURL = []string{opts.Token}, api
 	n.api = slackapi.New(opts.Token,
 		slackapi.OptionAPIURL(api),
 		slackapi.OptionHTTPClient(bearerClient{c: hc, token: opts.Token}),

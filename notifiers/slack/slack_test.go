@@ -58,6 +58,11 @@ type fakeSlack struct {
 	nextTS  int
 	onCall  func(call)
 	webhook string
+	// scopes is what auth.test's X-OAuth-Scopes header says the token may
+	// do, and what conversations.open checks ("-": no header at all).
+	scopes string
+	// dms are the direct-message conversations opened, by channel id.
+	dms     map[string]string
 	refused []string // codes of the messages refused for Slack's limits
 }
 
@@ -69,7 +74,7 @@ func (f *fakeSlack) refuse(code string) {
 
 func newFake(t *testing.T) *fakeSlack {
 	t.Helper()
-	f := &fakeSlack{t: t, script: map[string][]reply{}, nextTS: 100}
+	f := &fakeSlack{t: t, script: map[string][]reply{}, nextTS: 100, scopes: "chat:write,im:write", dms: map[string]string{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	f.webhook = f.srv.URL + webhookPath
@@ -184,12 +189,29 @@ func (f *fakeSlack) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"ok": false, "error": "invalid_auth"})
 		return
 	case method == "auth.test":
+		f.mu.Lock()
+		if f.scopes != "-" {
+			w.Header().Set("X-OAuth-Scopes", f.scopes)
+		}
+		f.mu.Unlock()
 		writeJSON(w, 200, map[string]any{"ok": true, "url": "https://greens.slack.com/", "team": "Greens",
 			"user": "rekey", "team_id": "T0000000001", "user_id": "U0000000001", "bot_id": "B0000000001"})
+		return
+	case method == "conversations.open":
+		f.openDM(w, c.form)
 		return
 	case c.form.Get("channel") == "":
 		writeJSON(w, 200, map[string]any{"ok": false, "error": "channel_not_found"})
 		return
+	}
+	if ch := c.form.Get("channel"); strings.HasPrefix(ch, "D") {
+		f.mu.Lock()
+		_, open := f.dms[ch]
+		f.mu.Unlock()
+		if !open {
+			writeJSON(w, 200, map[string]any{"ok": false, "error": "channel_not_found"})
+			return
+		}
 	}
 	if method == "chat.postMessage" || method == "chat.update" {
 		// Slack's limits on a message: too many blocks, a section or
@@ -213,6 +235,33 @@ func (f *fakeSlack) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, 200, map[string]any{"ok": false, "error": "unknown_method"})
 	}
+}
+
+// openDM answers conversations.open as Slack does for a bot token: it
+// needs im:write, and users= one user id (U… or W…) that exists (here:
+// any but U0NOBODY); the answer names the direct message's channel.
+func (f *fakeSlack) openDM(w http.ResponseWriter, form url.Values) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !strings.Contains(","+f.scopes+",", ",im:write,") {
+		writeJSON(w, 200, map[string]any{"ok": false, "error": "missing_scope", "needed": "im:write", "provided": f.scopes})
+		return
+	}
+	users := form.Get("users")
+	switch {
+	case users == "":
+		writeJSON(w, 200, map[string]any{"ok": false, "error": "users_list_not_supplied"})
+		return
+	case strings.Contains(users, ","):
+		writeJSON(w, 200, map[string]any{"ok": false, "error": "not_enough_users"}) // a group DM is another call
+		return
+	case users == "U0NOBODY" || (users[0] != 'U' && users[0] != 'W'):
+		writeJSON(w, 200, map[string]any{"ok": false, "error": "user_not_found"})
+		return
+	}
+	id := "D0" + users
+	f.dms[id] = users
+	writeJSON(w, 200, map[string]any{"ok": true, "channel": map[string]any{"id": id}})
 }
 
 // waits records the waits between attempts instead of sleeping.
