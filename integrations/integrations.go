@@ -6,12 +6,16 @@
 // found by type assertion: a Reader can read back the key it holds, a
 // Verifier can prove the target works, a Timestamper (a write-only target
 // such as a GitHub secret) can say when its copy was last written, and a
-// Manual integration needs a person. A type that cannot do one of these is
-// not forced to pretend.
+// Manual integration needs a person. Before the owner is told to click, a
+// Preflighter proves its write path, an Acceptor says whether a key of the
+// provider's form fits its target, and a SecretHolder gives the run's
+// redactor the credentials it holds. A type that cannot do one of these
+// is not forced to pretend.
 package integrations
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -81,8 +85,68 @@ type Manual interface {
 // anything, that its target is reachable and that rekey is authorised to
 // write it (`rekey check` and rotation preflight). Errors are classified
 // like Apply's.
+//
+// Preflight runs before the owner is told to click: whatever it can
+// prove about the write path (the target there, the credentials
+// accepted, the permission to write, the commands a write runs found)
+// it proves, so that nothing it could have found stops the rotation
+// after the click. "Without writing" means nothing the target holds
+// changes: a type may create and remove a probe of its own beside the
+// target (a temporary file or directory next to a file) when that is
+// the only way to prove a write would succeed, and says so in its
+// documentation. A Reader's Preflight reads too; when ctx carries a
+// probe key (WithProbeKey), a read or verify request that needs it is
+// sent, and otherwise skipped. The error names the target and what is
+// wrong, never a value.
 type Preflighter interface {
 	Preflight(ctx context.Context) error
+}
+
+// Acceptor is an integration whose target cannot hold every key: a
+// dotenv file cannot hold one it cannot quote safely, a raw file or a
+// command's stdin line one with a line break, an HTTP header one with a
+// line break or NUL. Accepts reports, without any I/O, whether Apply
+// would refuse key for its shape: nil means the shape is fine (Apply may
+// still fail for other reasons); an error wraps failure.ErrInvalid,
+// names the target and what the key holds that it cannot take ("a
+// backslash", "a line break"), never the key.
+//
+// The preflight asks every Acceptor before the owner is told to click,
+// with keys of the provider's form (see CheckAccepts and secret.Form),
+// so that a target that could not take any key the provider issues is
+// found while the old key still works; Apply refuses such a key in the
+// same words.
+type Acceptor interface {
+	Accepts(key secret.Key) error
+}
+
+// CheckAccepts asks in, when it is an Acceptor, whether it would take
+// every key of form f (each of f.Samples()). It returns nil when in is no
+// Acceptor or takes them all, else the first refusal, which says what
+// the provider's keys look like. The samples are made up, not secrets.
+func CheckAccepts(in Integration, f secret.Form) error {
+	a, ok := in.(Acceptor)
+	if !ok {
+		return nil
+	}
+	for _, k := range f.Samples() {
+		if err := a.Accepts(k); err != nil {
+			return fmt.Errorf("%w (the provider's keys are %s)", err, f)
+		}
+	}
+	return nil
+}
+
+// SecretHolder is an integration that holds secrets of its own beyond
+// the values of its *_env settings (which the CLI already knows): a
+// kubeconfig's bearer token, the content of a token file, a client
+// certificate's private key. Secrets returns them, so that the run's
+// secret.Redactor takes them out of every output, error and log line,
+// however a peer may have quoted them back. It may read the files that
+// hold them; one it cannot read is left out (using it will fail in
+// rekey's own words). Empty strings are left out too.
+type SecretHolder interface {
+	Secrets() []string
 }
 
 // Remote is an integration whose target is on another host, reached over

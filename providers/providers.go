@@ -29,3 +29,12 @@ type Result struct {
 type Checker interface {
 	Check(ctx context.Context, key secret.Key) Result
 }
+
+// Former is a provider that says what its keys look like (secret.Form).
+// Before the owner is told to click, the preflight asks every
+// integrations.Acceptor whether it would take keys of that form, so that
+// a target that could not hold the new key is found while the old one
+// still works. A provider that cannot say is not a Former.
+type Former interface {
+	KeyForm() secret.Form
+}

@@ -32,7 +32,12 @@
 //     integration alone; an untrusted host key is unauthorized.
 //
 // An exec integration with neither read nor verify can be applied, but its
-// state is unknown to `rekey audit` (integrations.Observe says so). The
+// state is unknown to `rekey audit` (integrations.Observe says so).
+//
+// Preflight proves what it can without running apply or verify: every
+// command is found where it will be started, and read runs (see
+// Exec.Preflight). A key with a line break or a NUL byte is refused
+// (Accepts, and Apply): apply reads the key as one line on stdin. The
 // value New returns is a Reader only when read is set, and a Verifier only
 // when verify is set.
 //
@@ -112,6 +117,8 @@ var (
 	_ integrations.Reader      = readVerifier{}
 	_ integrations.Verifier    = readVerifier{}
 	_ integrations.Remote      = (*Exec)(nil)
+	_ integrations.Preflighter = (*Exec)(nil)
+	_ integrations.Acceptor    = (*Exec)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -191,6 +198,69 @@ func (e *Exec) CheckHost(ctx context.Context) error {
 	return nil
 }
 
+// Accepts implements integrations.Acceptor: apply gets the key on stdin
+// followed by a newline, so a key holding a line break (or a NUL, which
+// ends a C string) would reach it as something else; Apply refuses such
+// a key in the same words.
+func (e *Exec) Accepts(key secret.Key) error {
+	v := key.Reveal() // compared only
+	switch {
+	case strings.ContainsAny(v, "\n\r"):
+		return fmt.Errorf("exec: %s: the key holds a line break, and apply reads it as one line on stdin: %w", e.id, failure.ErrInvalid)
+	case strings.IndexByte(v, 0) >= 0:
+		return fmt.Errorf("exec: %s: the key holds a NUL byte: %w", e.id, failure.ErrInvalid)
+	}
+	return nil
+}
+
+// Preflight checks, running neither apply nor verify, what Apply needs:
+// each configured command (apply, read, verify) is found as it will be
+// started (here: in rekey's PATH, or as a path, relative to dir; on a
+// host: by its login shell, in dir, with `command -v` and `test -x`, see
+// command.ResolveRemote), dir is a directory and env's variables are set;
+// then read, when configured, runs, and must succeed (printing nothing is
+// fine: a target that holds no key yet).
+func (e *Exec) Preflight(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("exec: %s: %w", e.id, err)
+	}
+	roles := []struct {
+		role string
+		argv []string
+	}{{"apply", e.apply}, {"read", e.read}, {"verify", e.verify}}
+	if e.host == nil {
+		if e.dir != "" {
+			if fi, err := os.Stat(e.dir); err != nil || !fi.IsDir() {
+				return fmt.Errorf("exec: %s: dir %s is not a directory rekey can enter: %w", e.id, e.dir, failure.ErrInvalid)
+			}
+		}
+		if _, err := command.Env(e.getenv, e.env); err != nil {
+			return fmt.Errorf("exec: %s: %w", e.id, err)
+		}
+	}
+	for _, r := range roles {
+		if r.argv == nil {
+			continue
+		}
+		what := "exec: " + e.id + ": " + r.role
+		var err error
+		if e.host != nil {
+			err = command.ResolveRemote(ctx, e.host, what, r.argv[0], e.dir)
+		} else {
+			_, err = command.Resolve(what, r.argv[0], e.dir)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if e.read != nil {
+		if _, err := e.readKey(ctx); err != nil && !errors.Is(err, failure.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Apply runs the apply command with the key on stdin, unless the read
 // command says the target already holds it.
 func (e *Exec) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
@@ -199,6 +269,9 @@ func (e *Exec) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	}
 	if req.Key.IsZero() {
 		return integrations.ApplyResult{}, fmt.Errorf("exec: %s: the key is empty: %w", e.id, failure.ErrInvalid)
+	}
+	if err := e.Accepts(req.Key); err != nil {
+		return integrations.ApplyResult{}, err
 	}
 	if e.read != nil {
 		held, err := e.readKey(ctx)

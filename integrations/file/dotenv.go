@@ -196,6 +196,18 @@ func dotenvToken(quote byte, value string) ([]byte, error) {
 	return nil, fmt.Errorf("the key holds %s: no quoting keeps it literal for a shell and every dotenv reader: %w", what, errBadValue)
 }
 
+// acceptsDotenv refuses a value rewriteDotenv refuses whatever the file
+// holds: one checkText refuses, or one no quoting keeps literal (whichever
+// quoting a line has, rewriteDotenv falls back to the others, so a value
+// is written when any of them takes it).
+func acceptsDotenv(value string) error {
+	if err := checkText(value); err != nil {
+		return err
+	}
+	_, err := dotenvToken(0, value)
+	return err
+}
+
 func checkDotenvField(field string) error {
 	if !dotenvNameRE.MatchString(field) {
 		return fmt.Errorf("variable name %q: use letters, digits, '_', '.' and '-', not starting with a digit: %w", field, errNoField)

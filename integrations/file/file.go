@@ -45,7 +45,13 @@
 // file is checked, read and replaced relative to it (local_unix.go), so
 // what was checked is what is replaced. Integrations of one process that
 // write one file (two variables of one .env) take turns, from the read to
-// the end of the reload, so neither loses the other's value. A file that
+// the end of the reload, so neither loses the other's value; so do two
+// rekey processes (two keys rotated at once whose integrations share a
+// .env): a write holds an advisory lock (flock(2)) on the file from
+// before its read, and on the new file from its creation, to the end of
+// the reload (and of putting the file back), and another process's write
+// waits for it as long as its context allows (then ErrTransient). On a
+// file system without such locks the conflict check alone guards. A file that
 // another program changed while rekey worked is not overwritten
 // (ErrConflict). Extended attributes, ACLs and hard links are not carried
 // over. On any failure the original stays as it was and the temporary file
@@ -60,7 +66,10 @@
 //
 // A dotenv value is written in a form that a shell sourcing the file and
 // every common dotenv reader take literally (see dotenvToken); a key that
-// has no such form is refused for that file (ErrInvalid).
+// has no such form is refused for that file (ErrInvalid). Every format
+// refuses an empty key, invalid UTF-8, and a line break or other control
+// character; a raw file also white space around the key. Accepts says so
+// before any key exists (integrations.Acceptor), for the preflight.
 //
 // Errors: a missing file is ErrNotFound; permission denied, a read-only
 // file system, an owner rekey cannot keep, or a symbolic link rekey does
@@ -126,6 +135,8 @@ type File struct {
 var (
 	_ integrations.Integration = (*File)(nil)
 	_ integrations.Reader      = (*File)(nil)
+	_ integrations.Preflighter = (*File)(nil)
+	_ integrations.Acceptor    = (*File)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -287,6 +298,59 @@ func (f *File) runReload(ctx context.Context, key secret.Key) error {
 		Key:  key, // guarded against, never given
 	})
 	return err
+}
+
+// Accepts implements integrations.Acceptor: it refuses, without reading
+// the file, a key the file's format cannot hold literally (see the
+// package documentation), in the words Apply would refuse it with.
+func (f *File) Accepts(key secret.Key) error {
+	if err := f.fmt.accepts(key.Reveal()); err != nil { // compared only
+		return f.formatError(err, failure.ErrInvalid)
+	}
+	return nil
+}
+
+// preflightValue is what Preflight asks the rewriter to write, in memory
+// only: a value every format can hold, unlike any real key.
+const preflightValue = "rekey-preflight-0123456789abcdef"
+
+// Preflight checks, without changing the file, what Apply needs (see
+// integrations.Preflighter): the file is there and a regular file under
+// the rules Apply follows (O_NOFOLLOW, fstat; follow_symlinks), this
+// process may read it, it is valid in its format and the field can be
+// rewritten in place (the rewriter, run in memory, accepts it); the
+// directory takes a new file, with the file's owner and mode (or mode):
+// Preflight creates there the temporary file a write starts with
+// (.NAME.rekey-N, mode 0600, empty), gives it the owner and mode a write
+// would, and removes it, which proves the directory writable by this
+// process, not on a read-only file system, and the owner keepable (rekey
+// runs as root, or the file is its own); and reload's program resolves to
+// an executable, as it will be started. Errors are Apply's.
+func (f *File) Preflight(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("file: %s: %w", f.path, err)
+	}
+	l, err := f.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	if _, err := f.fmt.rewrite(l.content, f.field, preflightValue); err != nil {
+		return f.formatError(err, failure.ErrInvalid)
+	}
+	mode := l.st.perm()
+	if f.mode != 0 {
+		mode = uint32(f.mode.Perm())
+	}
+	if err := l.probe(mode); err != nil {
+		return err
+	}
+	if len(f.reload) > 0 {
+		if _, err := command.Resolve("file: "+f.path+": reload", f.reload[0], ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // formatError classifies an error of a read or rewrite function: a field

@@ -36,19 +36,23 @@ var (
 // format is one file format's pure functions: read gives the field's
 // value; rewrite gives the content with only the field's value replaced
 // (or, for dotenv, a missing variable appended), and returns content
-// itself when the field already holds value.
+// itself when the field already holds value; accepts refuses, whatever
+// the file holds, a value rewrite would refuse for its shape (errBadValue),
+// in rewrite's words.
 type format struct {
 	read    func(content []byte, field string) (string, error)
 	rewrite func(content []byte, field, value string) ([]byte, error)
+	accepts func(value string) error
 }
 
 var formats = map[string]format{
-	FormatDotenv: {readDotenv, rewriteDotenv},
-	FormatJSON:   {readJSON, rewriteJSON},
-	FormatYAML:   {readYAML, rewriteYAML},
+	FormatDotenv: {readDotenv, rewriteDotenv, acceptsDotenv},
+	FormatJSON:   {readJSON, rewriteJSON, checkText},
+	FormatYAML:   {readYAML, rewriteYAML, checkText},
 	FormatRaw: {
 		func(c []byte, _ string) (string, error) { return readRaw(c) },
 		func(c []byte, _, v string) ([]byte, error) { return rewriteRaw(c, v) },
+		checkRaw,
 	},
 }
 

@@ -280,5 +280,6 @@ func TestRewriteRaw(t *testing.T) {
 		{name: "only a newline", in: "\n", want: newValue + "\n"},
 		{name: "several lines are one value", in: "a\nb\n", want: newValue + "\n"},
 		{name: "white space around the value", in: "old\n", value: " x", wantErr: errBadValue},
+		{name: "a line break in the value", in: "old\n", value: "x\ny", wantErr: errBadValue},
 	}, raw, read)
 }

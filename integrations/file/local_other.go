@@ -28,3 +28,5 @@ func (f *File) open(context.Context, bool) (*local, error) {
 func (*local) close() {}
 
 func (*local) replace([]byte, uint32, fileStat) (fileStat, error) { return fileStat{}, nil }
+
+func (*local) probe(uint32) error { return nil }

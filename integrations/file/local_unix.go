@@ -114,6 +114,7 @@ type local struct {
 	content []byte
 	st      fileStat // the file that was read
 	unlock  func()   // releases the write lock; nil when not taken
+	locked  []int    // descriptors holding flock(2) locks, closed by close
 }
 
 // open finds, checks and reads the file. With write, it first takes the
@@ -144,30 +145,11 @@ func (f *File) open(ctx context.Context, write bool) (*local, error) {
 		}
 	}
 
-	// Look before opening, so that a device is not even opened (opening
-	// some has effects), then check what was opened.
-	pre, err := lstatAt(l.dir, l.name)
+	fh, err := f.openFile(ctx, l, write)
 	if err != nil {
-		return nil, osError("read", f.path, err)
-	}
-	if err := f.checkKind(pre, l.linked); err != nil {
 		return nil, err
 	}
-	fd, err := unix.Openat(l.dir, l.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, f.checkKind(fileStat{mode: unix.S_IFLNK}, l.linked)
-	}
-	if err != nil {
-		return nil, osError("read", f.path, err)
-	}
-	fh := os.NewFile(uintptr(fd), f.path)
 	defer fh.Close()
-	if l.st, err = fstat(fd); err != nil {
-		return nil, osError("read", f.path, err)
-	}
-	if err := f.checkKind(l.st, l.linked); err != nil {
-		return nil, err
-	}
 	if l.linked {
 		ts, err := fstat(top)
 		if err != nil {
@@ -187,6 +169,108 @@ func (f *File) open(ctx context.Context, write bool) (*local, error) {
 	}
 	ok = true
 	return l, nil
+}
+
+// openFile opens the file l names and checks it is a regular file. With
+// write, it also takes the file's advisory lock (flock(2), exclusive),
+// waiting for it as long as ctx allows, and makes sure the file it locked
+// is still the one at the path (another process may have renamed a new
+// one over it while this one waited); the lock is held until l.close.
+func (f *File) openFile(ctx context.Context, l *local, write bool) (*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		// Look before opening, so that a device is not even opened
+		// (opening some has effects), then check what was opened.
+		pre, err := lstatAt(l.dir, l.name)
+		if err != nil {
+			return nil, osError("read", f.path, err)
+		}
+		if err := f.checkKind(pre, l.linked); err != nil {
+			return nil, err
+		}
+		fd, err := unix.Openat(l.dir, l.name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ELOOP) {
+			return nil, f.checkKind(fileStat{mode: unix.S_IFLNK}, l.linked)
+		}
+		if err != nil {
+			return nil, osError("read", f.path, err)
+		}
+		fh := os.NewFile(uintptr(fd), f.path)
+		if l.st, err = fstat(fd); err != nil {
+			fh.Close()
+			return nil, osError("read", f.path, err)
+		}
+		if err := f.checkKind(l.st, l.linked); err != nil {
+			fh.Close()
+			return nil, err
+		}
+		if !write {
+			return fh, nil
+		}
+		held, err := flockWait(ctx, fd, f.path)
+		if err != nil {
+			fh.Close()
+			return nil, err
+		}
+		if held {
+			// Another process may have replaced the file while this one
+			// waited: the lock must be the lock of the file at the path.
+			now, err := lstatAt(l.dir, l.name)
+			if err != nil || now.dev != l.st.dev || now.ino != l.st.ino {
+				fh.Close()
+				if attempt < 100 {
+					continue
+				}
+				return nil, fmt.Errorf("file: %s: replaced by other writers 100 times while rekey waited for it: %w", f.path, failure.ErrTransient)
+			}
+			if err := l.hold(fd); err != nil {
+				fh.Close()
+				return nil, osError("read", f.path, err)
+			}
+		}
+		return fh, nil
+	}
+}
+
+// flockWait takes an exclusive flock(2) on fd, polling as long as ctx
+// allows. held is false when the file system has no such locks (some
+// network file systems): the write then goes on with the in-process lock
+// and the conflict check alone.
+func flockWait(ctx context.Context, fd int, path string) (held bool, err error) {
+	wait := 2 * time.Millisecond
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EINVAL), errors.Is(err, unix.EBADF):
+			return false, nil
+		case !errors.Is(err, unix.EWOULDBLOCK):
+			return false, osError("lock", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			err := fmt.Errorf("file: %s: waiting for another process's write to this file: %w", path, ctx.Err())
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("%w: %w", err, failure.ErrTransient)
+			}
+			return false, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// hold keeps fd's lock until close, through a descriptor of its own (a
+// duplicate shares the lock: flock(2) locks belong to the open file).
+func (l *local) hold(fd int) error {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	l.locked = append(l.locked, dup)
+	return nil
 }
 
 // checkKind refuses anything but a regular file. followed says the file
@@ -295,12 +379,17 @@ func readlinkAt(dir int, name string) (string, error) {
 	}
 }
 
-// close releases the directories and the write lock.
+// close releases the directories, the advisory locks and then the
+// process's write lock.
 func (l *local) close() {
 	if l.dir != l.top {
 		unix.Close(l.dir)
 	}
 	unix.Close(l.top)
+	for _, fd := range l.locked {
+		unix.Close(fd)
+	}
+	l.locked = nil
 	if l.unlock != nil {
 		l.unlock()
 	}
@@ -326,6 +415,20 @@ func (l *local) replace(data []byte, mode uint32, expect fileStat) (fileStat, er
 			unix.Unlinkat(l.dir, tmp, 0)
 		}
 	}()
+	// Once renamed, the new file is what another process opens: it is
+	// locked from its creation, until this write ends (l.close), so
+	// that process waits for the reload and a putting back.
+	if l.unlock != nil {
+		switch err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); {
+		case err == nil:
+			if err := l.hold(fd); err != nil {
+				return fileStat{}, osError("write", l.path, err)
+			}
+		case errors.Is(err, unix.EWOULDBLOCK):
+			return fileStat{}, fmt.Errorf("file: write %s: another process locked rekey's temporary file beside it; check the directory: %w", l.path, failure.ErrConflict)
+		}
+		// Any other error: a file system without locks, as in flockWait.
+	}
 	if _, err := fh.Write(data); err != nil {
 		return fileStat{}, osError("write", l.path, err)
 	}
@@ -373,6 +476,35 @@ func (l *local) replace(data []byte, mode uint32, expect fileStat) (fileStat, er
 		return fileStat{}, fmt.Errorf("file: write %s: the temporary file was replaced by another before it was renamed into place; check the directory: %w", l.path, failure.ErrConflict)
 	}
 	return written, nil
+}
+
+// probe proves that a write could replace the file: it creates in the
+// file's directory the temporary file a write starts with, gives it the
+// file's owner and mode as a write would, and removes it. Nothing is
+// written in it, and the file is not touched.
+func (l *local) probe(mode uint32) error {
+	tmp, fd, err := createTemp(l.dir, l.name)
+	if err != nil {
+		return osError("create a temporary file beside", l.path, err)
+	}
+	defer func() {
+		unix.Close(fd)
+		unix.Unlinkat(l.dir, tmp, 0)
+	}()
+	created, err := fstat(fd)
+	if err != nil {
+		return osError("write", l.path, err)
+	}
+	if created.uid != l.st.uid || created.gid != l.st.gid {
+		if err := unix.Fchown(fd, int(l.st.uid), int(l.st.gid)); err != nil {
+			return fmt.Errorf("file: %s: a write could not keep its owner (uid %d, gid %d) as uid %d (%w): %w",
+				l.path, l.st.uid, l.st.gid, os.Geteuid(), err, failure.ErrUnauthorized)
+		}
+	}
+	if err := unix.Fchmod(fd, mode); err != nil {
+		return osError("write", l.path, err)
+	}
+	return nil
 }
 
 // tempPrefix is how the temporary files of a write of name begin.

@@ -25,7 +25,9 @@ type fileID struct {
 // rename would lose the first one's value, or find the file changed and
 // fail. Holding the lock from the read to the end of the reload (and the
 // putting back when the reload fails) makes the two writes one after the
-// other, each on the other's result.
+// other, each on the other's result. Between processes, the flock(2)
+// locks of local_unix.go (openFile) do the same; this lock comes first,
+// so the integrations of one process queue here, not on a file lock.
 var writeLocks = struct {
 	mu sync.Mutex
 	m  map[fileID]*writeLock

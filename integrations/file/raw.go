@@ -33,15 +33,23 @@ func readRaw(content []byte) (string, error) {
 	return string(content[sp.start:sp.end]), nil
 }
 
-// rewriteRaw replaces the content between leading and trailing white
-// space with value. A value with white space around it would not read
-// back, and is refused.
-func rewriteRaw(content []byte, value string) ([]byte, error) {
-	if value == "" {
-		return nil, fmt.Errorf("the key is empty: %w", errBadValue)
+// checkRaw refuses a value a raw file cannot hold: one with white space
+// around it would not read back, and one with a line break (or another
+// control character) would be read as several lines by whatever reads
+// the file (`$(cat key)`, a first-line reader), as checkText refuses it
+// for every structured format.
+func checkRaw(value string) error {
+	if value != "" && (isSpace(value[0]) || isSpace(value[len(value)-1])) {
+		return fmt.Errorf("the key has white space around it: %w", errBadValue)
 	}
-	if isSpace(value[0]) || isSpace(value[len(value)-1]) {
-		return nil, fmt.Errorf("the key has white space around it: %w", errBadValue)
+	return checkText(value)
+}
+
+// rewriteRaw replaces the content between leading and trailing white
+// space with value, one checkRaw takes.
+func rewriteRaw(content []byte, value string) ([]byte, error) {
+	if err := checkRaw(value); err != nil {
+		return nil, err
 	}
 	sp := rawSpan(content)
 	if string(content[sp.start:sp.end]) == value {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
+	"github.com/rekey-dev/rekey/integrations/internal/command"
 	"github.com/rekey-dev/rekey/internal/sshpool"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -68,6 +69,7 @@ var (
 	_ integrations.Integration = (*Remote)(nil)
 	_ integrations.Reader      = (*Remote)(nil)
 	_ integrations.Preflighter = (*Remote)(nil)
+	_ integrations.Acceptor    = (*Remote)(nil)
 	_ integrations.Remote      = (*Remote)(nil)
 )
 
@@ -146,6 +148,14 @@ func (r *Remote) Read(ctx context.Context) (secret.Key, error) {
 		return secret.Key{}, r.formatError(err, failure.ErrNotFound)
 	}
 	return secret.New(v), nil
+}
+
+// Accepts implements integrations.Acceptor as a local file does.
+func (r *Remote) Accepts(key secret.Key) error {
+	if err := r.f.fmt.accepts(key.Reveal()); err != nil { // compared only
+		return r.formatError(err, failure.ErrInvalid)
+	}
+	return nil
 }
 
 func (r *Remote) formatError(err error, missing error) error {
@@ -242,8 +252,21 @@ func (r *Remote) rewrite(ctx context.Context, key secret.Key) (rewritten, error)
 // file rekey may read, in its format, with a field rekey can rewrite),
 // and its directory: rekey makes and removes there the private directory
 // a write starts with, and gives it the file's owner when that differs
-// from the login, which is what a write does.
+// from the login, which is what a write does. Then, on a session of its
+// own, reload's program is looked up on the host as its login shell will
+// run it (command.ResolveRemote: `command -v`, `test -x`), run by nothing.
 func (r *Remote) Preflight(ctx context.Context) error {
+	if err := r.preflightFile(ctx); err != nil {
+		return err
+	}
+	if len(r.f.reload) > 0 {
+		return command.ResolveRemote(ctx, r.host, "file: "+r.where+": reload", r.f.reload[0], "")
+	}
+	return nil
+}
+
+// preflightFile is Preflight's part on one SFTP session.
+func (r *Remote) preflightFile(ctx context.Context) error {
 	c, release, err := r.host.SFTP(ctx)
 	if err != nil {
 		return fmt.Errorf("file: %s: %w", r.where, err)

@@ -331,3 +331,73 @@ func TestRemoteManyReloadsOneHost(t *testing.T) {
 		}
 	}
 }
+
+// The preflight of a remote file finds reload's program on the host, as
+// its login shell will run it, and changes nothing there.
+func TestRemotePreflightFindsReload(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	dir := t.TempDir()
+	p := filepath.Join(dir, "site.env")
+	old := newKey("old")
+	orig := "ACTION_NETWORK_API_KEY=" + old.Reveal() + "\n"
+	os.WriteFile(p, []byte(orig), 0o640)
+	script := filepath.Join(dir, "reload.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\nexit 0\n"), 0o755)
+	plain := filepath.Join(dir, "plain.sh")
+	os.WriteFile(plain, []byte("#!/bin/sh\nexit 0\n"), 0o644)
+	for _, tc := range []struct {
+		name   string
+		reload []string
+		says   string // "" when ready
+	}{
+		{"in PATH", []string{"true"}, ""},
+		{"a path", []string{script, "--now"}, ""},
+		{"not in PATH", []string{"rekey-no-such-reload", "site"}, "rekey-no-such-reload not found on"},
+		{"missing path", []string{filepath.Join(dir, "gone.sh")}, "gone.sh not found on"},
+		{"not executable", []string{plain}, "plain.sh not found on"},
+		{"quoting", []string{"true; touch " + filepath.Join(dir, "ran")}, "not found on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := remote(t, srv, srv.Target(0), srv.KnownHosts, map[string]any{"path": p, "format": "dotenv", "field": "ACTION_NETWORK_API_KEY", "reload": tc.reload})
+			err := in.(integrations.Preflighter).Preflight(context.Background())
+			if got, _ := os.ReadFile(p); string(got) != orig {
+				t.Errorf("the preflight changed the file: %q", got)
+			}
+			if _, serr := os.Stat(filepath.Join(dir, "ran")); serr == nil {
+				t.Fatal("an argument was run as a command")
+			}
+			if tc.says == "" {
+				if err != nil {
+					t.Fatalf("Preflight: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "reload") || !strings.Contains(err.Error(), p) {
+				t.Fatalf("Preflight: %v; want invalid, naming the file and reload, saying %q", err, tc.says)
+			}
+			leakcheck.Assert(t, "Preflight error", []byte(err.Error()), old.Reveal())
+		})
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*rekey-*")); len(left) > 0 {
+		t.Errorf("left behind %v", left)
+	}
+}
+
+// A remote file refuses, before the click and without connecting, the
+// keys its format cannot hold, naming host and path.
+func TestRemoteAccepts(t *testing.T) {
+	srv := sshtest.Start(t, sshtest.Options{})
+	p := filepath.Join(t.TempDir(), "site.env")
+	in := remote(t, srv, srv.Target(0), srv.KnownHosts, map[string]any{"path": p, "format": "dotenv", "field": "ACTION_NETWORK_API_KEY"})
+	a, ok := in.(integrations.Acceptor)
+	if !ok {
+		t.Fatalf("%T is not an integrations.Acceptor", in)
+	}
+	if err := a.Accepts(secret.New("0123456789abcdef0123456789abcdef")); err != nil {
+		t.Errorf("a hex key: %v", err)
+	}
+	err := a.Accepts(secret.New(`back\slash-0123456789`))
+	if !errors.Is(err, failure.ErrInvalid) || !strings.Contains(err.Error(), srv.Target(0)+":"+p) || !strings.Contains(err.Error(), "backslash") {
+		t.Errorf("a key with a backslash: %v", err)
+	}
+}

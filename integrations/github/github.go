@@ -42,6 +42,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,8 @@ type GitHub struct {
 	scope    string // "repos/o/r/actions/secrets/", "repos/o/r/environments/e/secrets/", "orgs/o/actions/secrets/"
 	target   string // "repository o/r", "environment e of o/r", "organisation o"
 	org      bool
+	owner    string // the organisation, or the repository's owner/name
+	env      string // the environment, if any
 	name     string
 	tokenEnv string
 	getenv   func(string) string
@@ -98,6 +101,7 @@ type GitHub struct {
 var (
 	_ integrations.Integration = (*GitHub)(nil)
 	_ integrations.Timestamper = (*GitHub)(nil)
+	_ integrations.Preflighter = (*GitHub)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -143,9 +147,10 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	case !envVarRE.MatchString(f.TokenEnv):
 		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
 	}
+	g.owner, g.env = f.Repo, f.Environment
 	switch {
 	case f.Org != "":
-		g.org = true
+		g.org, g.owner = true, f.Org
 		g.scope = "orgs/" + url.PathEscape(f.Org) + "/actions/secrets/"
 		g.target = "organisation " + f.Org
 	case f.Environment != "":
@@ -291,29 +296,177 @@ func (g *GitHub) publicKey(ctx context.Context, rotationID string) (publicKey, e
 	}
 	g.mu.Unlock()
 
+	pk, _, err := g.fetchPublicKey(ctx)
+	if err != nil {
+		return publicKey{}, err
+	}
+	pk.rotationID = rotationID
+	g.mu.Lock()
+	g.pub = &pk
+	g.mu.Unlock()
+	return pk, nil
+}
+
+// fetchPublicKey fetches the target's public key, and the answer's
+// headers (what GitHub says of the token).
+func (g *GitHub) fetchPublicKey(ctx context.Context) (publicKey, http.Header, error) {
 	what := fmt.Sprintf("github: get public key of %s", g.target)
 	resp, err := g.do(ctx, http.MethodGet, g.scope+"public-key", nil, what)
 	if err != nil {
-		return publicKey{}, err
+		return publicKey{}, nil, err
 	}
 	var out struct {
 		KeyID string `json:"key_id"`
 		Key   string `json:"key"`
 	}
 	if err := decode(resp, &out, what); err != nil {
-		return publicKey{}, err
+		return publicKey{}, nil, err
 	}
 	raw, err := base64.StdEncoding.DecodeString(out.Key)
 	if err != nil || len(raw) != 32 || out.KeyID == "" {
-		return publicKey{}, fmt.Errorf("%s: answer is not a key_id and a base64 curve25519 key: %w", what, failure.ErrInvalid)
+		return publicKey{}, nil, fmt.Errorf("%s: answer is not a key_id and a base64 curve25519 key: %w", what, failure.ErrInvalid)
 	}
-	pk := publicKey{rotationID: rotationID, keyID: out.KeyID}
+	pk := publicKey{keyID: out.KeyID}
 	copy(pk.key[:], raw)
-	g.mu.Lock()
-	g.pub = &pk
-	g.mu.Unlock()
 	g.log.DebugContext(ctx, "github: fetched public key", "integration", g.id, "target", g.target, "key_id", out.KeyID)
-	return pk, nil
+	return pk, resp.Header, nil
+}
+
+// Preflight implements integrations.Preflighter: it checks, writing
+// nothing, what Apply needs:
+//
+//   - the token in $token_env is set and GitHub accepts it;
+//   - the repository, environment or organisation exists and the token
+//     sees it: a 404 is followed by a look at the repository (and the
+//     environment) or the organisation, to say which is missing;
+//   - the target's Actions public key can be read and is a curve25519
+//     key: the write seals the value with it;
+//   - what GitHub tells of the token's permissions: a personal access
+//     token (classic) lists its scopes in X-OAuth-Scopes, and writing
+//     Actions secrets needs repo (public_repo is enough for a public
+//     repository) or, for an organisation, admin:org; GitHub answers 404
+//     for what the scopes do not reach, and Preflight says so. A
+//     fine-grained token or a GitHub App is told, in a 403 naming the
+//     permission (X-Accepted-GitHub-Permissions), only when a request
+//     needs one it lacks: Preflight proves "secrets: read" (or
+//     "organization_secrets: read"); whether it may write shows at the
+//     write, whose error names the permission. An organisation that
+//     enforces SAML single sign-on for a token not authorised there
+//     answers 403 with X-GitHub-SSO, said as such.
+//
+// The secret itself need not exist: Apply creates it.
+func (g *GitHub) Preflight(ctx context.Context) error {
+	_, h, err := g.fetchPublicKey(ctx)
+	if errors.Is(err, failure.ErrNotFound) {
+		return g.whichMissing(ctx, err)
+	}
+	if err != nil {
+		return err
+	}
+	have, classic := oauthScopes(h)
+	if !classic {
+		return nil
+	}
+	need := g.neededScopes()
+	if g.anyScope(have, need) {
+		return nil
+	}
+	if !g.org && slices.Contains(have, "public_repo") {
+		if public, err := g.publicRepository(ctx); err != nil {
+			return err
+		} else if public {
+			return nil
+		}
+	}
+	what := fmt.Sprintf("github: check the write of secret %s in %s", g.name, g.target)
+	return fmt.Errorf("%s: the classic token in $%s has scopes %s; writing Actions secrets of %s needs %s: %w",
+		what, g.tokenEnv, scopeWords(h), g.kind(), strings.Join(need, " or "), failure.ErrUnauthorized)
+}
+
+// kind names what the target is, for messages about scopes.
+func (g *GitHub) kind() string {
+	if g.org {
+		return "an organisation"
+	}
+	return "a repository (public_repo is enough for a public one)"
+}
+
+// neededScopes are the classic scopes, any one of which lets a token
+// write the target's secrets (public_repo only for a public repository).
+func (g *GitHub) neededScopes() []string {
+	if g.org {
+		return []string{"admin:org"}
+	}
+	return []string{"repo"}
+}
+
+func (g *GitHub) anyScope(have, need []string) bool {
+	for _, n := range need {
+		if slices.Contains(have, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// publicRepository asks whether the repository is public.
+func (g *GitHub) publicRepository(ctx context.Context) (bool, error) {
+	what := fmt.Sprintf("github: get repository %s", g.owner)
+	resp, err := g.do(ctx, http.MethodGet, "repos/"+g.owner, nil, what)
+	if err != nil {
+		return false, err
+	}
+	var out struct {
+		Private *bool `json:"private"`
+	}
+	if err := decode(resp, &out, what); err != nil {
+		return false, err
+	}
+	return out.Private != nil && !*out.Private, nil
+}
+
+// whichMissing turns the 404 of the target's public key into which of
+// the organisation, repository or environment the token cannot see, when
+// one more look tells; else it returns err as it is.
+func (g *GitHub) whichMissing(ctx context.Context, err error) error {
+	if errors.Is(err, failure.ErrUnauthorized) {
+		return err // the scopes, already said
+	}
+	var hint string
+	exists := func(path, what string) (bool, error) {
+		resp, h, err := g.send(ctx, http.MethodGet, path, nil, what)
+		switch {
+		case err == nil:
+			resp.Body.Close()
+			return true, nil
+		case errors.Is(err, failure.ErrNotFound):
+			hint = g.scopeHint(h)
+			return false, nil
+		}
+		return false, err
+	}
+	prefix := fmt.Sprintf("github: get public key of %s: status 404", g.target)
+	if g.org {
+		ok, lerr := exists("orgs/"+url.PathEscape(g.owner), "github: get organisation "+g.owner)
+		if lerr == nil && !ok {
+			return fmt.Errorf("%s: organisation %s does not exist or is not visible to the token in $%s: %w", prefix, g.owner, g.tokenEnv, failure.ErrNotFound)
+		}
+		return err
+	}
+	ok, lerr := exists("repos/"+g.owner, "github: get repository "+g.owner)
+	if lerr != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s: repository %s does not exist or is not visible to the token in $%s%s: %w", prefix, g.owner, g.tokenEnv, hint, failure.ErrNotFound)
+	}
+	if g.env != "" {
+		ok, lerr := exists("repos/"+g.owner+"/environments/"+url.PathEscape(g.env), "github: get environment "+g.env+" of "+g.owner)
+		if lerr == nil && !ok {
+			return fmt.Errorf("%s: environment %s does not exist in %s: %w", prefix, g.env, g.owner, failure.ErrNotFound)
+		}
+	}
+	return err
 }
 
 func (g *GitHub) forgetPublicKey() {
@@ -354,25 +507,32 @@ func (g *GitHub) selectedRepos(ctx context.Context) ([]int64, error) {
 // do sends one request and returns the response when its status is 2xx;
 // otherwise a classified error built from status and headers only.
 func (g *GitHub) do(ctx context.Context, method, path string, body any, what string) (*http.Response, error) {
+	resp, _, err := g.send(ctx, method, path, body, what)
+	return resp, err
+}
+
+// send is do that also returns the headers of a failed answer (nil when
+// there was none).
+func (g *GitHub) send(ctx context.Context, method, path string, body any, what string) (*http.Response, http.Header, error) {
 	token := g.getenv(g.tokenEnv)
 	if token == "" {
-		return nil, fmt.Errorf("%s: $%s is empty or not set: %w", what, g.tokenEnv, failure.ErrUnauthorized)
+		return nil, nil, fmt.Errorf("%s: $%s is empty or not set: %w", what, g.tokenEnv, failure.ErrUnauthorized)
 	}
 	ref, err := url.Parse(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
+		return nil, nil, fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
+			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, g.api.ResolveReference(ref).String(), rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
+		return nil, nil, fmt.Errorf("%s: %w: %w", what, err, failure.ErrInvalid)
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", APIVersion)
@@ -383,18 +543,20 @@ func (g *GitHub) do(ctx context.Context, method, path string, body any, what str
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
-		return nil, httpx.TransportError(ctx, what, err)
+		return nil, nil, httpx.TransportError(ctx, what, err)
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp, nil
+		return resp, nil, nil
 	}
 	defer resp.Body.Close()
-	return nil, g.statusError(resp, what)
+	return nil, resp.Header, g.statusError(resp, what)
 }
 
 // statusError classifies a failed answer. The body is read only to tell a
 // secondary rate limit from a missing permission; it never reaches the
-// error.
+// error. What GitHub says of the token in its headers (X-GitHub-SSO,
+// X-Accepted-GitHub-Permissions, X-OAuth-Scopes) is said in rekey's
+// words, with only the scope and permission names rekey knows.
 func (g *GitHub) statusError(resp *http.Response, what string) error {
 	code := resp.StatusCode
 	if code == http.StatusForbidden || code == http.StatusTooManyRequests {
@@ -409,6 +571,9 @@ func (g *GitHub) statusError(resp *http.Response, what string) error {
 		if d := failure.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); d > 0 {
 			return &failure.RetryAfterError{After: d, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
 		}
+		if code == http.StatusForbidden && resp.Header.Get("X-GitHub-SSO") != "" {
+			return fmt.Errorf("%s: status 403: the organisation enforces SAML single sign-on, and the token in $%s is not authorised for it (GitHub → Settings → Developer settings → the token → Configure SSO): %w", what, g.tokenEnv, failure.ErrUnauthorized)
+		}
 		if code == http.StatusTooManyRequests || secondaryRateLimit(resp.Body) {
 			return &failure.RetryAfterError{After: time.Minute, Err: fmt.Errorf("%s: status %d: secondary rate limit", what, code)}
 		}
@@ -417,11 +582,106 @@ func (g *GitHub) statusError(resp *http.Response, what string) error {
 	case http.StatusUnauthorized:
 		return fmt.Errorf("%s: status 401: the token in $%s was refused (bad credentials): %w", what, g.tokenEnv, failure.ErrUnauthorized)
 	case http.StatusForbidden:
+		if p := permissionWords(resp.Header.Get("X-Accepted-GitHub-Permissions")); p != "" {
+			return fmt.Errorf("%s: status 403: the token in $%s (fine-grained, or a GitHub App's) lacks the permission GitHub asks for here: %s: %w", what, g.tokenEnv, p, failure.ErrUnauthorized)
+		}
 		return fmt.Errorf("%s: status 403: the token in $%s may not write Actions secrets there: %w", what, g.tokenEnv, failure.ErrUnauthorized)
 	case http.StatusNotFound:
-		return fmt.Errorf("%s: status 404: the %s or secret %s is not visible to the token in $%s (or does not exist): %w", what, g.target, g.name, g.tokenEnv, failure.ErrNotFound)
+		have, classic := oauthScopes(resp.Header)
+		if classic && !g.anyScope(have, g.neededScopes()) && (g.org || !slices.Contains(have, "public_repo")) {
+			return fmt.Errorf("%s: status 404: the classic token in $%s has scopes %s, and %s needs %s; GitHub answers 404 for what a token's scopes do not reach: %w",
+				what, g.tokenEnv, scopeWords(resp.Header), g.target, strings.Join(g.neededScopes(), " or "), failure.ErrUnauthorized)
+		}
+		return fmt.Errorf("%s: status 404: the %s or secret %s is not visible to the token in $%s (or does not exist)%s: %w", what, g.target, g.name, g.tokenEnv, g.scopeHint(resp.Header), failure.ErrNotFound)
 	}
 	return failure.StatusError(what, resp)
+}
+
+// scopeHint says, for a 404 about a repository, when a classic token's
+// scopes may be why: public_repo without repo reaches public
+// repositories only. "" otherwise.
+func (g *GitHub) scopeHint(h http.Header) string {
+	have, classic := oauthScopes(h)
+	if !classic || g.org || slices.Contains(have, "repo") || !slices.Contains(have, "public_repo") {
+		return ""
+	}
+	return fmt.Sprintf(" (the classic token's scopes are %s: a private repository needs repo)", scopeWords(h))
+}
+
+// knownScopes are the OAuth scopes of GitHub's documentation ("Scopes for
+// OAuth apps"): the only ones rekey repeats from X-OAuth-Scopes, a header
+// the peer chose.
+var knownScopes = map[string]bool{
+	"repo": true, "repo:status": true, "repo_deployment": true, "public_repo": true, "repo:invite": true, "security_events": true,
+	"admin:repo_hook": true, "write:repo_hook": true, "read:repo_hook": true, "admin:org": true, "write:org": true, "read:org": true,
+	"admin:public_key": true, "write:public_key": true, "read:public_key": true, "admin:org_hook": true, "gist": true, "notifications": true,
+	"user": true, "read:user": true, "user:email": true, "user:follow": true, "project": true, "read:project": true, "delete_repo": true,
+	"write:packages": true, "read:packages": true, "delete:packages": true, "admin:gpg_key": true, "write:gpg_key": true, "read:gpg_key": true,
+	"codespace": true, "workflow": true, "admin:enterprise": true, "manage_runners:enterprise": true, "read:enterprise": true,
+	"audit_log": true, "read:audit_log": true, "copilot": true, "admin:ssh_signing_key": true, "write:ssh_signing_key": true,
+	"read:ssh_signing_key": true, "write:discussion": true, "read:discussion": true,
+}
+
+// oauthScopes reads X-OAuth-Scopes: the scopes of a classic token (or an
+// OAuth app's), and whether the header was there at all (a fine-grained
+// token or a GitHub App gets none).
+func oauthScopes(h http.Header) (scopes []string, classic bool) {
+	v, ok := h["X-Oauth-Scopes"]
+	if !ok {
+		return nil, false
+	}
+	for _, s := range strings.Split(strings.Join(v, ","), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			scopes = append(scopes, s)
+		}
+	}
+	return scopes, true
+}
+
+// scopeWords lists a classic token's scopes for a message: the known
+// ones by name, the others counted.
+func scopeWords(h http.Header) string {
+	scopes, _ := oauthScopes(h)
+	var known []string
+	other := 0
+	for _, s := range scopes {
+		if knownScopes[s] {
+			known = append(known, s)
+		} else {
+			other++
+		}
+	}
+	if other > 0 {
+		known = append(known, fmt.Sprintf("%d other", other))
+	}
+	if len(known) == 0 {
+		return "(none)"
+	}
+	return strings.Join(known, ", ")
+}
+
+var permissionRE = regexp.MustCompile(`^[a-z_]{1,40}=(read|write|admin)$`)
+
+// permissionWords reads X-Accepted-GitHub-Permissions ("secrets=write;
+// organization_secrets=write": sets separated by ';', any one of which
+// is enough, each a list of name=level) into a message, keeping only
+// entries of that shape, at most ten.
+func permissionWords(v string) string {
+	var sets []string
+	n := 0
+	for _, set := range strings.Split(v, ";") {
+		var ps []string
+		for _, p := range strings.Split(set, ",") {
+			if p = strings.TrimSpace(p); permissionRE.MatchString(p) && n < 10 {
+				ps = append(ps, p)
+				n++
+			}
+		}
+		if len(ps) > 0 {
+			sets = append(sets, strings.Join(ps, " and "))
+		}
+	}
+	return strings.Join(sets, ", or ")
 }
 
 func secondaryRateLimit(body io.Reader) bool {

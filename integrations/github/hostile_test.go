@@ -44,7 +44,8 @@ func TestHostileAPIQuotesNothingBack(t *testing.T) {
 			ctx := context.Background()
 			_, applyErr := in.Apply(ctx, integrations.ApplyRequest{Key: secret.New(key1), RotationID: "r1"})
 			_, tsErr := in.(integrations.Timestamper).UpdatedAt(ctx)
-			for name, err := range map[string]error{"apply": applyErr, "updated_at": tsErr} {
+			pfErr := in.(integrations.Preflighter).Preflight(ctx)
+			for name, err := range map[string]error{"apply": applyErr, "updated_at": tsErr, "preflight": pfErr} {
 				if err == nil || !strings.Contains(err.Error(), words[mode]) {
 					t.Errorf("%s: %v, want an error saying %q", name, err, words[mode])
 				}

@@ -64,7 +64,8 @@ func TestHostileTargetQuotesNothingBack(t *testing.T) {
 			_, applyErr := apply(in, key1)
 			_, readErr := in.(integrations.Reader).Read(ctx)
 			verifyErr := in.(integrations.Verifier).Verify(ctx)
-			for name, err := range map[string]error{"apply": applyErr, "read": readErr, "verify": verifyErr} {
+			preflightErr := in.(integrations.Preflighter).Preflight(ctx) // its read meets the hostile answer
+			for name, err := range map[string]error{"apply": applyErr, "read": readErr, "verify": verifyErr, "preflight": preflightErr} {
 				if mode == hostile.RedirectToSecret && name == "verify" {
 					// A probe follows no redirect: the 307 is its answer.
 					if err == nil || !strings.Contains(err.Error(), "status 307") {

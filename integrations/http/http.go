@@ -44,6 +44,10 @@
 // only when verify is. With read, Apply first reads the target and sends
 // nothing when it already holds the key.
 //
+// Preflight proves, sending nothing that could write, that apply's host
+// is reached (DNS, TCP, TLS) and runs read and verify; a key a header of
+// apply cannot carry is refused before the click (Accepts) and by Apply.
+//
 // Redirects are followed only to the same host and scheme with the same
 // method; others are refused, so credentials never go elsewhere. Response
 // bodies never reach errors or logs: read parses only the value at
@@ -53,12 +57,14 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -155,6 +161,8 @@ func (w withReadVerify) Verify(ctx context.Context) error { return w.probe(ctx) 
 
 var (
 	_ integrations.Integration = (*HTTP)(nil)
+	_ integrations.Preflighter = (*HTTP)(nil)
+	_ integrations.Acceptor    = (*HTTP)(nil)
 	_ integrations.Reader      = withRead{}
 	_ integrations.Verifier    = withVerify{}
 	_ integrations.Reader      = withReadVerify{}
@@ -367,6 +375,9 @@ func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	if req.Key.IsZero() {
 		return integrations.ApplyResult{}, fmt.Errorf("%s: empty key: %w", x.apply.what(), failure.ErrInvalid)
 	}
+	if err := x.Accepts(req.Key); err != nil {
+		return integrations.ApplyResult{}, err
+	}
 	if x.read != nil {
 		held, err := x.readWith(ctx, req.Key)
 		switch {
@@ -392,6 +403,152 @@ func (x *HTTP) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	}
 	x.log.InfoContext(ctx, "http: key applied", "integration", x.id, "status", resp.StatusCode, "fingerprint", req.Key.Fingerprint())
 	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
+}
+
+// Accepts implements integrations.Acceptor: a key that goes into a
+// header of apply ({{key}} there) cannot hold a line break, a NUL or
+// another control character but tab (no HTTP header can carry one); in a
+// URL it never goes, and a body takes any key (escaped as the body needs
+// it). Apply refuses such a key in the same words before sending.
+func (x *HTTP) Accepts(key secret.Key) error {
+	for _, h := range x.apply.headers {
+		if h.value.hasKey() && !headerSafe(key.Reveal()) { // compared only
+			return fmt.Errorf("%s: header %s: the key holds a line break or another control character, which no HTTP header can carry: %w", x.apply.what(), h.name, failure.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// headerSafe reports whether v can be (part of) a header value: no
+// control character but tab, no DEL.
+func headerSafe(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Preflight implements integrations.Preflighter. It sends no request
+// that could write:
+//
+//   - apply's ${VAR}s (URL, headers, body) are set in rekey's environment,
+//     and its URL is an http(s) URL once filled;
+//   - apply's host resolves and accepts a connection on its port (TCP,
+//     and for https the TLS handshake, with the certificate checked as a
+//     request would check it), through the proxy the client would use
+//     (HTTP_PROXY, HTTPS_PROXY) when there is one: a connection is
+//     opened and closed, and nothing is sent on it;
+//   - read, when configured, is sent (a target that holds no key yet is
+//     fine), and verify, when configured: both are requests the
+//     configuration says only read. One that puts the key in its request
+//     ({{key}}) is sent only when ctx carries a probe key
+//     (integrations.WithProbeKey), and skipped otherwise.
+//
+// Errors name the request as configured, with ${VAR} unexpanded.
+func (x *HTTP) Preflight(ctx context.Context) error {
+	c := &x.apply
+	what := c.what()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	u, err := c.url.expand(x.getenv, secret.Key{}, raw)
+	if err != nil {
+		return fmt.Errorf("%s: url: %w", what, err)
+	}
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return fmt.Errorf("%s: url is not an http(s) URL once ${VAR}s are filled: %w", what, failure.ErrInvalid)
+	}
+	for _, h := range c.headers {
+		if err := envSet(h.value, x.getenv); err != nil {
+			return fmt.Errorf("%s: header %s: %w", what, h.name, err)
+		}
+	}
+	if err := x.reach(ctx, what, pu); err != nil {
+		return err
+	}
+	key, haveKey := integrations.ProbeKey(ctx)
+	if x.read != nil && (haveKey || !x.read.usesKey()) {
+		if _, err := x.readWith(ctx, key); err != nil && !errors.Is(err, failure.ErrNotFound) {
+			return err
+		}
+	}
+	if x.verify != nil && (haveKey || !x.verify.usesKey()) {
+		if err := x.probe(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// envSet checks that every ${VAR} of t is set, without filling {{key}}.
+func envSet(t template, getenv func(string) string) error {
+	for _, p := range t.parts {
+		if p.env != "" && getenv(p.env) == "" {
+			return fmt.Errorf("environment variable %s is not set: %w", p.env, failure.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// reach resolves u's host and opens (and closes) a connection to it, as
+// the client's transport would: through its proxy, with its dialer and
+// its TLS settings. Nothing is sent.
+func (x *HTTP) reach(ctx context.Context, what string, u *url.URL) error {
+	tr, _ := x.client.Transport.(*http.Transport)
+	if x.client.Transport == nil {
+		tr, _ = http.DefaultTransport.(*http.Transport)
+	}
+	if tr == nil {
+		return nil // a transport rekey cannot look into: the request will say
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	addr := net.JoinHostPort(u.Hostname(), port)
+	proxied := false
+	if tr.Proxy != nil {
+		req := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
+		if p, err := tr.Proxy(req); err != nil {
+			return fmt.Errorf("%s: the proxy setting does not parse: %w", what, failure.ErrInvalid)
+		} else if p != nil {
+			pport := p.Port()
+			if pport == "" {
+				pport = map[string]string{"http": "80", "https": "443"}[p.Scheme]
+			}
+			addr, proxied = net.JoinHostPort(p.Hostname(), pport), true
+			what += " (through its proxy)"
+		}
+	}
+	dial := tr.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return httpx.TransportError(ctx, what+": connect", err)
+	}
+	defer conn.Close()
+	if u.Scheme != "https" || proxied {
+		return nil
+	}
+	var cfg *tls.Config
+	if tr.TLSClientConfig != nil {
+		cfg = tr.TLSClientConfig.Clone()
+	} else {
+		cfg = &tls.Config{}
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return httpx.TransportError(ctx, what+": TLS handshake", err)
+	}
+	return tc.Close()
 }
 
 // readKey sends read, with the key ctx carries for {{key}}, and takes the

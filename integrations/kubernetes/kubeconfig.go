@@ -48,6 +48,7 @@ type credentials struct {
 	tls       *tls.Config
 	token     string // a static bearer token
 	tokenFile string // a token read again at every request
+	keyPEM    []byte // the client certificate's private key, if any
 	// source names them in messages: `kubeconfig ~/.kube/config, context
 	// prod (user rekey)` or `the pod's service account`.
 	source string
@@ -272,6 +273,7 @@ func (c *credentials) fromUser(u user) error {
 			return errors.New("client-certificate and client-key are not a matching PEM certificate and key")
 		}
 		c.tls.Certificates = []tls.Certificate{pair}
+		c.keyPEM = key
 	case cert != nil || key != nil:
 		return errors.New("give client-certificate and client-key together")
 	}
@@ -306,6 +308,34 @@ func inCluster(getenv func(string) string) (*credentials, error) {
 		return nil, fmt.Errorf("in a pod, but the service account token %s cannot be read (automountServiceAccountToken: false?)", c.tokenFile)
 	}
 	return c, nil
+}
+
+// secrets are the credentials themselves, for the run's redactor: the
+// static token, the token file's content (read now), the client key as
+// PEM and each base64 line of its body.
+func (c *credentials) secrets() []string {
+	var out []string
+	add := func(v string) {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	add(c.token)
+	if c.tokenFile != "" {
+		if t, err := c.bearer(); err == nil {
+			add(t)
+		}
+	}
+	if len(c.keyPEM) > 0 {
+		out = append(out, string(c.keyPEM))
+		add(string(c.keyPEM))
+		for _, l := range strings.Split(string(c.keyPEM), "\n") {
+			if !strings.HasPrefix(l, "-----") {
+				add(l)
+			}
+		}
+	}
+	return out
 }
 
 // bearer is the token to send: the token file's, read now, else the static one.

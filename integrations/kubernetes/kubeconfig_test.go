@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -155,4 +156,66 @@ func TestKubeconfigRefusals(t *testing.T) {
 	if _, err := loadCredentials(filepath.Join(dir, "nope"), "", env(nil)); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("a missing kubeconfig: %v", err)
 	}
+}
+
+// Secrets gives the run's redactor every credential the kubeconfig holds
+// for this integration: a static token, the token file's content, the
+// client key (PEM and each line of it). A kubeconfig that cannot be read
+// gives none.
+func TestSecretsHoldsTheCredentials(t *testing.T) {
+	srv := k8stest.New(t)
+	dir := t.TempDir()
+	certPEM, keyPEM := srv.ClientCert("rekey")
+	write(t, dir, "token", "  file-token-0123456789abcdef\n")
+	kc := write(t, dir, "config", fmt.Sprintf(`current-context: prod
+clusters:
+- {name: prod, cluster: {server: %q, certificate-authority-data: %s}}
+contexts:
+- {name: prod, context: {cluster: prod, user: rekey}}
+- {name: files, context: {cluster: prod, user: files}}
+- {name: certs, context: {cluster: prod, user: certs}}
+users:
+- {name: rekey, user: {token: static-token-0123456789abcdef}}
+- {name: files, user: {tokenFile: token}}
+- {name: certs, user: {client-certificate-data: %s, client-key-data: %s}}
+`, srv.URL, base64.StdEncoding.EncodeToString(srv.CA), base64.StdEncoding.EncodeToString(certPEM), base64.StdEncoding.EncodeToString(keyPEM)))
+	for _, c := range []struct {
+		context string
+		want    []string
+	}{
+		{"prod", []string{"static-token-0123456789abcdef"}},
+		{"files", []string{"file-token-0123456789abcdef"}},
+		{"certs", append([]string{string(keyPEM)}, pemLines(keyPEM)...)},
+	} {
+		x := &Kubernetes{kubeconfig: kc, context: c.context, getenv: env(nil), target: "Secret campaign/web-env"}
+		var sh any = x
+		holder, ok := sh.(interface{ Secrets() []string })
+		if !ok {
+			t.Fatalf("%T is not an integrations.SecretHolder", x)
+		}
+		got := holder.Secrets()
+		for _, w := range c.want {
+			if !slices.Contains(got, w) {
+				t.Errorf("context %s: Secrets() lacks one of %d credentials", c.context, len(c.want))
+			}
+		}
+		if slices.Contains(got, "") {
+			t.Errorf("context %s: Secrets() holds an empty string", c.context)
+		}
+	}
+	x := &Kubernetes{kubeconfig: filepath.Join(dir, "missing"), getenv: env(nil)}
+	if got := x.Secrets(); len(got) != 0 {
+		t.Errorf("a missing kubeconfig gave %d secrets", len(got))
+	}
+}
+
+// pemLines are the base64 lines of a PEM block's body.
+func pemLines(p []byte) []string {
+	var out []string
+	for _, l := range strings.Split(string(p), "\n") {
+		if l != "" && !strings.HasPrefix(l, "-----") {
+			out = append(out, l)
+		}
+	}
+	return out
 }

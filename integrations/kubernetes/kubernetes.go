@@ -34,6 +34,10 @@
 // credentials may patch it and each restart workload; each workload must
 // exist and not be paused.
 //
+// The credentials (a token, a token file, a client key) are given to the
+// run's redactor (integrations.SecretHolder), so that no output, error or
+// log line can show them, however a peer quoted them back.
+//
 // The client is plain REST with a small kubeconfig reader rather than
 // k8s.io/client-go: four calls read plainly here, every failure is
 // classified in one place from status and headers (client-go's errors
@@ -124,11 +128,13 @@ func (w withVerify) Verify(ctx context.Context) error {
 }
 
 var (
-	_ integrations.Integration = (*Kubernetes)(nil)
-	_ integrations.Reader      = (*Kubernetes)(nil)
-	_ integrations.Preflighter = (*Kubernetes)(nil)
-	_ integrations.Verifier    = withVerify{}
-	_ integrations.Factory     = New
+	_ integrations.Integration  = (*Kubernetes)(nil)
+	_ integrations.Reader       = (*Kubernetes)(nil)
+	_ integrations.Preflighter  = (*Kubernetes)(nil)
+	_ integrations.SecretHolder = (*Kubernetes)(nil)
+	_ integrations.SecretHolder = withVerify{}
+	_ integrations.Verifier     = withVerify{}
+	_ integrations.Factory      = New
 )
 
 var (
@@ -223,6 +229,19 @@ func (x *Kubernetes) client() (*rest.Client, error) {
 	}
 	x.api = api
 	return api, nil
+}
+
+// Secrets implements integrations.SecretHolder: the credentials the
+// kubeconfig (or the pod's service account) gives this integration, for
+// the run's redactor: a static token, the token file's content as it is
+// now (a projected token rotates; a later one is not known), the client
+// certificate's private key. A kubeconfig that cannot be read gives none.
+func (x *Kubernetes) Secrets() []string {
+	cred, err := loadCredentials(x.kubeconfig, x.context, x.getenv)
+	if err != nil {
+		return nil
+	}
+	return cred.secrets()
 }
 
 // clientFor is an API client with cred, at apiURL when it is given.

@@ -38,6 +38,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -87,6 +89,7 @@ type Vault struct {
 var (
 	_ integrations.Integration = (*Vault)(nil)
 	_ integrations.Reader      = (*Vault)(nil)
+	_ integrations.Preflighter = (*Vault)(nil)
 	_ integrations.Factory     = New
 )
 
@@ -359,6 +362,77 @@ func (v *Vault) prepare(ctx context.Context, what string) error {
 	}
 	v.mountOK = true
 	return nil
+}
+
+// Preflight implements integrations.Preflighter: it checks, writing
+// nothing, what Apply needs, in this order:
+//
+//   - the token ($token_env, or rekey's own) is set and Vault accepts it;
+//   - the mount is KV version 2 (sys/internal/ui/mounts, as Apply checks
+//     before its first write); a mount Vault does not know is ErrNotFound;
+//   - the secret reads, as Apply's read-modify-write and the read-back of
+//     the state need;
+//   - Vault says (sys/capabilities-self on <mount>/data/<path>, a question
+//     about the token that changes nothing) that the token may read the
+//     secret and write its next version: "update" when the secret exists,
+//     "create" when it does not yet (a policy may grant one and not the
+//     other);
+//   - check-and-set: Apply writes with check-and-set on the version it read
+//     (0 for a new secret), which a mount or a secret with cas_required
+//     takes, so the mode needs no permission of its own; Preflight reads
+//     the version the write will check against.
+//
+// A missing secret is not a failure: Apply creates it.
+func (v *Vault) Preflight(ctx context.Context) error {
+	what := "vault: check the write of " + v.target
+	cur, err := v.read(ctx)
+	if err != nil {
+		return err
+	}
+	if err := v.mountKnown(ctx, what); err != nil {
+		return err
+	}
+	caps, err := v.client.Sys().CapabilitiesSelfWithContext(ctx, v.dataPath())
+	if err != nil {
+		return v.classify(ctx, what+": ask Vault what the token may do", err)
+	}
+	has := func(c string) bool { return slices.Contains(caps, c) || slices.Contains(caps, "root") }
+	var lack []string
+	need := "update"
+	why := "the secret exists (version " + strconv.FormatInt(cur.version, 10) + "), so a write updates it"
+	if cur.version == 0 {
+		need, why = "create", "the secret does not exist yet, so the first write creates it"
+	}
+	if !has(need) {
+		lack = append(lack, need)
+	}
+	if !has("read") {
+		lack = append(lack, "read")
+	}
+	if len(lack) > 0 {
+		return fmt.Errorf("%s: the token in $%s lacks %s on %s (%s; Vault grants %s): %w",
+			what, v.tokenEnv, strings.Join(lack, " and "), v.dataPath(), why, capList(caps), failure.ErrUnauthorized)
+	}
+	return nil
+}
+
+func capList(caps []string) string {
+	if len(caps) == 0 || slices.Equal(caps, []string{"deny"}) {
+		return "nothing"
+	}
+	return strings.Join(caps, ", ")
+}
+
+// mountKnown makes sure prepare found the mount to be KV version 2: when
+// Vault would not say (a mount it does not know), a write would fail.
+func (v *Vault) mountKnown(ctx context.Context, what string) error {
+	v.mu.Lock()
+	ok := v.mountOK
+	v.mu.Unlock()
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("%s: Vault has no KV version 2 mount at %s that this token can see: %w", what, v.mount, failure.ErrNotFound)
 }
 
 // classify turns a Vault client error into a classified one: package

@@ -82,6 +82,7 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	a.built = make(map[string]integrations.Integration, len(cfg.Integrations))
 	for _, in := range cfg.Integrations {
 		integ, err := all.New(a.host(), in)
+		learnIntegrationSecrets(integ, g.redact)
 		var ce *config.Error
 		switch {
 		case err == nil:

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rekey-dev/rekey/config"
+	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/secret"
 )
 
@@ -90,6 +91,15 @@ func learnSecrets(cfg *config.Config, getenv func(string) string, r *secret.Reda
 				env(m[1])
 			}
 		})
+	}
+}
+
+// learnIntegrationSecrets tells r the secrets in holds beyond its *_env
+// values (integrations.SecretHolder: a kubeconfig's token or client key),
+// before anything is sent anywhere.
+func learnIntegrationSecrets(in integrations.Integration, r *secret.Redactor) {
+	if h, ok := in.(integrations.SecretHolder); ok {
+		r.Add(h.Secrets()...)
 	}
 }
 

@@ -1,6 +1,14 @@
 // Package ghtest is a GitHub REST API server for tests of Actions secrets:
 // repository, environment and organisation secrets, their public keys, and
 // the errors GitHub answers with (bad credentials, not found, rate limits).
+// It also answers what a token may do, as GitHub tells it: a personal
+// access token (classic) gets X-OAuth-Scopes on every answer and a 404
+// for what its scopes do not reach ("we don't want to provide any
+// information about private repositories"); a fine-grained token gets a
+// 403 "Resource not accessible by personal access token" with
+// X-Accepted-GitHub-Permissions naming the permission the endpoint needs;
+// an organisation enforcing SAML single sign-on answers 403 with
+// X-GitHub-SSO.
 //
 // It speaks the real wire protocol: the paths, headers, status codes and
 // error bodies of https://docs.github.com/rest/actions/secrets. It holds a
@@ -49,6 +57,22 @@ type Options struct {
 	// PathPrefix serves the API below a path, as GitHub Enterprise Server
 	// does ("/api/v3"). Requests outside it are 404.
 	PathPrefix string
+	// Scopes, when not nil, make Token a personal access token (classic)
+	// with these OAuth scopes: every answer to it carries X-OAuth-Scopes,
+	// and a request they do not allow is answered 404. Repository and
+	// environment secrets need repo (reading a public repository's public
+	// key needs none, writing its secrets public_repo or repo);
+	// organisation secrets need admin:org.
+	Scopes []string
+	// Permissions, when not nil, make Token a fine-grained personal access
+	// token with these permissions ("secrets": "read", "organization_secrets":
+	// "write", "metadata": "read"; levels read < write < admin): a request
+	// they do not allow is answered 403 with X-Accepted-GitHub-Permissions.
+	Permissions map[string]string
+	// SSO lists organisations that enforce SAML single sign-on for which
+	// the token is not authorised: every request about them (or one of
+	// their repositories) is answered 403 with X-GitHub-SSO.
+	SSO []string
 }
 
 // Scope is where secrets live: a repository, one of its environments, or
@@ -98,9 +122,15 @@ type Server struct {
 	closeOnce  sync.Once
 	violations []string
 
+	classic []string          // Options.Scopes
+	grants  map[string]string // Options.Permissions
+	sso     []string          // Options.SSO
+
 	mu        sync.Mutex
 	scopes    map[Scope]*scopeState
 	repos     map[string]int64 // full name → id
+	public    map[string]bool  // full names of public repositories
+	envs      map[string]bool  // "owner/name/env"
 	nextID    int64
 	puts      int
 	rateLeft  int // requests still answered "rate limited"
@@ -134,8 +164,14 @@ func Start(o Options) *Server {
 		done:   make(chan struct{}),
 		scopes: map[Scope]*scopeState{},
 		repos:  map[string]int64{},
+		public: map[string]bool{},
+		envs:   map[string]bool{},
 		nextID: 1296269,
 		now:    time.Now,
+
+		classic: slices.Clone(o.Scopes),
+		grants:  maps.Clone(o.Permissions),
+		sso:     slices.Clone(o.SSO),
 	}
 	s.report = s.violation
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
@@ -178,11 +214,21 @@ func (s *Server) AddRepo(fullName string) int64 {
 	return s.nextID
 }
 
+// SetPublic makes repository "owner/name" (added if need be) public or
+// private (the default).
+func (s *Server) SetPublic(fullName string, public bool) {
+	s.AddRepo(fullName)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.public[fullName] = public
+}
+
 // AddEnvironment makes environment env of repository "owner/name" exist.
 func (s *Server) AddEnvironment(fullName, env string) {
 	s.AddRepo(fullName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.envs[fullName+"/"+env] = true
 	s.addScope(Env(fullName, env))
 }
 
@@ -364,6 +410,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte) {
 	if ok := s.checkHeaders(w, r); !ok {
 		return
 	}
+	if s.classic != nil {
+		w.Header().Set("X-OAuth-Scopes", strings.Join(s.classic, ", "))
+	}
 	if rateLimited {
 		w.Header().Set("X-RateLimit-Limit", "5000")
 		w.Header().Set("X-RateLimit-Remaining", "0")
@@ -454,6 +503,9 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // route serves:
 //
+//	GET  repos/{owner}/{repo}
+//	GET  repos/{owner}/{repo}/environments/{env}
+//	GET  orgs/{org}
 //	GET  {scope}/secrets/public-key
 //	GET  {scope}/secrets/{name}
 //	PUT  {scope}/secrets/{name}
@@ -470,6 +522,34 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path string, body
 			return
 		}
 		parts[i] = u
+	}
+	if !s.allowed(w, r, parts) {
+		return
+	}
+	switch {
+	case r.Method == http.MethodGet && len(parts) == 3 && parts[0] == "repos":
+		s.getRepo(w, parts[1]+"/"+parts[2])
+		return
+	case r.Method == http.MethodGet && len(parts) == 5 && parts[0] == "repos" && parts[3] == "environments":
+		s.mu.Lock()
+		ok := s.envs[parts[1]+"/"+parts[2]+"/"+parts[4]]
+		s.mu.Unlock()
+		if !ok {
+			s.writeError(w, http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"name": parts[4], "protection_rules": []any{}})
+		return
+	case r.Method == http.MethodGet && len(parts) == 2 && parts[0] == "orgs":
+		s.mu.Lock()
+		ok := s.scopes[Org(parts[1])] != nil
+		s.mu.Unlock()
+		if !ok {
+			s.writeError(w, http.StatusNotFound)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"login": parts[1], "id": 1000})
+		return
 	}
 	var sc Scope
 	var rest []string
@@ -523,6 +603,106 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, path string, body
 	default:
 		s.writeError(w, http.StatusNotFound)
 	}
+}
+
+func (s *Server) getRepo(w http.ResponseWriter, full string) {
+	s.mu.Lock()
+	id, ok := s.repos[full]
+	public := s.public[full]
+	s.mu.Unlock()
+	if !ok {
+		s.writeError(w, http.StatusNotFound)
+		return
+	}
+	owner, name, _ := strings.Cut(full, "/")
+	visibility := "private"
+	if public {
+		visibility = "public"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id": id, "name": name, "full_name": full, "private": !public, "visibility": visibility,
+		"owner": map[string]any{"login": owner},
+	})
+}
+
+// need is what a request needs of a token: the classic scopes any one of
+// which allows it (none: any token) and the fine-grained permission.
+type need struct {
+	scopes     []string
+	permission string // "secrets=read"; "" none
+}
+
+// needOf works out what the request (its path in parts) needs, as
+// GitHub's documentation of each endpoint says.
+func (s *Server) needOf(r *http.Request, parts []string) need {
+	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	level := "read"
+	if write {
+		level = "write"
+	}
+	switch {
+	case len(parts) >= 2 && parts[0] == "orgs":
+		if len(parts) == 2 {
+			return need{}
+		}
+		return need{scopes: []string{"admin:org"}, permission: "organization_secrets=" + level}
+	case len(parts) >= 3 && parts[0] == "repos":
+		full := parts[1] + "/" + parts[2]
+		s.mu.Lock()
+		public := s.public[full]
+		s.mu.Unlock()
+		secrets := len(parts) > 3 && slices.Contains(parts, "secrets")
+		switch {
+		case !secrets && public:
+			return need{permission: "metadata=read"}
+		case !secrets:
+			return need{scopes: []string{"repo"}, permission: "metadata=read"}
+		case public && !write && parts[len(parts)-1] == "public-key":
+			return need{permission: "secrets=read"}
+		case public && write:
+			return need{scopes: []string{"repo", "public_repo"}, permission: "secrets=write"}
+		}
+		return need{scopes: []string{"repo"}, permission: "secrets=" + level}
+	}
+	return need{}
+}
+
+// allowed answers a request the token may not make as GitHub does, and
+// reports whether it may.
+func (s *Server) allowed(w http.ResponseWriter, r *http.Request, parts []string) bool {
+	org := ""
+	if len(parts) >= 2 && (parts[0] == "orgs" || parts[0] == "repos") {
+		org = parts[1]
+	}
+	if org != "" && slices.Contains(s.sso, org) {
+		w.Header().Set("X-GitHub-SSO", "required; url=https://github.com/orgs/"+org+"/sso?authorization_request=A1B2C3")
+		writeJSON(w, http.StatusForbidden, apiError{Message: "Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization.",
+			DocumentationURL: "https://docs.github.com/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/", Status: "403"})
+		return false
+	}
+	n := s.needOf(r, parts)
+	if s.classic != nil && len(n.scopes) > 0 {
+		w.Header().Set("X-Accepted-OAuth-Scopes", strings.Join(n.scopes, ", "))
+		ok := false
+		for _, sc := range n.scopes {
+			// repo includes public_repo; admin:org includes the rest of org.
+			ok = ok || slices.Contains(s.classic, sc) || (sc == "public_repo" && slices.Contains(s.classic, "repo"))
+		}
+		if !ok {
+			s.writeError(w, http.StatusNotFound)
+			return false
+		}
+	}
+	if s.grants != nil && n.permission != "" {
+		w.Header().Set("X-Accepted-GitHub-Permissions", n.permission)
+		name, level, _ := strings.Cut(n.permission, "=")
+		rank := map[string]int{"read": 1, "write": 2, "admin": 3}
+		if rank[s.grants[name]] < rank[level] {
+			writeJSON(w, http.StatusForbidden, apiError{Message: "Resource not accessible by personal access token", DocumentationURL: docs + "/actions/secrets", Status: "403"})
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Server) put(w http.ResponseWriter, r *http.Request, st *scopeState, name string, org bool, body []byte) {

@@ -80,6 +80,14 @@ const (
 	maxBodyRead = 1 << 20
 )
 
+// KeyForm is what an Action Network API key looks like: 32 lowercase hex
+// digits (16 random bytes), as the API & Sync page shows it after REVOKE &
+// GENERATE NEW KEY. Action Network does not document the format; this is
+// what its keys are today, and what internal/ansim mints. The preflight
+// asks each integration that cannot hold every key whether it would take
+// keys of this form, before the owner is told to click.
+var KeyForm = secret.Form{Alphabet: "0123456789abcdef", MinLen: 32, MaxLen: 32}
+
 // Limiter paces requests per key fingerprint; see NewLimiter.
 type Limiter = httpcheck.Limiter
 
@@ -116,7 +124,13 @@ type Checker struct {
 	err     error  // a BaseURL that cannot be used
 }
 
-var _ providers.Checker = (*Checker)(nil)
+var (
+	_ providers.Checker = (*Checker)(nil)
+	_ providers.Former  = (*Checker)(nil)
+)
+
+// KeyForm implements providers.Former: see the package variable KeyForm.
+func (c *Checker) KeyForm() secret.Form { return KeyForm }
 
 // New returns a Checker. A BaseURL that ValidateBaseURL refuses makes every
 // Check answer unknown with a reason saying so; validate first to report it

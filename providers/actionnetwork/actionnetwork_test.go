@@ -373,3 +373,18 @@ func TestConcurrentChecksStayUnderTheRateLimit(t *testing.T) {
 	}
 	noLeak(t, e, providers.Result{}, key)
 }
+
+// The form the provider states is the one keys have: every key the
+// simulator mints (as Action Network's API & Sync page does) fits it.
+func TestKeyFormFitsMintedKeys(t *testing.T) {
+	sim := ansim.New()
+	var f providers.Former = actionnetwork.New(actionnetwork.Options{})
+	if f.KeyForm() != actionnetwork.KeyForm || !actionnetwork.KeyForm.Valid() {
+		t.Fatalf("KeyForm() = %v", f.KeyForm())
+	}
+	for range 200 {
+		if k := secret.New(sim.Generate()); !f.KeyForm().Fits(k) {
+			t.Fatalf("a minted key of %d bytes does not fit %v", k.Len(), f.KeyForm())
+		}
+	}
+}

@@ -5,6 +5,8 @@ package command
 import (
 	"os/exec"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // setProcessGroup puts the child in a process group of its own and makes
@@ -15,3 +17,7 @@ func setProcessGroup(cmd *exec.Cmd) {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 }
+
+// executable reports whether this process may execute p (access(2) with
+// X_OK: for root, some execute bit must be set).
+func executable(p string) error { return unix.Access(p, unix.X_OK) }
