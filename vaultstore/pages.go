@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -139,11 +138,15 @@ func (s *Store) readPages(ctx context.Context, rels []string, decode func(i int,
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			var raw json.RawMessage
-			if _, err := s.GetRecord(ctx, rel, &raw); err != nil {
+			p := s.RecordPath(rel)
+			raw, version, err := s.getBytes(ctx, p)
+			if err != nil {
 				errs[i] = fmt.Errorf("vault: page %s: %w", rel, err)
 				return
 			}
+			s.mu.Lock()
+			s.seen(p).version, s.seen(p).lost = version, nil
+			s.mu.Unlock()
 			errs[i] = decode(i, raw)
 		})
 	}

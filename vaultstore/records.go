@@ -274,11 +274,8 @@ func (s *Store) Rotation(ctx context.Context, keyID, id string) (*records.Rotati
 		if err := json.Unmarshal(raw, v); err != nil {
 			return fmt.Errorf("vault: decode page %s: %w", rels[i], err)
 		}
-		// What this store would write for it, so that it is not written
-		// again unchanged.
-		if b, err := json.Marshal(v); err == nil {
-			s.pages.remember(s.RecordPath(rels[i]), b)
-		}
+		// Its version is known now; what it holds is not remembered, so
+		// the first save after a read writes each of these pages once.
 		return nil
 	})
 	if err != nil {

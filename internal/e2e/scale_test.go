@@ -157,5 +157,8 @@ func TestTenThousandIntegrationsRecordedAndResumed(t *testing.T) {
 			t.Fatalf("an entry of %d bytes was written, over %d", l, storetest.MaxEntry)
 		}
 	}
-	leakcheck.Assert(t, "vault records", env.Dump(t, "rekey/"), old.Reveal(), key.Reveal())
+	// The records as they stand (reading each of their thousands of
+	// earlier versions too would take longer than the rest of the test;
+	// the smaller stories search every version).
+	leakcheck.Assert(t, "vault records", env.DumpLatest(t, "rekey/"), old.Reveal(), key.Reveal())
 }

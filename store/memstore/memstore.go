@@ -90,6 +90,11 @@ type version struct {
 type entry struct {
 	version int
 	data    []byte
+	// rot holds a rotation's record instead of data: a copy, made and
+	// handed out by cloneRotation (JSON would do, but a rotation of
+	// thousands of integrations is written often, and copying it is a
+	// hundred times cheaper than encoding it).
+	rot *records.Rotation
 }
 
 type wrapped struct {
@@ -337,7 +342,9 @@ func (s *Store) get(ctx context.Context, rel string, dst any) (int, error) {
 	if e.version == 0 {
 		return 0, fmt.Errorf("memstore: read record %s: %w", s.b.dataPath(p), failure.ErrNotFound)
 	}
-	if err := json.Unmarshal(e.data, dst); err != nil {
+	if r, ok := dst.(*records.Rotation); ok && e.rot != nil {
+		*r = *cloneRotation(e.rot)
+	} else if err := json.Unmarshal(e.data, dst); err != nil {
 		return 0, fmt.Errorf("memstore: decode record %s: %w", s.b.dataPath(p), err)
 	}
 	s.mu.Lock()
@@ -359,9 +366,15 @@ func (s *Store) put(ctx context.Context, rel string, v any, cas int) (int, error
 	if cas < 0 {
 		return 0, fmt.Errorf("%s: check-and-set version %d: %w", where, cas, failure.ErrInvalid)
 	}
-	data, err := json.Marshal(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", where, err)
+	var data []byte
+	rot, isRotation := v.(*records.Rotation)
+	if isRotation {
+		rot = cloneRotation(rot)
+	} else {
+		var err error
+		if data, err = json.Marshal(v); err != nil {
+			return 0, fmt.Errorf("%s: %w", where, err)
+		}
 	}
 	s.b.mu.Lock()
 	e := s.b.records[p]
@@ -377,7 +390,7 @@ func (s *Store) put(ctx context.Context, rel string, v any, cas int) (int, error
 		s.b.mu.Unlock()
 		return 0, fmt.Errorf("%s: check-and-set parameter did not match the current version: %w", where, failure.ErrConflict)
 	}
-	e.version, e.data = e.version+1, data
+	e.version, e.data, e.rot = e.version+1, data, rot
 	s.b.records[p] = e
 	version := e.version
 	s.b.mu.Unlock()
@@ -881,7 +894,12 @@ func (s *Store) DumpPrefix(prefix string) []byte {
 	}
 	sort.Strings(paths)
 	for _, p := range paths {
-		fmt.Fprintf(&b, "%s v%d %s\n", p, s.b.records[p].version, s.b.records[p].data)
+		e := s.b.records[p]
+		data := e.data
+		if e.rot != nil {
+			data, _ = json.Marshal(e.rot)
+		}
+		fmt.Fprintf(&b, "%s v%d %s\n", p, e.version, data)
 	}
 	for p, k := range s.b.keys {
 		if strings.HasPrefix(p, prefix) {
@@ -890,4 +908,42 @@ func (s *Store) DumpPrefix(prefix string) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+// cloneRotation copies r as a store would give it back: nothing shared
+// with r, and times without a monotonic clock reading.
+func cloneRotation(r *records.Rotation) *records.Rotation {
+	c := *r
+	c.Started, c.Stored, c.Finished = r.Started.Round(0), r.Stored.Round(0), r.Finished.Round(0)
+	if r.Integrations != nil {
+		c.Integrations = make(map[string]*records.Integration, len(r.Integrations))
+		for id, in := range r.Integrations {
+			if in == nil {
+				c.Integrations[id] = nil
+				continue
+			}
+			x := *in
+			x.Written.At, x.Confirmed.At, x.Updated = in.Written.At.Round(0), in.Confirmed.At.Round(0), in.Updated.Round(0)
+			c.Integrations[id] = &x
+		}
+	}
+	if r.Journal != nil {
+		c.Journal = make([]records.Transition, len(r.Journal))
+		for i, t := range r.Journal {
+			t.At = t.At.Round(0)
+			c.Journal[i] = t
+		}
+	}
+	if r.Timeline != nil {
+		c.Timeline = make([]records.Mark, len(r.Timeline))
+		for i, m := range r.Timeline {
+			m.At = m.At.Round(0)
+			c.Timeline[i] = m
+		}
+	}
+	if r.Thread != nil {
+		t := *r.Thread
+		c.Thread = &t
+	}
+	return &c
 }

@@ -54,6 +54,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -155,6 +156,9 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 // sameJSON fails t when got and want do not encode alike.
 func sameJSON(t T, what string, got, want any) {
 	t.Helper()
+	if reflect.DeepEqual(got, want) {
+		return // the same values: they encode alike (and comparing is cheaper)
+	}
 	g, err1 := json.Marshal(got)
 	w, err2 := json.Marshal(want)
 	if err1 != nil || err2 != nil {
@@ -596,17 +600,17 @@ func checkLarge(t T, b Backend) {
 	for id, in := range plan.Integrations {
 		progress.Integrations[id] = in
 	}
-	for step := 1; step <= 2; step++ {
-		upto := len(full.Journal) * step / 3
+	for step := 1; step <= 1; step++ {
+		upto := len(full.Journal) * step / 2
 		progress.Journal = full.Journal[:upto]
-		progress.Timeline = full.Timeline[:len(full.Timeline)*step/3]
+		progress.Timeline = full.Timeline[:len(full.Timeline)*step/2]
 		for _, tr := range progress.Journal[len(progress.Journal)-min(upto, 3000):] {
 			c := *full.Integrations[tr.Integration]
 			c.State = tr.To
 			progress.Integrations[tr.Integration] = &c
 		}
 		if err := s.SaveRotation(ctx, &progress); err != nil {
-			t.Fatalf("SaveRotation of progress %d/3: %v", step, err)
+			t.Fatalf("SaveRotation of progress %d/2: %v", step, err)
 		}
 	}
 	if err := s.SaveRotation(ctx, full); err != nil {
