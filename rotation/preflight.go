@@ -11,6 +11,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/providers"
+	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
 	"github.com/rekey-dev/rekey/store"
 )
@@ -108,11 +109,12 @@ func (e *Engine) Preflight(ctx context.Context, job Job, rotationID string) *Pre
 	var wg sync.WaitGroup
 	// The integrations, while the store is asked.
 	p.Integrations = make([]Reachable, len(job.Targets))
+	form, hasForm := keyForm(job.Checker)
 	wg.Go(func() {
 		each(ctx, e.Concurrency, len(job.Targets), func(i int) {
 			ictx, cancel := context.WithTimeout(ctx, e.Timeout)
 			defer cancel()
-			p.Integrations[i] = reachable(ictx, job.Targets[i])
+			p.Integrations[i] = reachable(ictx, job.Targets[i], form, hasForm)
 		}, func(i int) {
 			t := job.Targets[i]
 			p.Integrations[i] = Reachable{ID: t.Config.ID, Type: t.Config.Type, Detail: "not checked: " + ctx.Err().Error(), Proof: integrations.ProofClass(t.Integration)}
@@ -166,11 +168,28 @@ func (e *Engine) Preflight(ctx context.Context, job Job, rotationID string) *Pre
 	return p
 }
 
+// keyForm is what the provider says its keys look like, when it says.
+func keyForm(c providers.Checker) (secret.Form, bool) {
+	if f, ok := c.(providers.Former); ok && f.KeyForm().Valid() {
+		return f.KeyForm(), true
+	}
+	return secret.Form{}, false
+}
+
 // reachable checks one integration as far as its type can tell, changing
-// nothing.
-func reachable(ctx context.Context, t Target) Reachable {
+// nothing. With the provider's key form, an integration whose target
+// could not take some key of that form fails here, before the click,
+// rather than after it with the new key in hand.
+func reachable(ctx context.Context, t Target, form secret.Form, hasForm bool) Reachable {
 	r := Reachable{ID: t.Config.ID, Type: t.Config.Type, OK: true}
 	var err error
+	if hasForm {
+		if err := integrations.CheckAccepts(t.Integration, form); err != nil {
+			r.OK, r.Detail, r.Err = false, err.Error(), err
+			r.Proof = integrations.ProofClass(t.Integration)
+			return r
+		}
+	}
 	if rm, ok := t.Integration.(integrations.Remote); ok && rm.Host() != "" {
 		// The host first: reachable, its key trusted, rekey let in.
 		r.Host = rm.Host()

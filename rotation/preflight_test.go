@@ -112,3 +112,55 @@ func TestEachIsBoundedAndOrdered(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// formChecker is a provider that says what its keys look like.
+type formChecker struct {
+	validChecker
+	form secret.Form
+}
+
+func (c formChecker) KeyForm() secret.Form { return c.form }
+
+// noBackslash is a target that cannot hold a key with a backslash (as a
+// dotenv file cannot quote one safely).
+type noBackslash struct{ *memTarget }
+
+func (n noBackslash) Accepts(k secret.Key) error {
+	if strings.Contains(k.Reveal(), `\`) {
+		return fmt.Errorf("%s: cannot hold a key with a backslash: %w", n.id, failure.ErrInvalid)
+	}
+	return nil
+}
+
+// A target that could not take some key of the provider's form fails
+// the preflight, before the owner is told to click; with a form it can
+// take, or a provider that says no form, it passes.
+func TestPreflightAsksTargetsAboutTheProvidersKeyForm(t *testing.T) {
+	ctx := context.Background()
+	old := secret.New("old-key-aaaaaaaaaaaa")
+	store, _ := setup(t, old)
+	e := &Engine{Store: store}
+	picky := &memTarget{id: "picky", held: old}
+	j := job()
+	j.Targets = []Target{{Config: targetConfig("picky"), Integration: noBackslash{picky}}}
+
+	for _, c := range []struct {
+		name    string
+		checker providers.Checker
+		ok      bool
+	}{
+		{"hex keys", formChecker{form: secret.Form{Alphabet: "0123456789abcdef", MinLen: 32, MaxLen: 32}}, true},
+		{"keys that may hold a backslash", formChecker{form: secret.Form{Alphabet: `ab\`, MinLen: 8, MaxLen: 8}}, false},
+		{"no form", validChecker{}, true},
+	} {
+		j.Checker = c.checker
+		pf := e.Preflight(ctx, j, "20260101T000000Z-abcdef")
+		r := pf.Integrations[0]
+		if r.OK != c.ok || pf.Ready() != c.ok {
+			t.Fatalf("%s: integration = %+v, ready = %v", c.name, r, pf.Ready())
+		}
+		if !c.ok && (!errors.Is(r.Err, failure.ErrInvalid) || !strings.Contains(r.Detail, "backslash") || !strings.Contains(r.Detail, "the provider's keys are 8 characters of")) {
+			t.Fatalf("%s: detail = %q, err = %v", c.name, r.Detail, r.Err)
+		}
+	}
+}
