@@ -73,6 +73,12 @@ type Threader interface {
 	ResumeThread(rotationID, channel, ts string)
 }
 
+// Pinger is a notifier that can check, without posting, that it is
+// reachable and authorised (Slack's auth.test). `rekey check` asks it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Multi sends each event to every notifier and returns the first error.
 type Multi []Notifier
 
@@ -82,6 +88,20 @@ func (m Multi) Notify(ctx context.Context, ev Event) error {
 	for _, n := range m {
 		if err := n.Notify(ctx, ev); err != nil && first == nil {
 			first = err
+		}
+	}
+	return first
+}
+
+// Ping implements Pinger: it asks every notifier that can be asked and
+// returns the first error.
+func (m Multi) Ping(ctx context.Context) error {
+	var first error
+	for _, n := range m {
+		if p, ok := n.(Pinger); ok {
+			if err := p.Ping(ctx); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
 	return first

@@ -42,11 +42,26 @@ type redacted struct {
 var (
 	_ Notifier = (*redacted)(nil)
 	_ Threader = (*redacted)(nil)
+	_ Pinger   = (*redacted)(nil)
+	_ Pinger   = Multi(nil)
 )
 
 // Notify implements Notifier.
 func (r *redacted) Notify(ctx context.Context, ev Event) error {
-	err := r.n.Notify(ctx, RedactEvent(ev, r.redact))
+	return r.error(r.n.Notify(ctx, RedactEvent(ev, r.redact)))
+}
+
+// Ping implements Pinger when the wrapped notifier pings; its error is
+// redacted as Notify's is.
+func (r *redacted) Ping(ctx context.Context) error {
+	if p, ok := r.n.(Pinger); ok {
+		return r.error(p.Ping(ctx))
+	}
+	return nil
+}
+
+// error returns err with its text redacted (still wrapping err).
+func (r *redacted) error(err error) error {
 	if err == nil {
 		return nil
 	}

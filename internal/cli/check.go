@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rekey-dev/rekey/notifiers"
 	"github.com/rekey-dev/rekey/rotation"
 )
 
@@ -37,11 +38,6 @@ func NewCmdCheck(g *GlobalOptions, s Streams) *cobra.Command {
 	}
 }
 
-// pinger is a notifier that can check it is reachable and authorised.
-type pinger interface {
-	Ping(ctx context.Context) error
-}
-
 func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 	keys, err := a.selectKeys(o.Key)
 	if err != nil {
@@ -57,23 +53,30 @@ func checkRun(ctx context.Context, a *app, o *CheckOptions) error {
 	}
 	doc["warnings"] = warnings
 
-	// Slack.
+	// Slack: auth.test with the bot token (a webhook cannot be checked
+	// without posting).
 	if n, err := a.notifier(); err != nil {
 		ready = false
 		doc["notify"] = err.Error()
 		fmt.Fprintf(w, "FAIL notify    %v\n", err)
-	} else if p, ok := n.(pinger); ok {
-		if err := p.Ping(ctx); err != nil {
-			ready = false
-			doc["notify"] = err.Error()
-			fmt.Fprintf(w, "FAIL notify    %v\n", err)
-		} else {
-			doc["notify"] = "ok"
-			fmt.Fprintf(w, "ok   notify    slack reachable and authorised\n")
-		}
 	} else if n == nil {
 		doc["notify"] = "none configured"
 		fmt.Fprintf(w, "ok   notify    none configured: outcomes are printed only\n")
+	} else if p, ok := n.(notifiers.Pinger); ok && a.cfg.Notify.Slack != nil && a.cfg.Notify.Slack.TokenEnv != "" {
+		if err := p.Ping(ctx); err != nil {
+			ready = false
+			doc["notify"] = err.Error()
+			fmt.Fprintf(w, "FAIL notify    slack: %v\n", err)
+		} else {
+			doc["notify"] = "ok"
+			fmt.Fprintf(w, "ok   notify    slack reachable and the bot token accepted (auth.test)\n")
+		}
+	} else if a.cfg.Notify.Slack != nil {
+		doc["notify"] = "webhook not checked"
+		fmt.Fprintf(w, "ok   notify    slack incoming webhook set (it cannot be checked without posting)\n")
+	} else {
+		doc["notify"] = "console"
+		fmt.Fprintf(w, "ok   notify    console only\n")
 	}
 
 	// Vault.
