@@ -137,6 +137,9 @@ type CompromisedVersion struct {
 	Fingerprint string    `json:"fingerprint"`
 	At          time.Time `json:"at"`
 	RotationID  string    `json:"rotation_id,omitempty"`
+	// Dead is when the provider was first found to refuse it; zero while
+	// it may still work (`rekey serve` checks it again each round).
+	Dead time.Time `json:"dead,omitzero"`
 }
 
 // Audit is one audit of a key's integrations.

@@ -29,6 +29,19 @@ type KeySaid struct {
 	OverdueSent int `json:"overdue_sent,omitempty"`
 	// Integrations are the states last told, by integration id.
 	Integrations map[string]IntegrationSaid `json:"integrations,omitempty"`
+	// Leaks is what was last told of each leaked version not yet known
+	// dead, by version number.
+	Leaks map[int]LeakSaid `json:"leaks,omitempty"`
+}
+
+// LeakSaid is what was last told of a leaked version: its state
+// ("works", "gone" from the store, or "untold": found dead but the team
+// not yet told), when, and which leak it was.
+type LeakSaid struct {
+	State       string    `json:"state"`
+	At          time.Time `json:"at"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	RotationID  string    `json:"rotation_id,omitempty"`
 }
 
 // IntegrationSaid is one integration's state as last told, and as last seen.

@@ -190,22 +190,29 @@ func (e *Engine) AlertLeak(ctx context.Context, job Job, leaked store.KeyVersion
 	})
 }
 
-// AlertStillWorks sends the urgent alert that the leaked key still works
-// after the new one was stored (after is the last check).
-func (e *Engine) AlertStillWorks(ctx context.Context, job Job, leaked store.KeyVersion, after LeakCheck) error {
+// AlertStillWorks sends StillWorksEvent.
+func (e *Engine) AlertStillWorks(ctx context.Context, job Job, leaked string, after LeakCheck) error {
+	return e.send(ctx, StillWorksEvent(job, leaked, after))
+}
+
+// StillWorksEvent is the urgent alert that the leaked key (of
+// fingerprint leaked) still works after the new one was stored (after is
+// the last check).
+func StillWorksEvent(job Job, leaked string, after LeakCheck) notifiers.Event {
 	k := job.Key
-	return e.send(ctx, notifiers.Event{
+	return notifiers.Event{
 		Kind: notifiers.LeakAlert, Urgent: true, KeyID: k.ID, RotationID: job.RotationID,
-		Reason: "leak", Fingerprint: leaked.Fingerprint(), Owner: k.Owner, Instructions: Instructions(k),
-		Title: fmt.Sprintf("The leaked key of %s (%s) still works: it has not been revoked, or the wrong key was pasted", k.ID, leaked.Fingerprint()),
+		Reason: "leak", Fingerprint: leaked, Owner: k.Owner, Instructions: Instructions(k),
+		Title: fmt.Sprintf("The leaked key of %s (%s) still works: it has not been revoked, or the wrong key was pasted", k.ID, leaked),
 		Text:  fmt.Sprintf("%s must revoke it now. The new key is stored and being used; checked %d times, the last: %s.", orSomeone(k.Owner), after.Checks, after.Reason),
-	})
+	}
 }
 
 // RecordContainment adds what the leak response found after the rotation
 // to rec's timeline (the leaked key confirmed dead, or still working after
 // its checks, and any marks given, such as what a scan found), sorted,
-// and records it. It reads the record again first, so that a `rekey
+// and records it (and, when the leaked key is dead, that in the key's
+// state too). It reads the record again first, so that a `rekey
 // confirm` made meanwhile is kept, and returns the record as recorded
 // (as known, with the error, when it could not be).
 func (e *Engine) RecordContainment(ctx context.Context, rec *records.Rotation, after LeakCheck, marks ...records.Mark) (*records.Rotation, error) {
@@ -213,15 +220,7 @@ func (e *Engine) RecordContainment(ctx context.Context, rec *records.Rotation, a
 	if fresh, err := e.Store.Rotation(ctx, rec.KeyID, rec.ID); err == nil {
 		rec = fresh
 	}
-	has := func(what string) bool {
-		for _, m := range rec.Timeline {
-			if m.What == what {
-				return true
-			}
-		}
-		return false
-	}
-	if after.State == LeakDead && !has(MarkOldKeyDead) {
+	if after.State == LeakDead && !hasMark(rec, MarkOldKeyDead) {
 		rec.Timeline = append(rec.Timeline, records.Mark{At: after.At, What: MarkOldKeyDead})
 	}
 	if after.State == LeakWorks {
@@ -231,6 +230,12 @@ func (e *Engine) RecordContainment(ctx context.Context, rec *records.Rotation, a
 	if err := e.Store.SaveRotation(ctx, rec); err != nil {
 		e.logger().Error("could not record the incident timeline", "rotation", rec.ID, "err", err)
 		return rec, err
+	}
+	if after.State == LeakDead && rec.OldVersion > 0 {
+		// So that `rekey serve` does not ask about it again.
+		if err := e.markDead(ctx, rec.KeyID, rec.OldVersion, rec.OldFingerprint, after); err != nil {
+			e.logger().Error("could not record the leaked version dead in the key's state", "key", rec.KeyID, "err", err)
+		}
 	}
 	return rec, nil
 }

@@ -28,6 +28,12 @@ func clone(k *KeySaid) *KeySaid {
 			c.Integrations[id] = s
 		}
 	}
+	if k.Leaks != nil {
+		c.Leaks = make(map[int]records.LeakSaid, len(k.Leaks))
+		for v, l := range k.Leaks {
+			c.Leaks[v] = l
+		}
+	}
 	return c
 }
 
