@@ -40,7 +40,7 @@ func (e *Engine) Confirm(ctx context.Context, job Job, t Target, note string) (R
 		return Result{}, fmt.Errorf("key %s has no rotation on record to confirm against; run `rekey rotate %s` first", job.Key.ID, job.Key.ID)
 	}
 	if rec.NewFingerprint != want.Current {
-		return Result{}, fmt.Errorf("Vault's current version %s is not rotation %s's key %s; run `rekey audit %s`", want.Current, rec.ID, rec.NewFingerprint, job.Key.ID)
+		return Result{}, fmt.Errorf("the current version in Vault %s is not rotation %s's key %s; run `rekey audit %s`", want.Current, rec.ID, rec.NewFingerprint, job.Key.ID)
 	}
 	r, ok := rec.Integrations[t.Config.ID]
 	if !ok {

@@ -86,7 +86,7 @@ func (e *Engine) stored(ctx context.Context, job Job, rec *records.Rotation) (st
 		rec.Phase, rec.NewVersion, rec.Stored = records.PhaseStored, cur.Version, cur.Created
 	}
 	if cur.Fingerprint() != rec.NewFingerprint {
-		return cur, fmt.Errorf("Vault now holds version %d (%s), not rotation %s's key (%s); run `rekey audit` to see where things stand", cur.Version, cur.Fingerprint(), rec.ID, rec.NewFingerprint)
+		return cur, fmt.Errorf("the key in Vault is now version %d (%s), not rotation %s's key (%s); run `rekey audit` to see where things stand", cur.Version, cur.Fingerprint(), rec.ID, rec.NewFingerprint)
 	}
 	return cur, nil
 }

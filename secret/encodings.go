@@ -27,12 +27,10 @@ func Base64Fragments(key string) []string {
 			if off > 0 {
 				start = (off*8 + 5) / 6 // skip characters mixed with the prefix
 			}
-			end := len(s)
 			s = strings.TrimRight(s, "=")
-			if tail := (off + len(b)) % 3; tail != 0 {
-				end = len(s) - 1 // the last character mixes in padding bits
-			} else {
-				end = len(s)
+			end := len(s)
+			if (off+len(b))%3 != 0 {
+				end-- // the last character mixes in padding bits
 			}
 			if end-start >= 8 {
 				forms = append(forms, s[start:end])

@@ -164,7 +164,7 @@ func TestHandoffPageCalls(t *testing.T) {
 		t.Fatalf("lookup: %d %v", resp.StatusCode, got)
 	}
 	checkHeaders(t, "lookup", resp.Header)
-	resp, got = w.post(t, "/handoff/lookup", w.codeBody()) // looking opens nothing
+	_, got = w.post(t, "/handoff/lookup", w.codeBody()) // looking opens nothing
 	if got["state"] != "unopened" {
 		t.Fatalf("second lookup: %v", got)
 	}

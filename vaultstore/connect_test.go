@@ -3,7 +3,6 @@ package vaultstore
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -75,7 +74,7 @@ func TestKeepLoggedInWithAppRole(t *testing.T) {
 	}
 	for _, secret := range []string{vars["SECRET_ID"], first, c.Token()} {
 		if strings.Contains(logs.String(), secret) {
-			t.Fatal(fmt.Sprintf("a secret is in the logs:\n%s", logs.String()))
+			t.Fatalf("a secret is in the logs:\n%s", logs.String())
 		}
 	}
 	cancel()

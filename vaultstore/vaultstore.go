@@ -452,21 +452,12 @@ func canonical(b []byte) []byte {
 	return out
 }
 
-// saveRecord writes v at rel with check-and-set on the version this store
-// last wrote or read there (0: creates it). A write of this store whose
-// answer was lost is first looked for: if it landed, its version counts.
-// With overwrite, a record found in the way is read and written over
-// (journal parts, which only the rotation lock's holder writes);
-// otherwise it is failure.ErrConflict.
-func (s *Store) saveRecord(ctx context.Context, rel string, v any, overwrite bool) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return s.saveRecordBytes(ctx, rel, b, overwrite)
-}
-
-// saveRecordBytes is saveRecord of a record already marshalled.
+// saveRecordBytes writes the record b (JSON) at rel with check-and-set on
+// the version this store last wrote or read there (0: creates it). A
+// write of this store whose answer was lost is first looked for: if it
+// landed, its version counts. With overwrite, a record found in the way
+// is read and written over (journal parts, which only the rotation lock's
+// holder writes); otherwise it is failure.ErrConflict.
 func (s *Store) saveRecordBytes(ctx context.Context, rel string, b []byte, overwrite bool) error {
 	p := s.RecordPath(rel)
 	s.mu.Lock()

@@ -174,7 +174,10 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 }
 
 // explain tells a lost creation race (GitLab answers 400 "has already been
-// taken") from a bad request.
+// taken") from a bad request. Its shape is rest.Client's Explain: the
+// failure class, then the words.
+//
+//lint:ignore ST1008 the class is what the caller branches on, not an error result
 func explain(code int, body []byte) (error, string) {
 	if code == http.StatusBadRequest && bytes.Contains(body, []byte("has already been taken")) {
 		return failure.ErrConflict, "the variable was created meanwhile"

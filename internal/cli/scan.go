@@ -150,10 +150,6 @@ func (a *app) keyNeedles(ctx context.Context, k config.Key) ([]needleInfo, error
 	return out, nil
 }
 
-// errNoHashMatcher says this build cannot look for a version by its keyed
-// hash.
-var errNoHashMatcher = errors.New("this build of rekey cannot look for a key by its keyed hash yet")
-
 // hashedNeedles builds the scan needles for versions known only by their
 // keyed hash (salt, HMAC-SHA-256, length).
 //
