@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/integrations"
@@ -19,13 +20,31 @@ import (
 // write to the unwrapped stream on purpose).
 func redactStreams(s Streams, r *secret.Redactor) Streams {
 	if s.Out != nil {
-		s.Out = r.Writer(s.Out)
+		s.Out = r.Writer(&syncWriter{w: s.Out})
 	}
 	if s.Err != nil {
-		s.Err = r.Writer(s.Err)
+		s.Err = r.Writer(&syncWriter{w: s.Err})
 	}
 	return s
 }
+
+// syncWriter passes one write at a time to w: the logger, the live view,
+// net/http's log and the command's own lines may write to stderr from
+// several goroutines, and whatever stands for it (a buffer, a pipe
+// wrapper) need not take that.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// Unwrap returns the writer underneath (to tell whether it is a terminal).
+func (s *syncWriter) Unwrap() io.Writer { return s.w }
 
 // redactStdlibLog sends the standard log package's output through w (the
 // redacting stderr), and returns what restores it. net/http's transport
