@@ -161,6 +161,24 @@ var serveCmds = map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		}
 		ts.Fatalf("no audit round by the lease holder within 30s")
 	},
+	// slack-wait N REGEXP: wait (up to 30s) until N lines of the Slack
+	// log match REGEXP (what a background serve posted so far).
+	"slack-wait": func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: slack-wait N REGEXP")
+		}
+		n, err := strconv.Atoi(args[0])
+		ts.Check(err)
+		re := regexp.MustCompile(args[1])
+		log := getWorld(ts).slack.log
+		for start := time.Now(); time.Since(start) < 30*time.Second; time.Sleep(50 * time.Millisecond) {
+			b, _ := os.ReadFile(log)
+			if len(re.FindAll(b, -1)) >= n {
+				return
+			}
+		}
+		ts.Fatalf("fewer than %d lines of the Slack log match %q after 30s", n, args[1])
+	},
 	// serve-signal TERM|KILL: send the signal to the process holding the
 	// serve lease (its pid is in the lease record).
 	"serve-signal": func(ts *testscript.TestScript, neg bool, args []string) {

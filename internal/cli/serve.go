@@ -62,7 +62,7 @@ func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
 		if err != nil {
 			return err
 		}
-		jobs = append(jobs, rotation.Job{Key: k, Targets: targets})
+		jobs = append(jobs, rotation.Job{Key: k, Targets: targets, Checker: a.checker(k)})
 	}
 	n, err := a.notifier()
 	if err != nil {
