@@ -54,6 +54,9 @@ type KeyStatus struct {
 	NextDue     *time.Time `json:"next_due,omitempty"`
 	Overdue     bool       `json:"overdue,omitempty"`
 	Compromised []int      `json:"compromised_versions,omitempty"`
+	// NotDead lists the compromised versions the provider was never found
+	// to refuse (`rekey serve` asks each round).
+	NotDead []int `json:"leaked_not_confirmed_dead,omitempty"`
 	// Versions is every version rekey knows of, oldest first, and whether
 	// Vault still holds it.
 	Versions []VersionStatus `json:"versions,omitempty"`
@@ -134,9 +137,13 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 	}
 	st, _, err := a.store.KeyState(ctx, k.ID)
 	if err == nil {
-		for v := range st.Compromised {
+		for v, c := range st.Compromised {
 			ks.Compromised = append(ks.Compromised, v)
+			if c.Dead.IsZero() && !a.recordedDead(ctx, k.ID, c.RotationID) {
+				ks.NotDead = append(ks.NotDead, v)
+			}
 		}
+		slices.Sort(ks.NotDead)
 	} else {
 		st = &records.KeyState{}
 	}
@@ -219,6 +226,9 @@ func printKeyStatus(a *app, ks KeyStatus) {
 	if len(ks.Compromised) > 0 {
 		fmt.Fprintf(w, "  compromised versions: %v\n", ks.Compromised)
 	}
+	if len(ks.NotDead) > 0 {
+		fmt.Fprintf(w, "  LEAKED AND NOT CONFIRMED DEAD: versions %v: the provider never refused them; revoke them (`rekey serve` asks each round)\n", ks.NotDead)
+	}
 	printVersions(w, ks)
 	r := ks.LastRotation
 	if r == nil {
@@ -262,4 +272,18 @@ func printVersions(w io.Writer, ks KeyStatus) {
 	default:
 		fmt.Fprintf(w, "  versions: %s on record; Vault no longer holds %s\n", known, strings.Join(gone, ", "))
 	}
+}
+
+// recordedDead reports whether the leak rotation rotationID recorded its
+// leaked key dead (a record from before the key's state kept that).
+func (a *app) recordedDead(ctx context.Context, keyID, rotationID string) bool {
+	if rotationID == "" {
+		return false
+	}
+	r, err := a.store.Rotation(ctx, keyID, rotationID)
+	if err != nil {
+		return false
+	}
+	c, ok := rotation.ContainmentOf(r)
+	return ok && !c.OldKeyDead.IsZero()
 }
