@@ -6,27 +6,19 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/rekey-dev/rekey/internal/leakcheck"
+	"github.com/rekey-dev/rekey/internal/testtool"
 	"github.com/rekey-dev/rekey/rotation"
 )
 
-// promtool returns the path of Prometheus's promtool. It skips the test
-// when promtool is missing, or fails it under CI=true.
+// promtool returns the path of Prometheus's promtool; a missing one skips
+// the test, or fails it where every test must run (testtool.Required).
 func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is missing: install Debian's prometheus package (apt-get install -y prometheus)")
-		}
-		t.Skip("promtool is missing: install Debian's prometheus package (apt-get install -y prometheus)")
-	}
-	return p
+	return testtool.Find(t, "prometheus", "promtool")
 }
 
 // TestMetricsPassPromtool: a live /metrics, before any audit and after

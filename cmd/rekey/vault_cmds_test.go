@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	vault "github.com/hashicorp/vault/api"
+	"github.com/rekey-dev/rekey/internal/testtool"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -109,10 +110,15 @@ var canUnsharePID = sync.OnceValue(func() bool {
 })
 
 // scriptCondition answers the conditions of TestScripts' stories:
-// [pidns]: PID namespaces can be made here (see canUnsharePID).
+// [pidns]: PID namespaces can be made here (see canUnsharePID). Where
+// every test must run (testtool.Required), a missing unshare (util-linux)
+// fails the story instead of letting it skip; not being root still skips.
 func scriptCondition(cond string) (bool, error) {
 	switch cond {
 	case "pidns":
+		if _, err := exec.LookPath("unshare"); err != nil && testtool.Required() {
+			return false, errors.New("unshare not found: install it with `apt-get install -y util-linux`")
+		}
 		return canUnsharePID(), nil
 	}
 	return false, fmt.Errorf("unknown condition %q", cond)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rekey-dev/rekey/internal/testtool"
+
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 
@@ -222,8 +224,9 @@ func TestHostWithSeveralKeyTypes(t *testing.T) {
 	// asks for the type known_hosts has, so the host is trusted.
 	dir := t.TempDir()
 	rsaKey := filepath.Join(dir, "host_rsa")
-	if out, err := runCmd("ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsaKey); err != nil {
-		t.Skipf("ssh-keygen: %v: %s", err, out)
+	keygen := testtool.Find(t, "openssh-client", "ssh-keygen")
+	if out, err := runCmd(keygen, "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", rsaKey); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
 	}
 	srv := sshtest.Start(t, sshtest.Options{Config: "HostKey " + rsaKey + "\n"})
 	p := pool(t, srv, nil)
