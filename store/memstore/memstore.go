@@ -595,7 +595,6 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	}
 	rel := "keys/" + keyID + "/lock"
 	p := s.b.recordPath(rel)
-	holder = store.WithIdentity(holder)
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	e := s.b.records[p]
@@ -612,12 +611,10 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 			return nil, fmt.Errorf("memstore: decode lock %s: %w", keyID, err)
 		}
 	}
-	now := s.now()
-	if cur.Held && !store.Abandoned(cur, now) {
-		return nil, &store.LockedError{KeyID: keyID, Holder: cur}
+	rec, err := store.Take(keyID, cur, holder, s.now(), ttl)
+	if err != nil {
+		return nil, err
 	}
-	rec := holder
-	rec.Held, rec.Since, rec.Expires = true, now, now.Add(ttl)
 	e.data, _ = json.Marshal(rec)
 	e.version++
 	s.b.records[p] = e
