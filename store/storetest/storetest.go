@@ -37,9 +37,10 @@
 //     and history at once lose no update.
 //   - prove: the store lists every write of a rotation and, with
 //     credentials that may do everything, lacks nothing.
-//   - wrap (a store.Wrapper only): a wrapped value can be looked up, opens
-//     once, and is then gone; a store.HandoffRecords keeps one salt and
-//     creates a code's record once.
+//   - wrap (a store.Wrapper only): a wrapped value can be looked up, by
+//     its code and by its accessor, opens once, and is then gone, from
+//     both; a store.HandoffRecords keeps one salt and creates a code's
+//     record once.
 //
 // Run takes a T, the part of *testing.T it uses, so that a test of the
 // suite can pass a recorder and see it fail for a deliberately broken
@@ -805,6 +806,9 @@ func checkWrap(t T, b Backend) {
 	}
 	if _, _, err := other.LookupToken(ctx, code); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("LookupToken of a code already used: %v, want failure.ErrNotFound", err)
+	}
+	if _, err := w.LookupAccessor(ctx, accessor); !errors.Is(err, failure.ErrNotFound) {
+		t.Fatalf("LookupAccessor of a code already used: %v, want failure.ErrNotFound", err)
 	}
 	if _, err := other.Unwrap(ctx, randID("never-issued-")); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Unwrap of a code never issued: %v, want failure.ErrNotFound", err)
