@@ -2,8 +2,6 @@ package vaultstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -244,20 +242,17 @@ func (s *Store) HandoffSalt(ctx context.Context) ([]byte, error) {
 		var hs records.HandoffSalt
 		v, err := s.GetRecord(ctx, handoffSaltPath, &hs)
 		if err == nil {
-			var derr error
-			if salt, derr = base64.StdEncoding.DecodeString(hs.Salt); derr != nil || len(salt) < 16 || hs.Algorithm != records.HashAlgorithm {
-				return fmt.Errorf("vault: record %s/%s holds no usable salt", s.mount, s.RecordPath(handoffSaltPath))
+			if salt, err = hs.Bytes(); err != nil {
+				return fmt.Errorf("vault: record %s/%s: %w", s.mount, s.RecordPath(handoffSaltPath), err)
 			}
 			return nil
 		}
 		if !errors.Is(err, failure.ErrNotFound) {
 			return err
 		}
-		salt = make([]byte, records.SaltLen)
-		if _, err := rand.Read(salt); err != nil {
-			return fmt.Errorf("vault: hand-off salt: %w", err)
+		if salt, hs, err = records.NewHandoffSalt(); err != nil {
+			return err
 		}
-		hs = records.HandoffSalt{Salt: base64.StdEncoding.EncodeToString(salt), Algorithm: records.HashAlgorithm}
 		_, err = s.PutRecord(ctx, handoffSaltPath, &hs, v) // a conflict: another process made it first; read theirs
 		return err
 	})

@@ -16,7 +16,6 @@ package memstore
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -797,18 +796,17 @@ func (s *Store) HandoffSalt(ctx context.Context) ([]byte, error) {
 		var hs records.HandoffSalt
 		v, err := s.get(ctx, "handoffs/salt", &hs)
 		if err == nil {
-			var derr error
-			if salt, derr = base64.StdEncoding.DecodeString(hs.Salt); derr != nil || len(salt) < 16 {
-				return errors.New("memstore: the hand-off salt is not usable")
+			if salt, err = hs.Bytes(); err != nil {
+				return fmt.Errorf("memstore: %w", err)
 			}
 			return nil
 		}
 		if !errors.Is(err, failure.ErrNotFound) {
 			return err
 		}
-		salt = make([]byte, records.SaltLen)
-		rand.Read(salt)
-		hs = records.HandoffSalt{Salt: base64.StdEncoding.EncodeToString(salt), Algorithm: records.HashAlgorithm}
+		if salt, hs, err = records.NewHandoffSalt(); err != nil {
+			return err
+		}
 		_, err = s.put(ctx, "handoffs/salt", &hs, v) // a conflict: another made it first; read theirs
 		return err
 	})
