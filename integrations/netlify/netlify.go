@@ -306,7 +306,7 @@ func (x *Netlify) Apply(ctx context.Context, req integrations.ApplyRequest) (int
 				todo = append(todo, c)
 			}
 		}
-		if v.IsSecret && recorded && rest.Within(v.UpdatedAt, req.Last.At, rest.SameWrite) {
+		if v.IsSecret && recorded && integrations.SameWrite(v.UpdatedAt, req.Last) {
 			todo = nil // rekey wrote this key, and nobody has written since
 		}
 		if len(todo) == 0 {

@@ -359,7 +359,7 @@ func (x *Vercel) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 			k, err := x.value(ctx, e)
 			switch {
 			case errors.Is(err, integrations.ErrWriteOnly):
-				if recorded && rest.Within(time.UnixMilli(e.UpdatedAt), req.Last.At, rest.SameWrite) {
+				if recorded && integrations.SameWrite(time.UnixMilli(e.UpdatedAt), req.Last) {
 					continue // rekey wrote this key, and nobody has written since
 				}
 			case err != nil:
