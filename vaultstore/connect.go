@@ -85,7 +85,9 @@ func login(ctx context.Context, c *vault.Client, cfg config.Vault, getenv func(s
 // can be renewed no more (its max TTL), logs in again with AppRole. A
 // token that never expires needs nothing. It returns when ctx ends, or
 // when the token will expire and cannot be replaced (said in the log).
-func KeepLoggedIn(ctx context.Context, c *vault.Client, cfg config.Vault, getenv func(string) string, log *slog.Logger) {
+// onToken, if set, is given each new token a login brings (the run's
+// redactor must know it) before the client uses it for anything else.
+func KeepLoggedIn(ctx context.Context, c *vault.Client, cfg config.Vault, getenv func(string) string, log *slog.Logger, onToken func(string)) {
 	for ctx.Err() == nil {
 		self, err := c.Auth().Token().LookupSelfWithContext(ctx)
 		if err != nil {
@@ -133,6 +135,9 @@ func KeepLoggedIn(ctx context.Context, c *vault.Client, cfg config.Vault, getenv
 				return
 			}
 			continue
+		}
+		if onToken != nil {
+			onToken(c.Token())
 		}
 		log.Info("vault: logged in again with AppRole")
 	}

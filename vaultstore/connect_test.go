@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,8 +54,14 @@ func TestKeepLoggedInWithAppRole(t *testing.T) {
 	first := c.Token()
 	var logs bytes.Buffer
 	done := make(chan struct{})
+	var mu sync.Mutex
+	var told []string
 	go func() {
-		KeepLoggedIn(ctx, c, cfg, func(k string) string { return vars[k] }, slog.New(slog.NewTextHandler(&logs, nil)))
+		KeepLoggedIn(ctx, c, cfg, func(k string) string { return vars[k] }, slog.New(slog.NewTextHandler(&logs, nil)), func(tok string) {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, tok)
+		})
 		close(done)
 	}()
 
@@ -69,6 +76,11 @@ func TestKeepLoggedInWithAppRole(t *testing.T) {
 	if c.Token() == first {
 		t.Fatal("still the first token after its max TTL: no new login happened")
 	}
+	mu.Lock()
+	if len(told) == 0 || told[len(told)-1] != c.Token() {
+		t.Errorf("the new token was not given to onToken (the redactor): told %d tokens", len(told))
+	}
+	mu.Unlock()
 	if !strings.Contains(logs.String(), "logged in again") {
 		t.Fatalf("no re-login logged:\n%s", logs.String())
 	}

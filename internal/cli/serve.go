@@ -74,7 +74,7 @@ func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
 		return err
 	}
 	if a.vault != nil {
-		go vaultstore.KeepLoggedIn(ctx, a.vault.Client(), a.cfg.Vault, a.getenv, a.log)
+		go vaultstore.KeepLoggedIn(ctx, a.vault.Client(), a.cfg.Vault, a.getenv, a.log, func(tok string) { a.g.redact.Add(tok) })
 	}
 	srv, err := serve.New(serve.Options{
 		Serve:    sc,
