@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -375,4 +376,26 @@ func TestRetryAfterIsCapped(t *testing.T) {
 			t.Errorf("%d calls, want 6", got)
 		}
 	})
+}
+
+// packedSize, which decides what fits before anything is built, says
+// what builder.lines then builds, for lines short and long.
+func TestPackedSizeIsWhatLinesBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		lines := make([]string, 1+rng.IntN(300))
+		for i := range lines {
+			n := 1 + rng.IntN(120)
+			if rng.IntN(20) == 0 {
+				n = maxSection - 50 + rng.IntN(100) // near and past a section
+			}
+			lines[i] = strings.Repeat("é", n)
+		}
+		var b builder
+		b.lines(lines)
+		chars, secs := packedSize(lines)
+		if secs != len(b.blocks) || chars != b.chars {
+			t.Fatalf("%d lines: packedSize says %d characters in %d sections; lines built %d in %d", len(lines), chars, secs, b.chars, len(b.blocks))
+		}
+	}
 }
