@@ -239,15 +239,18 @@ func TestRefusedMessageIsPostedAgainAsText(t *testing.T) {
 			noLeak(t, "logs", n.logs.String())
 		})
 	}
+	// A plain-text form longer than the shortest one.
+	long := ev
+	long.Text = strings.Repeat("The leaked key is still in use somewhere. ", 40)
 	t.Run("plain text refused too", func(t *testing.T) {
 		f := newFake(t)
 		f.then("chat.postMessage", refuse("msg_blocks_too_long"), refuse("msg_too_long"))
 		n := newBot(t, f, 0)
-		if err := n.Notify(context.Background(), ev); err != nil {
+		if err := n.Notify(context.Background(), long); err != nil {
 			t.Fatalf("not delivered: %v", err)
 		}
 		calls := f.got()
-		if len(calls) != 3 || len([]rune(calls[2].form.Get("text"))) > 1000 {
+		if len(calls) != 3 || len([]rune(calls[2].form.Get("text"))) > 1000 || len(calls[2].form.Get("text")) >= len(calls[1].form.Get("text")) {
 			t.Fatalf("%d calls; want a third, shorter one", len(calls))
 		}
 	})
@@ -255,12 +258,24 @@ func TestRefusedMessageIsPostedAgainAsText(t *testing.T) {
 		f := newFake(t)
 		f.then("chat.postMessage", refuse("invalid_blocks"), refuse("msg_too_long"), refuse("msg_too_long"), refuse("msg_too_long"))
 		n := newBot(t, f, 0)
-		err := n.Notify(context.Background(), ev)
+		err := n.Notify(context.Background(), long)
 		if !errors.Is(err, failure.ErrInvalid) {
 			t.Fatalf("err = %v, want invalid", err)
 		}
 		if len(f.got()) != 3 {
 			t.Errorf("%d calls, want 3", len(f.got()))
+		}
+	})
+	t.Run("a short plain text is not sent twice", func(t *testing.T) {
+		f := newFake(t)
+		f.then("chat.postMessage", refuse("invalid_blocks"), refuse("msg_too_long"), refuse("msg_too_long"))
+		n := newBot(t, f, 0)
+		err := n.Notify(context.Background(), ev)
+		if !errors.Is(err, failure.ErrInvalid) {
+			t.Fatalf("err = %v, want invalid", err)
+		}
+		if calls := f.got(); len(calls) != 2 || calls[1].form.Get("blocks") != "" {
+			t.Errorf("%d calls, want the message and its plain-text form, once", len(calls))
 		}
 	})
 	t.Run("other errors are not retried as text", func(t *testing.T) {

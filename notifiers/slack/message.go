@@ -42,9 +42,17 @@ type message struct {
 
 // shorter returns the forms message is sent in when Slack refuses it for
 // its size or its blocks: its plain-text fallback alone, then that cut to
-// maxShort characters.
+// maxShort characters; a form that would be the same message again is
+// left out.
 func (m message) shorter() []message {
-	return []message{{text: m.text}, {text: truncate(m.text, maxShort)}}
+	var out []message
+	if len(m.blocks) > 0 {
+		out = append(out, message{text: m.text})
+	}
+	if cut := truncate(m.text, maxShort); cut != m.text {
+		out = append(out, message{text: cut})
+	}
+	return out
 }
 
 // post is what one event becomes: its message and, when its integrations
