@@ -45,6 +45,18 @@ type Expect struct {
 // time rekey recorded writing it and still be the same write.
 const clockSkew = 2 * time.Minute
 
+// SameWrite reports whether a write-only target last written at at holds
+// rekey's write last: at is within clockSkew of last.At. Observe decides
+// by it, and an Apply that skips a write it already made must too, or the
+// two disagree about the same target.
+func SameWrite(at time.Time, last state.Written) bool {
+	if last.Fingerprint == "" || at.IsZero() || last.At.IsZero() {
+		return false
+	}
+	d := at.Sub(last.At)
+	return d >= -clockSkew && d <= clockSkew
+}
+
 // ErrWriteOnly is what a Reader's Read wraps when its target holds a value
 // that cannot be read back (a Netlify secret, a Vercel sensitive
 // variable, a hidden GitLab variable). Observe then works out the state
@@ -191,9 +203,8 @@ func observeWriteOnly(ctx context.Context, in Integration, ts Timestamper, want 
 		return readFailure(err)
 	}
 	last := want.Last
-	sameWrite := last.Fingerprint != "" && !at.Before(last.At.Add(-clockSkew)) && !at.After(last.At.Add(clockSkew))
 	switch {
-	case sameWrite:
+	case SameWrite(at, last):
 		switch want.Versions[last.Fingerprint] {
 		case VersionCurrent:
 			return state.Status{State: state.Current, Reason: "written by rekey at " + at.UTC().Format(time.RFC3339) + " with the current version", Fingerprint: last.Fingerprint, Proof: state.Timestamp}

@@ -154,3 +154,32 @@ func TestProofClass(t *testing.T) {
 		}
 	}
 }
+
+// SameWrite is the one rule by which Observe (and an Apply that skips a
+// write it already made) takes a write-only target's updated_at for
+// rekey's recorded write: within two minutes either way, never without a
+// record or a time.
+func TestSameWrite(t *testing.T) {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	rec := state.Written{Fingerprint: "fp", At: at}
+	for _, c := range []struct {
+		name    string
+		updated time.Time
+		last    state.Written
+		want    bool
+	}{
+		{"same instant", at, rec, true},
+		{"two minutes later", at.Add(2 * time.Minute), rec, true},
+		{"two minutes earlier", at.Add(-2 * time.Minute), rec, true},
+		{"just over two minutes later", at.Add(2*time.Minute + time.Second), rec, false},
+		{"just over two minutes earlier", at.Add(-2*time.Minute - time.Second), rec, false},
+		{"no record", at, state.Written{}, false},
+		{"a record without a fingerprint", at, state.Written{At: at}, false},
+		{"a record without a time", time.Time{}.Add(time.Minute), state.Written{Fingerprint: "fp"}, false},
+		{"no updated_at", time.Time{}, rec, false},
+	} {
+		if got := integrations.SameWrite(c.updated, c.last); got != c.want {
+			t.Errorf("%s: SameWrite = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

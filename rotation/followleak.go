@@ -154,6 +154,28 @@ func LeakUncheckedEvent(job Job, f LeakFollowUp) notifiers.Event {
 	}
 }
 
+// UnconfirmedLeaks lists, in order, the versions of keyID that st says a
+// leak replaced and that the provider was never found to refuse: the key
+// state has no Dead time, and the leak's own record (a record made before
+// the key state kept that) has no MarkOldKeyDead either. A record that
+// cannot be read counts as not confirmed.
+func (e *Engine) UnconfirmedLeaks(ctx context.Context, keyID string, st *records.KeyState) []int {
+	var out []int
+	for v, c := range st.Compromised {
+		if !c.Dead.IsZero() {
+			continue
+		}
+		if c.RotationID != "" {
+			if rec, err := e.Store.Rotation(ctx, keyID, c.RotationID); err == nil && hasMark(rec, MarkOldKeyDead) {
+				continue
+			}
+		}
+		out = append(out, v)
+	}
+	sort.Ints(out)
+	return out
+}
+
 func hasMark(rec *records.Rotation, what string) bool {
 	return !markAt(rec, what).IsZero()
 }

@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,6 +69,9 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 		t.Fatalf("containment while it works = %+v", f.Containment)
 	}
 
+	if ks, _, _ := st.KeyState(ctx, "an"); !slices.Equal(e.UnconfirmedLeaks(ctx, "an", ks), []int{1}) {
+		t.Fatalf("unconfirmed leaks while it works = %v, want [1]", e.UnconfirmedLeaks(ctx, "an", ks))
+	}
 	p.revoked[v1.Fingerprint()] = true
 	fs, err = e.FollowLeaks(ctx, leak)
 	if err != nil || len(fs) != 1 || fs[0].Check.State != LeakDead || fs[0].Containment.Contained.IsZero() {
@@ -80,6 +84,9 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 	ks, _, _ := st.KeyState(ctx, "an")
 	if ks.Compromised[1].Dead.IsZero() {
 		t.Fatalf("the key's state does not say version 1 is dead: %+v", ks.Compromised)
+	}
+	if got := e.UnconfirmedLeaks(ctx, "an", ks); len(got) != 0 {
+		t.Fatalf("unconfirmed leaks once dead = %v", got)
 	}
 	asked := p.asked[v1.Fingerprint()]
 	if fs, err := e.FollowLeaks(ctx, leak); err != nil || len(fs) != 0 || p.asked[v1.Fingerprint()] != asked {

@@ -241,9 +241,9 @@ func (f *File) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 		return integrations.ApplyResult{}, err
 	}
 	defer l.close()
-	next, err := f.fmt.rewrite(l.content, f.field, req.Key.Reveal()) // the file is the wire
+	next, err := f.rewriteValue(f.path, l.content, req.Key.Reveal()) // the file is the wire
 	if err != nil {
-		return integrations.ApplyResult{}, f.formatError(err, failure.ErrInvalid)
+		return integrations.ApplyResult{}, err
 	}
 	if bytes.Equal(next, l.content) {
 		return integrations.ApplyResult{Changed: false, At: time.Now()}, nil
@@ -259,10 +259,10 @@ func (f *File) Apply(ctx context.Context, req integrations.ApplyRequest) (integr
 	}
 	if len(f.reload) > 0 {
 		if err := f.runReload(ctx, req.Key); err != nil {
-			if _, rbErr := l.replace(l.content, l.st.perm(), written); rbErr != nil {
-				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", err, rbErr)
-			}
-			return integrations.ApplyResult{}, fmt.Errorf("%w; the file was put back as it was", err)
+			return integrations.ApplyResult{}, putBack(err, func() error {
+				_, err := l.replace(l.content, l.st.perm(), written)
+				return err
+			})
 		}
 	}
 	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
@@ -279,11 +279,7 @@ func (f *File) Read(ctx context.Context) (secret.Key, error) {
 		return secret.Key{}, err
 	}
 	l.close()
-	v, err := f.fmt.read(l.content, f.field)
-	if err != nil {
-		return secret.Key{}, f.formatError(err, failure.ErrNotFound)
-	}
-	return secret.New(v), nil
+	return f.readValue(f.path, l.content)
 }
 
 func (f *File) runReload(ctx context.Context, key secret.Key) error {
@@ -303,12 +299,7 @@ func (f *File) runReload(ctx context.Context, key secret.Key) error {
 // Accepts implements integrations.Acceptor: it refuses, without reading
 // the file, a key the file's format cannot hold literally (see the
 // package documentation), in the words Apply would refuse it with.
-func (f *File) Accepts(key secret.Key) error {
-	if err := f.fmt.accepts(key.Reveal()); err != nil { // compared only
-		return f.formatError(err, failure.ErrInvalid)
-	}
-	return nil
-}
+func (f *File) Accepts(key secret.Key) error { return f.accepts(f.path, key) }
 
 // preflightValue is what Preflight asks the rewriter to write, in memory
 // only: a value every format can hold, unlike any real key.
@@ -335,8 +326,8 @@ func (f *File) Preflight(ctx context.Context) error {
 		return err
 	}
 	defer l.close()
-	if _, err := f.fmt.rewrite(l.content, f.field, preflightValue); err != nil {
-		return f.formatError(err, failure.ErrInvalid)
+	if _, err := f.rewriteValue(f.path, l.content, preflightValue); err != nil {
+		return err
 	}
 	mode := l.st.perm()
 	if f.mode != 0 {
@@ -353,15 +344,65 @@ func (f *File) Preflight(ctx context.Context) error {
 	return nil
 }
 
+// What a file on this host and one on another (Remote) share once its
+// bytes are read: the format's reader and rewriter, their errors naming
+// where (the path, or host:path), and the putting back after a reload
+// that failed.
+
+// readValue returns the key content holds. A field or value that is not
+// there is ErrNotFound.
+func (f *File) readValue(where string, content []byte) (secret.Key, error) {
+	v, err := f.fmt.read(content, f.field)
+	if err != nil {
+		return secret.Key{}, formatError(where, err, failure.ErrNotFound)
+	}
+	return secret.New(v), nil
+}
+
+// rewriteValue returns content with value in the field. A field that is
+// not there is ErrInvalid: rekey cannot know where it belongs.
+func (f *File) rewriteValue(where string, content []byte, value string) ([]byte, error) {
+	next, err := f.fmt.rewrite(content, f.field, value)
+	if err != nil {
+		return nil, formatError(where, err, failure.ErrInvalid)
+	}
+	return next, nil
+}
+
+// accepts is Accepts for the file at where.
+func (f *File) accepts(where string, key secret.Key) error {
+	if err := f.fmt.accepts(key.Reveal()); err != nil { // compared only
+		return formatError(where, err, failure.ErrInvalid)
+	}
+	return nil
+}
+
+// putBack returns the error of a reload that failed after a write, once
+// restore has put the file back as it was (or failed to).
+func putBack(reloadErr error, restore func() error) error {
+	if err := restore(); err != nil {
+		return fmt.Errorf("%w; putting the file back also failed: %w", reloadErr, err)
+	}
+	return fmt.Errorf("%w; the file was put back as it was", reloadErr)
+}
+
 // formatError classifies an error of a read or rewrite function: a field
 // or value that is not there is missing (ErrNotFound for Read, ErrInvalid
 // for Apply, which cannot know where it belongs); the rest is ErrInvalid.
-func (f *File) formatError(err error, missing error) error {
+func formatError(where string, err error, missing error) error {
 	class := failure.ErrInvalid
 	if errors.Is(err, errNoField) || errors.Is(err, errNoValue) {
 		class = missing
 	}
-	return fmt.Errorf("file: %s: %w: %w", f.path, err, class)
+	return fmt.Errorf("file: %s: %w: %w", where, err, class)
+}
+
+// ctxErr is ctx's error, transient when it is a deadline.
+func ctxErr(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ctx.Err(), failure.ErrTransient)
+	}
+	return ctx.Err()
 }
 
 // osError classifies a file system error where it is born; the message

@@ -251,11 +251,7 @@ func flockWait(ctx context.Context, fd int, path string) (held bool, err error) 
 		}
 		select {
 		case <-ctx.Done():
-			err := fmt.Errorf("file: %s: waiting for another process's write to this file: %w", path, ctx.Err())
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				err = fmt.Errorf("%w: %w", err, failure.ErrTransient)
-			}
-			return false, err
+			return false, fmt.Errorf("file: %s: waiting for another process's write to this file: %w", path, ctxErr(ctx))
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 50*time.Millisecond)

@@ -2,11 +2,8 @@ package file
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/rekey-dev/rekey/failure"
 )
 
 // fileID names one file the way the system does: the device and inode of
@@ -61,11 +58,7 @@ func lockWrite(ctx context.Context, id fileID, path string) (func(), error) {
 	case l.ch <- struct{}{}:
 	case <-ctx.Done():
 		drop()
-		err := fmt.Errorf("file: %s: waiting for another integration's write to this file: %w", path, ctx.Err())
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", err, failure.ErrTransient)
-		}
-		return nil, err
+		return nil, fmt.Errorf("file: %s: waiting for another integration's write to this file: %w", path, ctxErr(ctx))
 	}
 	var once sync.Once
 	return func() {

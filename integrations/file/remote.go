@@ -112,6 +112,12 @@ func statOfRemote(fi fs.FileInfo) remoteStat {
 	return s
 }
 
+// keptMode is what of a remote file's mode a write gives the new file:
+// the permission bits, setuid, setgid and sticky.
+func keptMode(m fs.FileMode) fs.FileMode {
+	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+}
+
 func (s remoteStat) same(t remoteStat) bool {
 	return s.mode == t.mode && s.uid == t.uid && s.gid == t.gid && s.size == t.size && s.mtime.Equal(t.mtime)
 }
@@ -125,13 +131,6 @@ func (r *Remote) fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("file: %s: %s: %s: %w", r.where, op, reason, class)
 }
 
-func ctxErr(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %w", ctx.Err(), failure.ErrTransient)
-	}
-	return ctx.Err()
-}
-
 // Read returns the key the file holds.
 func (r *Remote) Read(ctx context.Context) (secret.Key, error) {
 	c, release, err := r.host.SFTP(ctx)
@@ -143,28 +142,11 @@ func (r *Remote) Read(ctx context.Context) (secret.Key, error) {
 	if err != nil {
 		return secret.Key{}, err
 	}
-	v, err := r.f.fmt.read(content, r.f.field)
-	if err != nil {
-		return secret.Key{}, r.formatError(err, failure.ErrNotFound)
-	}
-	return secret.New(v), nil
+	return r.f.readValue(r.where, content)
 }
 
 // Accepts implements integrations.Acceptor as a local file does.
-func (r *Remote) Accepts(key secret.Key) error {
-	if err := r.f.fmt.accepts(key.Reveal()); err != nil { // compared only
-		return r.formatError(err, failure.ErrInvalid)
-	}
-	return nil
-}
-
-func (r *Remote) formatError(err error, missing error) error {
-	class := failure.ErrInvalid
-	if errors.Is(err, errNoField) || errors.Is(err, errNoValue) {
-		class = missing
-	}
-	return fmt.Errorf("file: %s: %w: %w", r.where, err, class)
-}
+func (r *Remote) Accepts(key secret.Key) error { return r.f.accepts(r.where, key) }
 
 // Apply makes the remote file hold the key: see Remote.
 func (r *Remote) Apply(ctx context.Context, req integrations.ApplyRequest) (integrations.ApplyResult, error) {
@@ -191,20 +173,18 @@ func (r *Remote) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 	if len(r.f.reload) > 0 {
 		_, rerr := r.host.Run(ctx, sshpool.Command{What: "file: " + r.where + ": reload", Argv: r.f.reload, Key: req.Key})
 		if rerr != nil {
-			// Put the file back with a session of its own: ctx may be
-			// what ended the reload.
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			bc, brelease, err := r.host.SFTP(bctx)
-			if err != nil {
-				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", rerr, err)
-			}
-			defer brelease()
-			orig := w.st.mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-			if _, err := r.write(bctx, bc, w.target, w.content, orig, w.written, w.next); err != nil {
-				return integrations.ApplyResult{}, fmt.Errorf("%w; putting the file back also failed: %w", rerr, err)
-			}
-			return integrations.ApplyResult{}, fmt.Errorf("%w; the file was put back as it was", rerr)
+			return integrations.ApplyResult{}, putBack(rerr, func() error {
+				// With a session of its own: ctx may be what ended the reload.
+				bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				bc, brelease, err := r.host.SFTP(bctx)
+				if err != nil {
+					return err
+				}
+				defer brelease()
+				_, err = r.write(bctx, bc, w.target, w.content, keptMode(w.st.mode), w.written, w.next)
+				return err
+			})
 		}
 	}
 	return integrations.ApplyResult{Changed: true, At: time.Now()}, nil
@@ -230,13 +210,13 @@ func (r *Remote) rewrite(ctx context.Context, key secret.Key) (rewritten, error)
 	if w.target, w.content, w.st, err = r.load(ctx, c); err != nil {
 		return w, err
 	}
-	if w.next, err = r.f.fmt.rewrite(w.content, r.f.field, key.Reveal()); err != nil { // the file is the wire
-		return w, r.formatError(err, failure.ErrInvalid)
+	if w.next, err = r.f.rewriteValue(r.where, w.content, key.Reveal()); err != nil { // the file is the wire
+		return w, err
 	}
 	if bytes.Equal(w.next, w.content) {
 		return w, nil
 	}
-	mode := w.st.mode & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	mode := keptMode(w.st.mode)
 	if r.f.mode != 0 {
 		mode = r.f.mode
 	}
@@ -276,8 +256,8 @@ func (r *Remote) preflightFile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := r.f.fmt.rewrite(content, r.f.field, "rekey-preflight-0123456789abcdef"); err != nil {
-		return r.formatError(err, failure.ErrInvalid)
+	if _, err := r.f.rewriteValue(r.where, content, preflightValue); err != nil {
+		return err
 	}
 	dir, base := path.Split(target)
 	probe, err := r.privateDir(ctx, c, dir, base)

@@ -65,10 +65,6 @@ const DefaultAPIURL = "https://api.github.com/"
 // APIVersion is the REST API version rekey speaks.
 const APIVersion = "2022-11-28"
 
-// sameWrite is how far updated_at may sit from rekey's record of a write
-// and still be that write (the skew integrations.Observe allows).
-const sameWrite = 2 * time.Minute
-
 // fields are the type's settings.
 type fields struct {
 	Repo        string `mapstructure:"repo"`
@@ -201,7 +197,7 @@ func (g *GitHub) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 	if err != nil && !errors.Is(err, failure.ErrNotFound) {
 		return integrations.ApplyResult{}, err
 	}
-	if exists && req.Last.Fingerprint == req.Key.Fingerprint() && within(cur.UpdatedAt, req.Last.At, sameWrite) {
+	if exists && req.Last.Fingerprint == req.Key.Fingerprint() && integrations.SameWrite(cur.UpdatedAt, req.Last) {
 		g.log.DebugContext(ctx, "github: secret already written by rekey", "integration", g.id, "fingerprint", req.Last.Fingerprint)
 		return integrations.ApplyResult{Changed: false, At: cur.UpdatedAt}, nil
 	}
@@ -706,12 +702,4 @@ func decode(resp *http.Response, v any, what string) error {
 		return fmt.Errorf("%s: answer (%d bytes) is not the JSON GitHub sends: %w", what, len(b), failure.ErrInvalid)
 	}
 	return nil
-}
-
-func within(a, b time.Time, d time.Duration) bool {
-	if a.IsZero() || b.IsZero() {
-		return false
-	}
-	diff := a.Sub(b)
-	return diff >= -d && diff <= d
 }

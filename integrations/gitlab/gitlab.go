@@ -53,7 +53,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	httpint "github.com/rekey-dev/rekey/integrations/http"
-	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
@@ -69,12 +69,17 @@ const DefaultAPIURL = "https://gitlab.com/api/v4/"
 const maintainer = 40
 
 type fields struct {
-	Project          string         `mapstructure:"project"`
-	Variable         string         `mapstructure:"variable"`
-	TokenEnv         string         `mapstructure:"token_env"`
-	EnvironmentScope string         `mapstructure:"environment_scope"`
-	APIURL           string         `mapstructure:"api_url"`
-	Verify           map[string]any `mapstructure:"verify"`
+	platform.Settings `mapstructure:",squash"`
+	Project           string `mapstructure:"project"`
+	EnvironmentScope  string `mapstructure:"environment_scope"`
+}
+
+var spec = platform.Spec{
+	Variable:     varRE,
+	VariableIs:   "a CI/CD variable key (letters, digits and '_')",
+	VariableHint: "(the CI/CD variable that holds the key)",
+	TokenHint:    "a GitLab access token with the api scope",
+	APIURL:       DefaultAPIURL,
 }
 
 // GitLab is one CI/CD variable of one project.
@@ -128,46 +133,32 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, h.Config.Required(in, "project", "(the project's numeric id or full path, like greens/campaign-site)")
 	case !projectRE.MatchString(f.Project):
 		return nil, h.Config.Invalid(in, "project", "%q is not a project id or a full path like group/project", f.Project)
-	case f.Variable == "":
-		return nil, h.Config.Required(in, "variable", "(the CI/CD variable that holds the key)")
-	case !varRE.MatchString(f.Variable):
-		return nil, h.Config.Invalid(in, "variable", "%q is not a CI/CD variable key (letters, digits and '_')", f.Variable)
-	case f.TokenEnv == "":
-		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a GitLab access token with the api scope)")
-	case !rest.EnvVarName.MatchString(f.TokenEnv):
-		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
-	case strings.ContainsAny(f.EnvironmentScope, " \t\r\n"):
+	}
+	if err := f.Check(h, in, spec); err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(f.EnvironmentScope, " \t\r\n") {
 		return nil, h.Config.Invalid(in, "environment_scope", "%q holds white space", f.EnvironmentScope)
 	}
 	if f.EnvironmentScope == "" {
 		f.EnvironmentScope = "*"
 	}
-	raw := f.APIURL
-	if raw == "" {
-		raw = DefaultAPIURL
-	}
-	base, err := rest.ParseBase(raw)
+	api, err := f.Client(h, in, spec)
 	if err != nil {
-		return nil, h.Config.Invalid(in, "api_url", "%v", err)
+		return nil, err
 	}
-	x := &GitLab{id: in.ID, project: f.Project, variable: f.Variable, scope: f.EnvironmentScope, log: h.Logger}
+	api.DefaultWait, api.Explain = time.Minute, explain
+	x := &GitLab{id: in.ID, project: f.Project, variable: f.Variable, scope: f.EnvironmentScope, log: platform.Logger(h.Logger), api: api}
 	x.target = "project " + f.Project
 	if x.scope != "*" {
 		x.target += " (environment scope " + x.scope + ")"
 	}
-	if x.log == nil {
-		x.log = slog.New(slog.DiscardHandler)
-	}
-	x.api = &rest.Client{
-		Base: base, HTTP: httpx.Client(h.HTTPClient), TokenEnv: f.TokenEnv, Getenv: h.Getenv,
-		DefaultWait: time.Minute, Explain: explain,
-	}
-	if f.Verify == nil {
-		return x, nil
-	}
-	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
-	if err != nil {
+	probe, ok, err := f.Probe(h, in)
+	switch {
+	case err != nil:
 		return nil, err
+	case !ok:
+		return x, nil
 	}
 	x.hasProbe = true
 	return withVerify{GitLab: x, probe: probe}, nil

@@ -48,7 +48,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	httpint "github.com/rekey-dev/rekey/integrations/http"
-	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -67,11 +67,16 @@ const Accept = "application/vnd.heroku+json; version=3"
 const rateLimitWait = 2 * time.Second
 
 type fields struct {
-	App      string         `mapstructure:"app"`
-	Variable string         `mapstructure:"variable"`
-	TokenEnv string         `mapstructure:"token_env"`
-	APIURL   string         `mapstructure:"api_url"`
-	Verify   map[string]any `mapstructure:"verify"`
+	platform.Settings `mapstructure:",squash"`
+	App               string `mapstructure:"app"`
+}
+
+var spec = platform.Spec{
+	Variable:     nameRE,
+	VariableIs:   "a config var name (letters, digits and '_')",
+	VariableHint: "(the config var that holds the key)",
+	TokenHint:    "a Heroku API token",
+	APIURL:       DefaultAPIURL,
 }
 
 // Heroku is one config var of one app.
@@ -121,38 +126,22 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, h.Config.Required(in, "app", "(the Heroku app's name or id)")
 	case !appRE.MatchString(f.App):
 		return nil, h.Config.Invalid(in, "app", "%q is not a Heroku app name (lower-case letters, digits and dashes, starting with a letter) or id", f.App)
-	case f.Variable == "":
-		return nil, h.Config.Required(in, "variable", "(the config var that holds the key)")
-	case !nameRE.MatchString(f.Variable):
-		return nil, h.Config.Invalid(in, "variable", "%q is not a config var name (letters, digits and '_')", f.Variable)
-	case f.TokenEnv == "":
-		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a Heroku API token)")
-	case !rest.EnvVarName.MatchString(f.TokenEnv):
-		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
 	}
-	raw := f.APIURL
-	if raw == "" {
-		raw = DefaultAPIURL
+	if err := f.Check(h, in, spec); err != nil {
+		return nil, err
 	}
-	base, err := rest.ParseBase(raw)
-	if err != nil {
-		return nil, h.Config.Invalid(in, "api_url", "%v", err)
-	}
-	x := &Heroku{id: in.ID, app: f.App, variable: f.Variable, target: "app " + f.App, log: h.Logger}
-	if x.log == nil {
-		x.log = slog.New(slog.DiscardHandler)
-	}
-	x.api = &rest.Client{
-		Base: base, HTTP: httpx.Client(h.HTTPClient), TokenEnv: f.TokenEnv, Getenv: h.Getenv,
-		Header:      http.Header{"Accept": {Accept}},
-		DefaultWait: rateLimitWait,
-	}
-	if f.Verify == nil {
-		return x, nil
-	}
-	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
+	api, err := f.Client(h, in, spec)
 	if err != nil {
 		return nil, err
+	}
+	api.Header, api.DefaultWait = http.Header{"Accept": {Accept}}, rateLimitWait
+	x := &Heroku{id: in.ID, app: f.App, variable: f.Variable, target: "app " + f.App, log: platform.Logger(h.Logger), api: api}
+	probe, ok, err := f.Probe(h, in)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return x, nil
 	}
 	return withVerify{Heroku: x, probe: probe}, nil
 }

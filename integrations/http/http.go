@@ -439,7 +439,10 @@ func headerSafe(v string) bool {
 //     and for https the TLS handshake, with the certificate checked as a
 //     request would check it), through the proxy the client would use
 //     (HTTP_PROXY, HTTPS_PROXY) when there is one: a connection is
-//     opened and closed, and nothing is sent on it;
+//     opened and closed, and nothing is sent on it; when a read or verify
+//     this preflight sends goes to apply's scheme, host and port, that
+//     request proves it, on the same client, and no connection of its own
+//     is opened;
 //   - read, when configured, is sent (a target that holds no key yet is
 //     fine), and verify, when configured: both are requests the
 //     configuration says only read. One that puts the key in its request
@@ -466,21 +469,45 @@ func (x *HTTP) Preflight(ctx context.Context) error {
 			return fmt.Errorf("%s: header %s: %w", what, h.name, err)
 		}
 	}
-	if err := x.reach(ctx, what, pu); err != nil {
-		return err
-	}
 	key, haveKey := integrations.ProbeKey(ctx)
-	if x.read != nil && (haveKey || !x.read.usesKey()) {
+	sendRead := x.read != nil && (haveKey || !x.read.usesKey())
+	sendVerify := x.verify != nil && (haveKey || !x.verify.usesKey())
+	if !(sendRead && x.sameOrigin(x.read, pu)) && !(sendVerify && x.sameOrigin(x.verify, pu)) {
+		if err := x.reach(ctx, what, pu); err != nil {
+			return err
+		}
+	}
+	if sendRead {
 		if _, err := x.readWith(ctx, key); err != nil && !errors.Is(err, failure.ErrNotFound) {
 			return err
 		}
 	}
-	if x.verify != nil && (haveKey || !x.verify.usesKey()) {
+	if sendVerify {
 		if err := x.probe(ctx); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sameOrigin reports whether c, once its ${VAR}s are filled, goes to u's
+// scheme, host and port.
+func (x *HTTP) sameOrigin(c *call, u *url.URL) bool {
+	s, err := c.url.expand(x.getenv, secret.Key{}, raw)
+	if err != nil {
+		return false
+	}
+	cu, err := url.Parse(s)
+	return err == nil && cu.Scheme == u.Scheme && strings.EqualFold(hostPort(cu), hostPort(u))
+}
+
+// hostPort is u's host and port, the scheme's default port when u has none.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // envSet checks that every ${VAR} of t is set, without filling {{key}}.
@@ -504,22 +531,14 @@ func (x *HTTP) reach(ctx context.Context, what string, u *url.URL) error {
 	if tr == nil {
 		return nil // a transport rekey cannot look into: the request will say
 	}
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
-	}
-	addr := net.JoinHostPort(u.Hostname(), port)
+	addr := hostPort(u)
 	proxied := false
 	if tr.Proxy != nil {
 		req := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
 		if p, err := tr.Proxy(req); err != nil {
 			return fmt.Errorf("%s: the proxy setting does not parse: %w", what, failure.ErrInvalid)
 		} else if p != nil {
-			pport := p.Port()
-			if pport == "" {
-				pport = map[string]string{"http": "80", "https": "443"}[p.Scheme]
-			}
-			addr, proxied = net.JoinHostPort(p.Hostname(), pport), true
+			addr, proxied = hostPort(p), true
 			what += " (through its proxy)"
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
@@ -219,6 +220,87 @@ func TestAcceptsAgreesWithApply(t *testing.T) {
 				t.Error("a refused key was sent")
 			}
 			f.noLeaks(t, []string{c.key}, acc, applied)
+		})
+	}
+}
+
+// The preflight opens one connection to apply's host: when it sends a
+// read (or verify) there, that request is the proof of the host, and no
+// connection of its own is opened beside it; a read elsewhere leaves
+// apply's host to be reached on its own. Nothing is ever written.
+func TestPreflightConnectsOnce(t *testing.T) {
+	type counted struct {
+		srv           *httptest.Server
+		conns, writes atomic.Int32
+		reads         atomic.Int32
+	}
+	serve := func() *counted {
+		c := &counted{}
+		c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet {
+				c.writes.Add(1)
+				return
+			}
+			c.reads.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"k": "held-value"}`)
+		}))
+		c.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				c.conns.Add(1)
+			}
+		}
+		c.srv.Start()
+		t.Cleanup(c.srv.Close)
+		return c
+	}
+	for _, c := range []struct {
+		name           string
+		readElsewhere  bool
+		applyConns     int32
+		applyReads     int32
+		elsewhereReads int32
+	}{
+		{name: "read on apply's host", applyConns: 1, applyReads: 1},
+		{name: "read on another host", readElsewhere: true, applyConns: 1, elsewhereReads: 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			target, other := serve(), serve()
+			readURL := target.srv.URL + "/settings"
+			if c.readElsewhere {
+				readURL = other.srv.URL + "/settings"
+			}
+			item := config.Integration{ID: "widget", Key: "actionnetwork-main", Type: rhttp.Type, Settings: map[string]any{
+				"apply": map[string]any{"method": "PUT", "url": target.srv.URL + "/settings", "body": `{"k": "{{key}}"}`},
+				"read":  map[string]any{"url": readURL, "json_pointer": "/k"},
+			}}
+			in, err := rhttp.New(integrations.Host{Config: &config.Config{File: "rekey.yaml", Integrations: []config.Integration{item}},
+				Logger: slog.New(slog.DiscardHandler), Getenv: func(string) string { return "" },
+				HTTPClient: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}, item)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := in.(integrations.Preflighter).Preflight(context.Background()); err != nil {
+				t.Fatalf("Preflight: %v", err)
+			}
+			if n := target.writes.Load() + other.writes.Load(); n != 0 {
+				t.Fatalf("the preflight wrote %d times", n)
+			}
+			// A connection only opened and closed may be accepted by the
+			// server a moment after Preflight returns; one that carried a
+			// request was accepted before it.
+			for deadline := time.Now().Add(5 * time.Second); target.conns.Load() < c.applyConns && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if got := target.conns.Load(); got != c.applyConns {
+				t.Errorf("apply's host saw %d connections, want %d", got, c.applyConns)
+			}
+			if got := target.reads.Load(); got != c.applyReads {
+				t.Errorf("apply's host saw %d reads, want %d", got, c.applyReads)
+			}
+			if got := other.reads.Load(); got != c.elsewhereReads {
+				t.Errorf("the other host saw %d reads, want %d", got, c.elsewhereReads)
+			}
 		})
 	}
 }

@@ -110,6 +110,7 @@ type Kubernetes struct {
 
 	mu        sync.Mutex
 	api       *rest.Client // built at first use, from the credentials
+	cred      *credentials // read once (credentialsLocked)
 	restarted map[string]bool
 	rotation  string // the rotation and key restarted holds
 }
@@ -219,7 +220,7 @@ func (x *Kubernetes) client() (*rest.Client, error) {
 	if x.api != nil {
 		return x.api, nil
 	}
-	cred, err := loadCredentials(x.kubeconfig, x.context, x.getenv)
+	cred, err := x.credentialsLocked()
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %s: %v: %w", x.target, err, failure.ErrInvalid)
 	}
@@ -231,13 +232,30 @@ func (x *Kubernetes) client() (*rest.Client, error) {
 	return api, nil
 }
 
+// credentialsLocked reads the kubeconfig (or the pod's service account)
+// once: Secrets at start-up and the client on first use share what was
+// read. x.mu is held.
+func (x *Kubernetes) credentialsLocked() (*credentials, error) {
+	if x.cred != nil {
+		return x.cred, nil
+	}
+	cred, err := loadCredentials(x.kubeconfig, x.context, x.getenv)
+	if err != nil {
+		return nil, err
+	}
+	x.cred = cred
+	return cred, nil
+}
+
 // Secrets implements integrations.SecretHolder: the credentials the
 // kubeconfig (or the pod's service account) gives this integration, for
 // the run's redactor: a static token, the token file's content as it is
 // now (a projected token rotates; a later one is not known), the client
 // certificate's private key. A kubeconfig that cannot be read gives none.
 func (x *Kubernetes) Secrets() []string {
-	cred, err := loadCredentials(x.kubeconfig, x.context, x.getenv)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	cred, err := x.credentialsLocked()
 	if err != nil {
 		return nil
 	}

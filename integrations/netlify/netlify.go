@@ -47,7 +47,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,6 +56,7 @@ import (
 	"github.com/rekey-dev/rekey/integrations"
 	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
@@ -72,14 +72,17 @@ const DefaultAPIURL = "https://api.netlify.com/api/v1/"
 var Contexts = []string{"all", "dev", "dev-server", "branch-deploy", "deploy-preview", "production"}
 
 type fields struct {
-	Account      string         `mapstructure:"account"`
-	Site         string         `mapstructure:"site"`
-	Variable     string         `mapstructure:"variable"`
-	TokenEnv     string         `mapstructure:"token_env"`
-	Contexts     []string       `mapstructure:"contexts"`
-	BuildHookEnv string         `mapstructure:"build_hook_env"`
-	APIURL       string         `mapstructure:"api_url"`
-	Verify       map[string]any `mapstructure:"verify"`
+	platform.Settings `mapstructure:",squash"`
+	Account           string   `mapstructure:"account"`
+	Site              string   `mapstructure:"site"`
+	Contexts          []string `mapstructure:"contexts"`
+	BuildHookEnv      string   `mapstructure:"build_hook_env"`
+}
+
+var spec = platform.Spec{
+	VariableHint: "(the environment variable that holds the key)",
+	TokenHint:    "a Netlify personal access token",
+	APIURL:       DefaultAPIURL,
 }
 
 // Netlify is one environment variable of one site.
@@ -139,58 +142,36 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, h.Config.Required(in, "site", "(the site id: Site configuration → Site information)")
 	case !idRE.MatchString(f.Site):
 		return nil, h.Config.Invalid(in, "site", "%q is not a site id", f.Site)
-	case f.Variable == "":
-		return nil, h.Config.Required(in, "variable", "(the environment variable that holds the key)")
-	case !rest.EnvVarName.MatchString(f.Variable):
-		return nil, h.Config.Invalid(in, "variable", "%q is not an environment variable name", f.Variable)
-	case f.TokenEnv == "":
-		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a Netlify personal access token)")
-	case !rest.EnvVarName.MatchString(f.TokenEnv):
-		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
-	case f.BuildHookEnv != "" && !rest.EnvVarName.MatchString(f.BuildHookEnv):
+	}
+	if err := f.Check(h, in, spec); err != nil {
+		return nil, err
+	}
+	if f.BuildHookEnv != "" && !rest.EnvVarName.MatchString(f.BuildHookEnv) {
 		return nil, h.Config.Invalid(in, "build_hook_env", "%q is not an environment variable name", f.BuildHookEnv)
 	}
-	if f.Contexts == nil {
-		f.Contexts = []string{"production"}
-	}
-	if len(f.Contexts) == 0 {
-		return nil, h.Config.Invalid(in, "contexts", "empty: name at least one deploy context (%s)", strings.Join(Contexts, ", "))
-	}
-	for i, c := range f.Contexts {
-		if !slices.Contains(Contexts, c) {
-			return nil, h.Config.Invalid(in, fmt.Sprintf("contexts[%d]", i), "%q is not a deploy context (%s)", c, strings.Join(Contexts, ", "))
-		}
-		if slices.Contains(f.Contexts[:i], c) {
-			return nil, h.Config.Invalid(in, fmt.Sprintf("contexts[%d]", i), "%q is named twice", c)
-		}
-	}
-	raw := f.APIURL
-	if raw == "" {
-		raw = DefaultAPIURL
-	}
-	base, err := rest.ParseBase(raw)
+	contexts, err := platform.Choices(h, in, "contexts", f.Contexts, []string{"production"}, Contexts)
 	if err != nil {
-		return nil, h.Config.Invalid(in, "api_url", "%v", err)
+		return nil, err
 	}
+	api, err := f.Client(h, in, spec)
+	if err != nil {
+		return nil, err
+	}
+	api.DefaultWait = 10 * time.Second
 	x := &Netlify{
-		id: in.ID, account: f.Account, site: f.Site, variable: f.Variable, contexts: f.Contexts,
-		buildHookEnv: f.BuildHookEnv, getenv: h.Getenv, log: h.Logger,
-		target: "site " + f.Site + " of account " + f.Account,
+		id: in.ID, account: f.Account, site: f.Site, variable: f.Variable, contexts: contexts,
+		buildHookEnv: f.BuildHookEnv, getenv: h.Getenv, log: platform.Logger(h.Logger),
+		target: "site " + f.Site + " of account " + f.Account, api: api, hooks: api.HTTP,
 	}
 	if x.getenv == nil {
 		x.getenv = func(string) string { return "" }
 	}
-	if x.log == nil {
-		x.log = slog.New(slog.DiscardHandler)
-	}
-	x.hooks = httpx.Client(h.HTTPClient)
-	x.api = &rest.Client{Base: base, HTTP: x.hooks, TokenEnv: f.TokenEnv, Getenv: h.Getenv, DefaultWait: 10 * time.Second}
-	if f.Verify == nil {
-		return x, nil
-	}
-	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
-	if err != nil {
+	probe, ok, err := f.Probe(h, in)
+	switch {
+	case err != nil:
 		return nil, err
+	case !ok:
+		return x, nil
 	}
 	x.hasProbe = true
 	return withVerify{Netlify: x, probe: probe}, nil
@@ -325,7 +306,7 @@ func (x *Netlify) Apply(ctx context.Context, req integrations.ApplyRequest) (int
 				todo = append(todo, c)
 			}
 		}
-		if v.IsSecret && recorded && rest.Within(v.UpdatedAt, req.Last.At, rest.SameWrite) {
+		if v.IsSecret && recorded && integrations.SameWrite(v.UpdatedAt, req.Last) {
 			todo = nil // rekey wrote this key, and nobody has written since
 		}
 		if len(todo) == 0 {

@@ -45,7 +45,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	httpint "github.com/rekey-dev/rekey/integrations/http"
-	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -57,12 +57,15 @@ const Type = "render"
 const DefaultAPIURL = "https://api.render.com/v1/"
 
 type fields struct {
-	Service  string         `mapstructure:"service"`
-	Variable string         `mapstructure:"variable"`
-	TokenEnv string         `mapstructure:"token_env"`
-	Deploy   bool           `mapstructure:"deploy"`
-	APIURL   string         `mapstructure:"api_url"`
-	Verify   map[string]any `mapstructure:"verify"`
+	platform.Settings `mapstructure:",squash"`
+	Service           string `mapstructure:"service"`
+	Deploy            bool   `mapstructure:"deploy"`
+}
+
+var spec = platform.Spec{
+	VariableHint: "(the environment variable that holds the key)",
+	TokenHint:    "a Render API key",
+	APIURL:       DefaultAPIURL,
 }
 
 // Render is one environment variable of one service.
@@ -110,34 +113,22 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, h.Config.Required(in, "service", "(the service's id, srv-…, from its dashboard URL)")
 	case !serviceRE.MatchString(f.Service):
 		return nil, h.Config.Invalid(in, "service", "%q is not a Render service id (srv-… or crn-…)", f.Service)
-	case f.Variable == "":
-		return nil, h.Config.Required(in, "variable", "(the environment variable that holds the key)")
-	case !rest.EnvVarName.MatchString(f.Variable):
-		return nil, h.Config.Invalid(in, "variable", "%q is not an environment variable name", f.Variable)
-	case f.TokenEnv == "":
-		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a Render API key)")
-	case !rest.EnvVarName.MatchString(f.TokenEnv):
-		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
 	}
-	raw := f.APIURL
-	if raw == "" {
-		raw = DefaultAPIURL
+	if err := f.Check(h, in, spec); err != nil {
+		return nil, err
 	}
-	base, err := rest.ParseBase(raw)
-	if err != nil {
-		return nil, h.Config.Invalid(in, "api_url", "%v", err)
-	}
-	x := &Render{id: in.ID, service: f.Service, variable: f.Variable, deploy: f.Deploy, target: "service " + f.Service, log: h.Logger}
-	if x.log == nil {
-		x.log = slog.New(slog.DiscardHandler)
-	}
-	x.api = &rest.Client{Base: base, HTTP: httpx.Client(h.HTTPClient), TokenEnv: f.TokenEnv, Getenv: h.Getenv, DefaultWait: 10 * time.Second}
-	if f.Verify == nil {
-		return x, nil
-	}
-	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
+	api, err := f.Client(h, in, spec)
 	if err != nil {
 		return nil, err
+	}
+	api.DefaultWait = 10 * time.Second
+	x := &Render{id: in.ID, service: f.Service, variable: f.Variable, deploy: f.Deploy, target: "service " + f.Service, log: platform.Logger(h.Logger), api: api}
+	probe, ok, err := f.Probe(h, in)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
+		return x, nil
 	}
 	return withVerify{Render: x, probe: probe}, nil
 }

@@ -53,7 +53,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	httpint "github.com/rekey-dev/rekey/integrations/http"
-	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
 	"github.com/rekey-dev/rekey/state"
@@ -69,14 +69,17 @@ const DefaultAPIURL = "https://api.vercel.com/"
 var Targets = []string{"production", "preview", "development"}
 
 type fields struct {
-	Project  string         `mapstructure:"project"`
-	Variable string         `mapstructure:"variable"`
-	TokenEnv string         `mapstructure:"token_env"`
-	Team     string         `mapstructure:"team"`
-	Targets  []string       `mapstructure:"targets"`
-	Redeploy bool           `mapstructure:"redeploy"`
-	APIURL   string         `mapstructure:"api_url"`
-	Verify   map[string]any `mapstructure:"verify"`
+	platform.Settings `mapstructure:",squash"`
+	Project           string   `mapstructure:"project"`
+	Team              string   `mapstructure:"team"`
+	Targets           []string `mapstructure:"targets"`
+	Redeploy          bool     `mapstructure:"redeploy"`
+}
+
+var spec = platform.Spec{
+	VariableHint: "(the environment variable that holds the key)",
+	TokenHint:    "a Vercel access token",
+	APIURL:       DefaultAPIURL,
 }
 
 // Vercel is one environment variable of one project.
@@ -130,43 +133,26 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, h.Config.Required(in, "project", "(the project's name or id, prj_…)")
 	case !nameRE.MatchString(f.Project):
 		return nil, h.Config.Invalid(in, "project", "%q is not a project name or id", f.Project)
-	case f.Variable == "":
-		return nil, h.Config.Required(in, "variable", "(the environment variable that holds the key)")
-	case !rest.EnvVarName.MatchString(f.Variable):
-		return nil, h.Config.Invalid(in, "variable", "%q is not an environment variable name", f.Variable)
-	case f.TokenEnv == "":
-		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a Vercel access token)")
-	case !rest.EnvVarName.MatchString(f.TokenEnv):
-		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
-	case f.Team != "" && !nameRE.MatchString(f.Team):
+	}
+	if err := f.Check(h, in, spec); err != nil {
+		return nil, err
+	}
+	if f.Team != "" && !nameRE.MatchString(f.Team) {
 		return nil, h.Config.Invalid(in, "team", "%q is not a team id or slug", f.Team)
 	}
-	if f.Targets == nil {
-		f.Targets = []string{"production"}
+	targets, err := platform.Choices(h, in, "targets", f.Targets, []string{"production"}, Targets)
+	if err != nil {
+		return nil, err
 	}
-	if len(f.Targets) == 0 {
-		return nil, h.Config.Invalid(in, "targets", "empty: name at least one of %s", strings.Join(Targets, ", "))
-	}
-	for i, t := range f.Targets {
-		if !slices.Contains(Targets, t) {
-			return nil, h.Config.Invalid(in, fmt.Sprintf("targets[%d]", i), "%q is not one of %s", t, strings.Join(Targets, ", "))
-		}
-		if slices.Contains(f.Targets[:i], t) {
-			return nil, h.Config.Invalid(in, fmt.Sprintf("targets[%d]", i), "%q is named twice", t)
-		}
-	}
-	if f.Redeploy && !slices.Contains(f.Targets, "production") {
+	if f.Redeploy && !slices.Contains(targets, "production") {
 		return nil, h.Config.Invalid(in, "redeploy", "redeploys the production deployment: add production to targets, or drop redeploy")
 	}
-	raw := f.APIURL
-	if raw == "" {
-		raw = DefaultAPIURL
-	}
-	base, err := rest.ParseBase(raw)
+	api, err := f.Client(h, in, spec)
 	if err != nil {
-		return nil, h.Config.Invalid(in, "api_url", "%v", err)
+		return nil, err
 	}
-	x := &Vercel{id: in.ID, project: f.Project, variable: f.Variable, targets: f.Targets, redeploy: f.Redeploy, log: h.Logger, team: url.Values{}}
+	api.DefaultWait = 10 * time.Second
+	x := &Vercel{id: in.ID, project: f.Project, variable: f.Variable, targets: targets, redeploy: f.Redeploy, log: platform.Logger(h.Logger), team: url.Values{}, api: api}
 	x.target = "project " + f.Project
 	switch {
 	case strings.HasPrefix(f.Team, "team_"):
@@ -176,16 +162,12 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		x.team.Set("slug", f.Team)
 		x.target += " (team " + f.Team + ")"
 	}
-	if x.log == nil {
-		x.log = slog.New(slog.DiscardHandler)
-	}
-	x.api = &rest.Client{Base: base, HTTP: httpx.Client(h.HTTPClient), TokenEnv: f.TokenEnv, Getenv: h.Getenv, DefaultWait: 10 * time.Second}
-	if f.Verify == nil {
-		return x, nil
-	}
-	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
-	if err != nil {
+	probe, ok, err := f.Probe(h, in)
+	switch {
+	case err != nil:
 		return nil, err
+	case !ok:
+		return x, nil
 	}
 	x.hasProbe = true
 	return withVerify{Vercel: x, probe: probe}, nil
@@ -377,7 +359,7 @@ func (x *Vercel) Apply(ctx context.Context, req integrations.ApplyRequest) (inte
 			k, err := x.value(ctx, e)
 			switch {
 			case errors.Is(err, integrations.ErrWriteOnly):
-				if recorded && rest.Within(time.UnixMilli(e.UpdatedAt), req.Last.At, rest.SameWrite) {
+				if recorded && integrations.SameWrite(time.UnixMilli(e.UpdatedAt), req.Last) {
 					continue // rekey wrote this key, and nobody has written since
 				}
 			case err != nil:

@@ -50,7 +50,16 @@ type app struct {
 
 // load reads and validates the configuration and every integration's
 // fields. Any problem is a usage error (exit 2).
-func load(g *GlobalOptions, s Streams) (*app, error) {
+func load(g *GlobalOptions, s Streams) (*app, error) { return loadWith(g, s, loadOptions{}) }
+
+// loadOptions are what a command changes in the run load sets up. The
+// integrations are built once, with the logger and the SSH pool chosen
+// here, and keep both: a command cannot swap them afterwards.
+type loadOptions struct {
+	daemon bool // rekey serve: JSON logs from Info up, SSH connections closed when idle
+}
+
+func loadWith(g *GlobalOptions, s Streams, o loadOptions) (*app, error) {
 	if g.Output != "text" && g.Output != "json" {
 		return nil, exit(ExitUsage, fmt.Errorf("--output must be text or json, not %q", g.Output), "")
 	}
@@ -59,18 +68,25 @@ func load(g *GlobalOptions, s Streams) (*app, error) {
 	if err != nil {
 		return nil, exit(ExitUsage, err, configHint(path, err))
 	}
-	level := slog.LevelWarn
+	level, sshIdle := slog.LevelWarn, time.Duration(0)
+	if o.daemon {
+		level, sshIdle = slog.LevelInfo, serveSSHIdle
+	}
 	if g.Verbose {
 		level = slog.LevelDebug
 	}
+	var h slog.Handler = slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level})
+	if o.daemon {
+		h = slog.NewJSONHandler(s.Err, &slog.HandlerOptions{Level: level})
+	}
 	a := &app{
 		g: g, s: s, cfg: cfg,
-		log:    slog.New(g.redact.Handler(slog.NewTextHandler(s.Err, &slog.HandlerOptions{Level: level}))),
+		log:    slog.New(g.redact.Handler(h)),
 		getenv: os.Getenv,
 		http:   httpClient(cfg),
 	}
 	learnSecrets(cfg, a.getenv, g.redact)
-	a.ssh = sshPool(cfg, a.getenv, a.log, 0)
+	a.ssh = sshPool(cfg, a.getenv, a.log, sshIdle)
 	// Check each key's provider settings and build every integration,
 	// which validates their fields; commands use them as built.
 	var errs config.Errors

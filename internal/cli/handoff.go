@@ -164,9 +164,14 @@ func (a *app) printHandoffs() {
 	}
 }
 
-// rawWriter is w without the writers that wrap it (the redactor).
+// rawWriter is w without the redactor that wraps it; it keeps the
+// syncWriter beneath, so that a hand-off code's lines are written one at
+// a time with everything else.
 func rawWriter(w io.Writer) io.Writer {
 	for {
+		if _, ok := w.(*syncWriter); ok {
+			return w
+		}
 		u, ok := w.(interface{ Unwrap() io.Writer })
 		if !ok {
 			return w

@@ -77,13 +77,8 @@ type GlobalOptions struct {
 	store store.Store
 }
 
-// NewRootCmd builds the rekey command tree. What it writes to s.Out and
-// s.Err passes a secret.Redactor that learns the run's secrets.
-func NewRootCmd(s Streams) *cobra.Command {
-	red := secret.NewRedactor()
-	return newRootCmd(redactStreams(s, red), red, nil)
-}
-
+// newRootCmd builds the rekey command tree on streams that already pass
+// red (run sets them up, with the argument guard and net/http's log).
 func newRootCmd(s Streams, red *secret.Redactor, st store.Store) *cobra.Command {
 	g := &GlobalOptions{redact: red, tracer: newTracer(os.Getenv), store: st}
 	g.tracer.mark("started")

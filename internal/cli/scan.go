@@ -151,18 +151,9 @@ func (a *app) keyNeedles(ctx context.Context, k config.Key) ([]needleInfo, error
 }
 
 // hashedNeedles builds the scan needles for versions known only by their
-// keyed hash (salt, HMAC-SHA-256, length).
-//
-// SEAM(scanhash): package scan's keyed-hash matcher (branch scanhash) is
-// not merged yet. When it is, this returns, for each n in order,
-//
-//	scan.Needle{Hash: scan.KeyHash{Salt: n.hash.salt, Sum: <n.hash.sum>,
-//		Len: n.hash.length, Fingerprint: n.Fingerprint}, Label: n.label(), State: n.State}
-//
-// (records.KeyedHash is scan.HashKey's HMAC); runScan already maps the
-// findings back to these versions and reports them like any other. Until
-// then these versions are reported as not looked for, and `rekey scan`
-// exits 1 rather than claim a clean tree.
+// keyed hash (salt, HMAC-SHA-256, length: records.KeyedHash is
+// scan.HashKey's HMAC). A hash of the wrong size is an error, and runScan
+// then lists these versions as not looked for.
 func hashedNeedles(ns []needleInfo) ([]scan.Needle, error) {
 	out := make([]scan.Needle, 0, len(ns))
 	for _, n := range ns {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,7 +32,7 @@ may share one Vault: only the holder of the lease does the scheduled work.
 Logs are JSON on stderr. SIGTERM stops it and releases the lease.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := load(g, s)
+			a, err := serveApp(g, s)
 			if err != nil {
 				return err
 			}
@@ -44,18 +43,18 @@ Logs are JSON on stderr. SIGTERM stops it and releases the lease.`,
 	return cmd
 }
 
+// serveApp loads the configuration as serve runs: JSON logs from Info up,
+// and an SSH pool that holds no connection between audits, both given to
+// the integrations as they are built.
+func serveApp(g *GlobalOptions, s Streams) (*app, error) {
+	return loadWith(g, s, loadOptions{daemon: true})
+}
+
 func serveRun(ctx context.Context, a *app, o *ServeOptions) error {
-	level := slog.LevelInfo
-	if a.g.Verbose {
-		level = slog.LevelDebug
-	}
-	a.log = slog.New(a.g.redact.Handler(slog.NewJSONHandler(a.s.Err, &slog.HandlerOptions{Level: level})))
 	sc := a.cfg.Serve
 	if o.Listen != "" {
 		sc.Listen = o.Listen
 	}
-	// A daemon holds no SSH connection between audits.
-	a.ssh = sshPool(a.cfg, a.getenv, a.log, serveSSHIdle)
 	var jobs []rotation.Job
 	for _, k := range a.cfg.Keys {
 		targets, err := a.targets(k.ID)

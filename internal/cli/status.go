@@ -137,13 +137,10 @@ func (a *app) keyStatus(ctx context.Context, k config.Key, now time.Time) KeySta
 	}
 	st, _, err := a.store.KeyState(ctx, k.ID)
 	if err == nil {
-		for v, c := range st.Compromised {
+		for v := range st.Compromised {
 			ks.Compromised = append(ks.Compromised, v)
-			if c.Dead.IsZero() && !a.recordedDead(ctx, k.ID, c.RotationID) {
-				ks.NotDead = append(ks.NotDead, v)
-			}
 		}
-		slices.Sort(ks.NotDead)
+		ks.NotDead = a.engine(nil).UnconfirmedLeaks(ctx, k.ID, st)
 	} else {
 		st = &records.KeyState{}
 	}
@@ -272,18 +269,4 @@ func printVersions(w io.Writer, ks KeyStatus) {
 	default:
 		fmt.Fprintf(w, "  versions: %s on record; Vault no longer holds %s\n", known, strings.Join(gone, ", "))
 	}
-}
-
-// recordedDead reports whether the leak rotation rotationID recorded its
-// leaked key dead (a record from before the key's state kept that).
-func (a *app) recordedDead(ctx context.Context, keyID, rotationID string) bool {
-	if rotationID == "" {
-		return false
-	}
-	r, err := a.store.Rotation(ctx, keyID, rotationID)
-	if err != nil {
-		return false
-	}
-	c, ok := rotation.ContainmentOf(r)
-	return ok && !c.OldKeyDead.IsZero()
 }

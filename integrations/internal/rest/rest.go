@@ -304,16 +304,3 @@ func ParseBase(raw string) (*url.URL, error) {
 
 // EnvVarName matches a portable environment variable name.
 var EnvVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// Within reports whether a and b are at most d apart (false when either is zero).
-func Within(a, b time.Time, d time.Duration) bool {
-	if a.IsZero() || b.IsZero() {
-		return false
-	}
-	diff := a.Sub(b)
-	return diff >= -d && diff <= d
-}
-
-// SameWrite is how far a platform's updated_at may sit from rekey's record
-// of a write and still be that write (the skew integrations.Observe allows).
-const SameWrite = 2 * time.Minute
