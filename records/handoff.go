@@ -89,6 +89,18 @@ type HandoffSalt struct {
 	Algorithm string `json:"algorithm"`
 }
 
+// NewHandoffSalt returns a fresh random salt and its record.
+func NewHandoffSalt() ([]byte, HandoffSalt, error) {
+	salt, b64, err := newSalt("hand-off")
+	if err != nil {
+		return nil, HandoffSalt{}, err
+	}
+	return salt, HandoffSalt{Salt: b64, Algorithm: HashAlgorithm}, nil
+}
+
+// Bytes returns the salt; an error when the record holds none usable.
+func (s HandoffSalt) Bytes() ([]byte, error) { return saltBytes("hand-off code", s.Algorithm, s.Salt) }
+
 // Identity is which Action Network group or list a key belongs to, as
 // the wrong-group guard keeps it: each tag identifier hashed under Salt
 // (package actionnetwork's HashIdentity), never the identifiers.

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -60,21 +59,34 @@ type HistoryVersion struct {
 
 // NewHistory returns an empty history with a fresh random salt.
 func NewHistory() (*History, error) {
-	salt := make([]byte, SaltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, fmt.Errorf("records: history salt: %w", err)
+	_, b64, err := newSalt("history")
+	if err != nil {
+		return nil, err
 	}
-	return &History{Salt: base64.StdEncoding.EncodeToString(salt), Algorithm: HashAlgorithm}, nil
+	return &History{Salt: b64, Algorithm: HashAlgorithm}, nil
 }
 
 // SaltBytes returns the salt; an error when the history has none usable.
-func (h *History) SaltBytes() ([]byte, error) {
-	if h.Algorithm != HashAlgorithm {
-		return nil, fmt.Errorf("records: history hashed with %q, not %s", h.Algorithm, HashAlgorithm)
+func (h *History) SaltBytes() ([]byte, error) { return saltBytes("history", h.Algorithm, h.Salt) }
+
+// newSalt returns SaltLen random bytes and their standard base64.
+func newSalt(what string) ([]byte, string, error) {
+	salt := make([]byte, SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, "", fmt.Errorf("records: %s salt: %w", what, err)
 	}
-	salt, err := base64.StdEncoding.DecodeString(h.Salt)
+	return salt, base64.StdEncoding.EncodeToString(salt), nil
+}
+
+// saltBytes decodes a salt kept as standard base64 for algorithm; an
+// error when it is not one rekey made.
+func saltBytes(what, algorithm, b64 string) ([]byte, error) {
+	if algorithm != HashAlgorithm {
+		return nil, fmt.Errorf("records: %s hashed with %q, not %s", what, algorithm, HashAlgorithm)
+	}
+	salt, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil || len(salt) < 16 {
-		return nil, errors.New("records: history has no usable salt")
+		return nil, fmt.Errorf("records: %s has no usable salt", what)
 	}
 	return salt, nil
 }

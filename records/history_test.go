@@ -1,6 +1,7 @@
 package records
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -79,6 +80,28 @@ func TestHistoryRefusesUnusableSalt(t *testing.T) {
 	for _, h := range []*History{{}, {Salt: "c2hvcnQ=", Algorithm: HashAlgorithm}, {Salt: "!!", Algorithm: HashAlgorithm}} {
 		if _, err := h.Add(1, secret.New("some-key-aaaaaaaaaaaa"), time.Time{}, StandingCurrent, time.Time{}, ""); err == nil {
 			t.Errorf("history %+v hashed a key", h)
+		}
+	}
+}
+
+func TestHandoffSalt(t *testing.T) {
+	salt, rec, err := NewHandoffSalt()
+	if err != nil || len(salt) != SaltLen {
+		t.Fatalf("NewHandoffSalt: %d bytes, %v", len(salt), err)
+	}
+	if got, err := rec.Bytes(); err != nil || !bytes.Equal(got, salt) {
+		t.Fatalf("Bytes of a new salt's record: %x, %v; want %x", got, err, salt)
+	}
+	if other, _, _ := NewHandoffSalt(); bytes.Equal(other, salt) {
+		t.Fatal("two new salts are the same")
+	}
+	for name, bad := range map[string]HandoffSalt{
+		"another algorithm": {Salt: rec.Salt, Algorithm: "sha1"},
+		"too short":         {Salt: "c2hvcnQ=", Algorithm: HashAlgorithm},
+		"not base64":        {Salt: "!!!", Algorithm: HashAlgorithm},
+	} {
+		if _, err := bad.Bytes(); err == nil {
+			t.Errorf("Bytes of a salt record with %s: no error", name)
 		}
 	}
 }

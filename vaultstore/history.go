@@ -7,6 +7,7 @@ import (
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/store"
 )
 
 func historyPath(keyID string) string { return "keys/" + keyID + "/history" }
@@ -30,26 +31,28 @@ func (s *Store) History(ctx context.Context, keyID string) (*records.History, in
 // reports whether it changed anything: when it did not, nothing is
 // written. An error from change is returned as it is.
 func (s *Store) UpdateHistory(ctx context.Context, keyID string, change func(*records.History) (bool, error)) (*records.History, error) {
-	for attempt := 0; ; attempt++ {
-		h, v, err := s.History(ctx, keyID)
-		if errors.Is(err, failure.ErrNotFound) {
-			if h, err = records.NewHistory(); err != nil {
-				return nil, err
-			}
-		} else if err != nil {
-			return nil, err
-		}
-		changed, err := change(h)
-		if err != nil || !changed {
-			return h, err
-		}
-		_, err = s.PutRecord(ctx, historyPath(keyID), h, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 10 {
-			continue
+	var h *records.History
+	var changeErr error
+	err := store.RetryConflicts(ctx, func() error {
+		var v int
+		var err error
+		if h, v, err = s.History(ctx, keyID); errors.Is(err, failure.ErrNotFound) {
+			h, err = records.NewHistory()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("vault: history of %s: %w", keyID, err)
+			return err
 		}
-		return h, nil
+		if changed, err := change(h); err != nil || !changed {
+			changeErr = err // returned as it is, never retried
+			return nil
+		}
+		if _, err = s.PutRecord(ctx, historyPath(keyID), h, v); err != nil {
+			return fmt.Errorf("vault: history of %s: %w", keyID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return h, changeErr
 }

@@ -34,21 +34,16 @@ type Lease struct {
 // PIDNamespace are filled in from this process when empty.
 func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (store.Lease, error) {
 	rel := "keys/" + keyID + "/lock"
-	holder = store.WithIdentity(holder)
 	for attempt := 0; attempt < 3; attempt++ {
 		var cur records.Lock
 		v, err := s.GetRecord(ctx, rel, &cur)
 		if err != nil && !errors.Is(err, failure.ErrNotFound) {
 			return nil, err
 		}
-		now := time.Now()
-		if cur.Held && !Abandoned(cur, now) {
-			return nil, &LockedError{KeyID: keyID, Holder: cur}
+		rec, err := store.Take(keyID, cur, holder, time.Now(), ttl)
+		if err != nil {
+			return nil, err
 		}
-		rec := holder
-		rec.Held = true
-		rec.Since = now.UTC()
-		rec.Expires = now.Add(ttl).UTC()
 		nv, err := s.PutRecord(ctx, rel, rec, v)
 		if errors.Is(err, failure.ErrConflict) {
 			continue // someone moved first; look again
@@ -64,13 +59,6 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	}
 	return nil, fmt.Errorf("vault: lock %s: %w", keyID, failure.ErrConflict)
 }
-
-// Abandoned reports whether a held lock may be taken over at now
-// (store.Abandoned).
-func Abandoned(l records.Lock, now time.Time) bool { return store.Abandoned(l, now) }
-
-// Identity says where this process's PID means something (store.Identity).
-func Identity() records.Lock { return store.Identity() }
 
 // Holder returns the lock record as held.
 func (l *Lease) Holder() records.Lock { return l.rec }

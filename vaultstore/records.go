@@ -10,6 +10,7 @@ import (
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // JournalPart is how many transitions one journal part held in the
@@ -354,18 +355,15 @@ func (s *Store) KeyState(ctx context.Context, keyID string) (*records.KeyState, 
 // UpdateKeyState applies change to the key's state with check-and-set,
 // retrying on conflict, so concurrent operators never lose an update.
 func (s *Store) UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error {
-	for attempt := 0; ; attempt++ {
+	return store.RetryConflicts(ctx, func() error {
 		st, v, err := s.KeyState(ctx, keyID)
 		if err != nil {
 			return err
 		}
 		change(st)
 		_, err = s.PutRecord(ctx, "keys/"+keyID+"/state", st, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 10 {
-			continue
-		}
 		return err
-	}
+	})
 }
 
 // Rotations lists the ids of the key's rotations on record.

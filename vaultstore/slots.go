@@ -154,20 +154,17 @@ func (s *Store) rememberSlot(rel string, sp *slotPages) {
 	s.slots[rel] = sp
 }
 
-// slotOf is the slot this store last saw the record's head (at headRel)
-// name for key, or nil; when it has not seen it, it reads the head.
-func (s *Store) slotOf(ctx context.Context, key, headRel string, head func(raw json.RawMessage) *slotPages) *slotPages {
+// slotOf is the slot this store last saw named for the pages under key,
+// or, when it has seen none, what head (a read of the record's head)
+// says.
+func (s *Store) slotOf(key string, head func() *slotPages) *slotPages {
 	s.mu.Lock()
 	sp, ok := s.slots[key]
 	s.mu.Unlock()
 	if ok {
 		return sp
 	}
-	var raw json.RawMessage
-	if _, err := s.GetRecord(ctx, headRel, &raw); err != nil {
-		return nil
-	}
-	return head(raw)
+	return head()
 }
 
 func auditPagesDir(keyID string) string { return "keys/" + keyID + "/audits" }
@@ -236,9 +233,9 @@ func (s *Store) SaveAudit(ctx context.Context, keyID string, a *records.Audit, c
 		}
 		entries[id] = b
 	}
-	prev := s.slotOf(ctx, rel, rel, func(raw json.RawMessage) *slotPages {
+	prev := s.slotOf(rel, func() *slotPages {
 		var old auditHead
-		json.Unmarshal(raw, &old)
+		s.GetRecord(ctx, rel, &old)
 		return old.Pages
 	})
 	sp, err := s.writeSlotted(ctx, auditPagesDir(keyID), prev, entries)
@@ -316,6 +313,7 @@ func (s *Store) SaveSaid(ctx context.Context, said *records.Said, cas int) (int,
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	var old *saidHead // the head as it stands, for keys whose slot this store has not seen
 	for _, keyID := range ids {
 		ks := said.Keys[keyID]
 		if ks == nil || len(ks.Integrations) < slottedKeyMin {
@@ -331,9 +329,11 @@ func (s *Store) SaveSaid(ctx context.Context, said *records.Said, cas int) (int,
 			entries[id] = b
 		}
 		dir := saidPagesDir(keyID)
-		prev := s.slotOf(ctx, dir, saidPath, func(raw json.RawMessage) *slotPages {
-			var old saidHead
-			json.Unmarshal(raw, &old)
+		prev := s.slotOf(dir, func() *slotPages {
+			if old == nil { // read once, whatever the number of keys
+				old = &saidHead{}
+				s.GetRecord(ctx, saidPath, old)
+			}
 			return old.Pages[keyID]
 		})
 		sp, err := s.writeSlotted(ctx, dir, prev, entries)

@@ -17,6 +17,7 @@ import (
 	"github.com/rekey-dev/rekey/internal/vaulttest"
 	"github.com/rekey-dev/rekey/records"
 	"github.com/rekey-dev/rekey/secret"
+	"github.com/rekey-dev/rekey/store"
 )
 
 func TestKeyVersionsAndCAS(t *testing.T) {
@@ -97,7 +98,7 @@ func TestLockOfDeadProcessIsTakenOver(t *testing.T) {
 	host, _ := os.Hostname()
 	// A pid that cannot exist (above the kernel's pid_max), of this boot
 	// and PID namespace.
-	id := Identity()
+	id := store.Identity()
 	if _, err := s.PutRecord(ctx, "keys/an/lock", records.Lock{Held: true, User: "ghost", Host: host, PID: 1 << 30, BootID: id.BootID, PIDNamespace: id.PIDNamespace, Expires: time.Now().Add(time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package vaultstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/records"
+	"github.com/rekey-dev/rekey/store"
 )
 
 // Hand-off codes are Vault response-wrapping tokens: Wrap stores a value
@@ -238,33 +237,29 @@ func handoffPath(hash string) string { return "handoffs/" + hash }
 // HandoffSalt returns the HMAC key of hand-off codes' hashes, making it
 // (32 random bytes, with check-and-set) the first time.
 func (s *Store) HandoffSalt(ctx context.Context) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
+	var salt []byte
+	err := store.RetryConflicts(ctx, func() error {
 		var hs records.HandoffSalt
 		v, err := s.GetRecord(ctx, handoffSaltPath, &hs)
 		if err == nil {
-			salt, derr := base64.StdEncoding.DecodeString(hs.Salt)
-			if derr != nil || len(salt) < 16 || hs.Algorithm != records.HashAlgorithm {
-				return nil, fmt.Errorf("vault: record %s/%s holds no usable salt", s.mount, s.RecordPath(handoffSaltPath))
+			if salt, err = hs.Bytes(); err != nil {
+				return fmt.Errorf("vault: record %s/%s: %w", s.mount, s.RecordPath(handoffSaltPath), err)
 			}
-			return salt, nil
+			return nil
 		}
 		if !errors.Is(err, failure.ErrNotFound) {
-			return nil, err
+			return err
 		}
-		salt := make([]byte, records.SaltLen)
-		if _, err := rand.Read(salt); err != nil {
-			return nil, fmt.Errorf("vault: hand-off salt: %w", err)
+		if salt, hs, err = records.NewHandoffSalt(); err != nil {
+			return err
 		}
-		hs = records.HandoffSalt{Salt: base64.StdEncoding.EncodeToString(salt), Algorithm: records.HashAlgorithm}
-		_, err = s.PutRecord(ctx, handoffSaltPath, &hs, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 3 {
-			continue // another process made it first: read theirs
-		}
-		if err != nil {
-			return nil, err
-		}
-		return salt, nil
+		_, err = s.PutRecord(ctx, handoffSaltPath, &hs, v) // a conflict: another process made it first; read theirs
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return salt, nil
 }
 
 // Handoff reads the record of the code whose hash is hash;
@@ -298,24 +293,20 @@ func (s *Store) UpdateHandoff(ctx context.Context, hash string, change func(*rec
 	if !isHex(hash) {
 		return nil, fmt.Errorf("vault: hand-off record %q: not a code hash: %w", hash, failure.ErrNotFound)
 	}
-	for attempt := 0; ; attempt++ {
-		var h records.Handoff
-		v, err := s.GetRecord(ctx, handoffPath(hash), &h)
-		if err != nil {
-			return nil, err
+	var h *records.Handoff
+	err := store.RetryConflicts(ctx, func() error {
+		h = &records.Handoff{}
+		v, err := s.GetRecord(ctx, handoffPath(hash), h)
+		if err != nil || !change(h) {
+			return err
 		}
-		if !change(&h) {
-			return &h, nil
-		}
-		_, err = s.PutRecord(ctx, handoffPath(hash), &h, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &h, nil
+		_, err = s.PutRecord(ctx, handoffPath(hash), h, v)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return h, nil
 }
 
 func isHex(s string) bool {

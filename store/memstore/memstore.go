@@ -16,7 +16,6 @@ package memstore
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -490,18 +489,15 @@ func (s *Store) KeyState(ctx context.Context, keyID string) (*records.KeyState, 
 
 // UpdateKeyState implements store.Records.
 func (s *Store) UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error {
-	for attempt := 0; ; attempt++ {
+	return store.RetryConflicts(ctx, func() error {
 		st, v, err := s.KeyState(ctx, keyID)
 		if err != nil {
 			return err
 		}
 		change(st)
 		_, err = s.put(ctx, "keys/"+keyID+"/state", st, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 100 {
-			continue
-		}
 		return err
-	}
+	})
 }
 
 // History implements store.Records.
@@ -516,28 +512,28 @@ func (s *Store) History(ctx context.Context, keyID string) (*records.History, in
 
 // UpdateHistory implements store.Records.
 func (s *Store) UpdateHistory(ctx context.Context, keyID string, change func(*records.History) (bool, error)) (*records.History, error) {
-	for attempt := 0; ; attempt++ {
-		h, v, err := s.History(ctx, keyID)
-		if errors.Is(err, failure.ErrNotFound) {
-			if h, err = records.NewHistory(); err != nil {
-				return nil, err
-			}
-		} else if err != nil {
-			return nil, err
-		}
-		changed, err := change(h)
-		if err != nil || !changed {
-			return h, err
-		}
-		_, err = s.put(ctx, "keys/"+keyID+"/history", h, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 100 {
-			continue
+	var h *records.History
+	var changeErr error
+	err := store.RetryConflicts(ctx, func() error {
+		var v int
+		var err error
+		if h, v, err = s.History(ctx, keyID); errors.Is(err, failure.ErrNotFound) {
+			h, err = records.NewHistory()
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return h, nil
+		if changed, err := change(h); err != nil || !changed {
+			changeErr = err // returned as it is, never retried
+			return nil
+		}
+		_, err = s.put(ctx, "keys/"+keyID+"/history", h, v)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return h, changeErr
 }
 
 // LastAudit implements store.Records.
@@ -598,7 +594,6 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 	}
 	rel := "keys/" + keyID + "/lock"
 	p := s.b.recordPath(rel)
-	holder = store.WithIdentity(holder)
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	e := s.b.records[p]
@@ -615,12 +610,10 @@ func (s *Store) Lock(ctx context.Context, keyID string, holder records.Lock, ttl
 			return nil, fmt.Errorf("memstore: decode lock %s: %w", keyID, err)
 		}
 	}
-	now := s.now()
-	if cur.Held && !store.Abandoned(cur, now) {
-		return nil, &store.LockedError{KeyID: keyID, Holder: cur}
+	rec, err := store.Take(keyID, cur, holder, s.now(), ttl)
+	if err != nil {
+		return nil, err
 	}
-	rec := holder
-	rec.Held, rec.Since, rec.Expires = true, now, now.Add(ttl)
 	e.data, _ = json.Marshal(rec)
 	e.version++
 	s.b.records[p] = e
@@ -798,29 +791,29 @@ func (s *Store) LookupAccessor(ctx context.Context, accessor string) (time.Time,
 
 // HandoffSalt implements store.HandoffRecords.
 func (s *Store) HandoffSalt(ctx context.Context) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
+	var salt []byte
+	err := store.RetryConflicts(ctx, func() error {
 		var hs records.HandoffSalt
 		v, err := s.get(ctx, "handoffs/salt", &hs)
 		if err == nil {
-			salt, derr := base64.StdEncoding.DecodeString(hs.Salt)
-			if derr != nil || len(salt) < 16 {
-				return nil, errors.New("memstore: the hand-off salt is not usable")
+			if salt, err = hs.Bytes(); err != nil {
+				return fmt.Errorf("memstore: %w", err)
 			}
-			return salt, nil
+			return nil
 		}
 		if !errors.Is(err, failure.ErrNotFound) {
-			return nil, err
+			return err
 		}
-		salt := make([]byte, records.SaltLen)
-		rand.Read(salt)
-		hs = records.HandoffSalt{Salt: base64.StdEncoding.EncodeToString(salt), Algorithm: records.HashAlgorithm}
-		if _, err := s.put(ctx, "handoffs/salt", &hs, v); errors.Is(err, failure.ErrConflict) && attempt < 3 {
-			continue
-		} else if err != nil {
-			return nil, err
+		if salt, hs, err = records.NewHandoffSalt(); err != nil {
+			return err
 		}
-		return salt, nil
+		_, err = s.put(ctx, "handoffs/salt", &hs, v) // a conflict: another made it first; read theirs
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return salt, nil
 }
 
 // Handoff implements store.HandoffRecords.
@@ -843,24 +836,20 @@ func (s *Store) CreateHandoff(ctx context.Context, h *records.Handoff) error {
 
 // UpdateHandoff implements store.HandoffRecords.
 func (s *Store) UpdateHandoff(ctx context.Context, hash string, change func(*records.Handoff) bool) (*records.Handoff, error) {
-	for attempt := 0; ; attempt++ {
-		var h records.Handoff
-		v, err := s.get(ctx, "handoffs/"+hash, &h)
-		if err != nil {
-			return nil, err
+	var h *records.Handoff
+	err := store.RetryConflicts(ctx, func() error {
+		h = &records.Handoff{}
+		v, err := s.get(ctx, "handoffs/"+hash, h)
+		if err != nil || !change(h) {
+			return err
 		}
-		if !change(&h) {
-			return &h, nil
-		}
-		_, err = s.put(ctx, "handoffs/"+hash, &h, v)
-		if errors.Is(err, failure.ErrConflict) && attempt < 100 {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &h, nil
+		_, err = s.put(ctx, "handoffs/"+hash, h, v)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return h, nil
 }
 
 // HandoffWrites implements store.HandoffWriter, naming paths as Vault would.

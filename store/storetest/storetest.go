@@ -23,8 +23,10 @@
 //     expires another holder takes it over, after which the first cannot
 //     renew it or release it; a released lock is free at once; a lock
 //     whose holder is a dead process of this host, boot and PID namespace
-//     is taken over at once; of several callers racing for a free lock,
-//     one gets it.
+//     is taken over at once, one whose PID is gone from here but of
+//     another boot or PID namespace is not; a lock taken says where its
+//     holder's PID lives; of several callers racing for a free lock, one
+//     gets it.
 //   - large: a rotation of one key across 10,000 integrations (30,000
 //     journal lines, a leak's 10,000 timeline marks, some long reasons),
 //     written as a rotation writes it (the plan, progress, the outcome),
@@ -35,9 +37,10 @@
 //     and history at once lose no update.
 //   - prove: the store lists every write of a rotation and, with
 //     credentials that may do everything, lacks nothing.
-//   - wrap (a store.Wrapper only): a wrapped value can be looked up, opens
-//     once, and is then gone; a store.HandoffRecords keeps one salt and
-//     creates a code's record once.
+//   - wrap (a store.Wrapper only): a wrapped value can be looked up, by
+//     its code and by its accessor, opens once, and is then gone, from
+//     both; a store.HandoffRecords keeps one salt and creates a code's
+//     record once.
 //
 // Run takes a T, the part of *testing.T it uses, so that a test of the
 // suite can pass a recorder and see it fail for a deliberately broken
@@ -491,6 +494,9 @@ func checkLease(t T, b Backend) {
 	if h := first.Holder(); !h.Held || h.User != "ana" || h.Expires.Before(h.Since) {
 		t.Fatalf("Holder() = %+v", h)
 	}
+	if h, me := first.Holder(), store.Identity(); h.BootID != me.BootID || h.PIDNamespace != me.PIDNamespace {
+		t.Fatalf("Holder() = %+v, which does not say where its PID lives (boot %q, PID namespace %q)", h, me.BootID, me.PIDNamespace)
+	}
 	_, err = other.Lock(ctx, key, mine, ttl)
 	var locked *store.LockedError
 	if !errors.As(err, &locked) || locked.Holder.User != "ana" || locked.Holder.Host != "elsewhere.example" {
@@ -545,6 +551,24 @@ func checkLease(t T, b Backend) {
 	}
 	if _, err := other.Lock(ctx, key, mine, ttl); err != nil {
 		t.Fatalf("Lock held by a dead process of this host: %v, want it taken over", err)
+	}
+
+	// A PID gone from here, of another PID namespace or boot, may be a
+	// live process elsewhere (a container with this host's name): its
+	// lease is waited for.
+	me := store.Identity()
+	for where, ghost := range map[string]records.Lock{
+		"another PID namespace": {BootID: me.BootID, PIDNamespace: "pid:[1]"},
+		"another boot":          {BootID: "00000000-0000-0000-0000-000000000000", PIDNamespace: me.PIDNamespace},
+	} {
+		k := randID("key-")
+		ghost.User, ghost.Host, ghost.PID = "ghost", host, deadPID(t)
+		if _, err := a.Lock(ctx, k, ghost, time.Hour); err != nil {
+			t.Fatalf("%v", err)
+		}
+		if _, err := other.Lock(ctx, k, mine, ttl); !errors.As(err, &locked) || locked.Holder.User != "ghost" {
+			t.Fatalf("Lock held by a PID gone from here but of %s: %v, want a *store.LockedError naming its holder", where, err)
+		}
 	}
 
 	// Racing for a free lock: one gets it.
@@ -782,6 +806,9 @@ func checkWrap(t T, b Backend) {
 	}
 	if _, _, err := other.LookupToken(ctx, code); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("LookupToken of a code already used: %v, want failure.ErrNotFound", err)
+	}
+	if _, err := w.LookupAccessor(ctx, accessor); !errors.Is(err, failure.ErrNotFound) {
+		t.Fatalf("LookupAccessor of a code already used: %v, want failure.ErrNotFound", err)
 	}
 	if _, err := other.Unwrap(ctx, randID("never-issued-")); !errors.Is(err, failure.ErrNotFound) {
 		t.Fatalf("Unwrap of a code never issued: %v, want failure.ErrNotFound", err)

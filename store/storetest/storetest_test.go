@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -133,7 +134,61 @@ func (s lossy) UpdateKeyState(ctx context.Context, keyID string, change func(*re
 	return s.Store.UpdateKeyState(ctx, keyID, func(cur *records.KeyState) { *cur = *st })
 }
 
+// threadless forgets where a rotation's notifications are threaded.
+type threadless struct{ *memstore.Store }
+
+func (s threadless) SaveRotation(ctx context.Context, r *records.Rotation) error {
+	cp := *r
+	cp.Thread = nil
+	return s.Store.SaveRotation(ctx, &cp)
+}
+
+// journalless does not list the rotation's journal among its writes.
+type journalless struct{ *memstore.Store }
+
+func (s journalless) RotationWrites(keyID, p, rotationID string, keyExists bool) []store.Write {
+	return slices.DeleteFunc(s.Store.RotationWrites(keyID, p, rotationID, keyExists), func(w store.Write) bool {
+		return w.What == "the rotation's journal parts"
+	})
+}
+
+// reopening opens a code as often as it is given.
+type reopening struct {
+	*memstore.Store
+	opened map[string]map[string]string // shared by the handles
+}
+
+func (s reopening) Unwrap(ctx context.Context, code string) (map[string]string, error) {
+	if d, ok := s.opened[code]; ok {
+		return d, nil
+	}
+	d, err := s.Store.Unwrap(ctx, code)
+	if err == nil {
+		s.opened[code] = d
+	}
+	return d, err
+}
+
+// accessorOutlives says a code's accessor lives on after the code was used.
+type accessorOutlives struct{ *memstore.Store }
+
+func (s accessorOutlives) LookupAccessor(ctx context.Context, accessor string) (time.Time, error) {
+	return time.Now().Add(time.Minute), nil
+}
+
+// expiryOnly frees a held lock only when its lease expired, never for a
+// dead holder.
+type expiryOnly struct{ *memstore.Store }
+
+func (s expiryOnly) Lock(ctx context.Context, keyID string, holder records.Lock, ttl time.Duration) (store.Lease, error) {
+	if cur, err := s.Store.ReadLock(ctx, keyID); err == nil && cur.Held && time.Now().Before(cur.Expires) {
+		return nil, &store.LockedError{KeyID: keyID, Holder: cur}
+	}
+	return s.Store.Lock(ctx, keyID, holder, ttl)
+}
+
 func TestSuiteFailsBrokenStores(t *testing.T) {
+	opened := map[string]map[string]string{}
 	cases := []struct {
 		bug  string
 		wrap func(*memstore.Store) store.Store
@@ -155,6 +210,21 @@ func TestSuiteFailsBrokenStores(t *testing.T) {
 		{"loses concurrent updates", func(s *memstore.Store) store.Store { return lossy{s} }, []string{
 			"/concurrent: 12 writers updated the key's state at once",
 		}, []string{"concurrent"}},
+		{"forgets a rotation's thread", func(s *memstore.Store) store.Store { return threadless{s} }, []string{
+			"/records: the rotation read back differently",
+		}, []string{"records"}},
+		{"does not list the journal among a rotation's writes", func(s *memstore.Store) store.Store { return journalless{s} }, []string{
+			"/prove: RotationWrites lists",
+		}, []string{"prove"}},
+		{"opens a code twice", func(s *memstore.Store) store.Store { return reopening{s, opened} }, []string{
+			"/wrap: Unwrap of a code already used",
+		}, []string{"wrap"}},
+		{"finds a used code by its accessor", func(s *memstore.Store) store.Store { return accessorOutlives{s} }, []string{
+			"/wrap: LookupAccessor of a code already used",
+		}, []string{"wrap"}},
+		{"frees a lock only when its lease expires", func(s *memstore.Store) store.Store { return expiryOnly{s} }, []string{
+			"/lease: Lock held by a dead process of this host",
+		}, []string{"lease"}},
 	}
 	for _, c := range cases {
 		t.Run(c.bug, func(t *testing.T) {
