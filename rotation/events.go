@@ -47,15 +47,10 @@ func (e *Engine) resumeThread(rec *records.Rotation) {
 	}
 }
 
+// notify delivers ev as send does, even once ctx has ended, and logs
+// what could not be delivered.
 func (e *Engine) notify(ctx context.Context, ev notifiers.Event) {
-	if e.Notifier == nil {
-		return
-	}
-	if ev.At.IsZero() {
-		ev.At = e.now()
-	}
-	ev = notifiers.RedactEvent(ev, e.Redact)
-	if err := e.Notifier.Notify(context.WithoutCancel(ctx), ev); err != nil {
+	if err := e.send(context.WithoutCancel(ctx), ev); err != nil {
 		e.logger().Warn("notification not delivered; the outcome is on the terminal and in Vault", "kind", ev.Kind, "err", err)
 	}
 }

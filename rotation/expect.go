@@ -20,14 +20,13 @@ func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expec
 	if err != nil {
 		return integrations.Expect{}, nil, err
 	}
-	e.catchUp(ctx, key.ID, versions, current)
 	var rotatedAt time.Time
 	for _, v := range versions {
 		if v.Version == current {
 			rotatedAt = v.Created
 		}
 	}
-	want, err := e.expect(ctx, key.ID, versions, current, rotatedAt)
+	want, err := e.caughtUp(ctx, key.ID, versions, current, rotatedAt)
 	if err != nil {
 		return want, nil, err
 	}
@@ -36,6 +35,22 @@ func (e *Engine) Expect(ctx context.Context, key config.Key) (integrations.Expec
 		return want, nil, err
 	}
 	return want, rec, nil
+}
+
+// caughtUp brings the key's history up to the versions Vault holds
+// (catchUp), then builds what integrations are measured against from the
+// state and history catchUp read and wrote: each is read once.
+func (e *Engine) caughtUp(ctx context.Context, keyID string, versions []store.KeyVersion, current int, rotatedAt time.Time) (integrations.Expect, error) {
+	st, h, err := e.catchUp(ctx, keyID, versions, current)
+	if err != nil {
+		return expectOf(versions, current, rotatedAt, nil, nil), err
+	}
+	if h == nil { // not written (a token that may only read): as it stands
+		if h, _, err = e.Store.History(ctx, keyID); err != nil && !errors.Is(err, failure.ErrNotFound) {
+			return expectOf(versions, current, rotatedAt, nil, st), err
+		}
+	}
+	return expectOf(versions, current, rotatedAt, h, st), nil
 }
 
 func (e *Engine) expect(ctx context.Context, keyID string, versions []store.KeyVersion, current int, rotatedAt time.Time) (integrations.Expect, error) {
@@ -111,17 +126,23 @@ func retained(versions []store.KeyVersion, current int, st *records.KeyState, re
 
 // catchUp brings the key's history up to the versions Vault holds (seeds
 // it the first time), as far as Vault and the records can be written: a
-// failure is only logged, the next rotation or audit tries again.
-func (e *Engine) catchUp(ctx context.Context, keyID string, versions []store.KeyVersion, current int) {
+// failure to write is only logged, the next rotation or audit tries
+// again. It returns the key's state, and the history as written (nil when
+// it could not be); the error is the state's, which could not be read.
+func (e *Engine) catchUp(ctx context.Context, keyID string, versions []store.KeyVersion, current int) (*records.KeyState, *records.History, error) {
 	st, _, err := e.Store.KeyState(ctx, keyID)
-	if err == nil {
-		_, err = e.Store.UpdateHistory(ctx, keyID, func(h *records.History) (bool, error) {
-			return h.CatchUp(retained(versions, current, st, 0, "", false), e.now())
-		})
-	}
 	if err != nil {
 		e.logger().Warn("could not bring the key's history up to date", "key", keyID, "err", err)
+		return nil, nil, err
 	}
+	h, err := e.Store.UpdateHistory(ctx, keyID, func(h *records.History) (bool, error) {
+		return h.CatchUp(retained(versions, current, st, 0, "", false), e.now())
+	})
+	if err != nil {
+		e.logger().Warn("could not bring the key's history up to date", "key", keyID, "err", err)
+		return st, nil, nil
+	}
+	return st, h, nil
 }
 
 // ExpectFor narrows want to one integration's records.

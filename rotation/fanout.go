@@ -26,9 +26,16 @@ func each(ctx context.Context, limit, n int, f func(i int), skipped func(i int))
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for i := range n {
+		started := false
 		select {
 		case sem <- struct{}{}:
+			// When ctx had ended too, select chose at random: not started.
+			if started = ctx.Err() == nil; !started {
+				<-sem
+			}
 		case <-ctx.Done():
+		}
+		if !started {
 			if skipped != nil {
 				skipped(i)
 			}

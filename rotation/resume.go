@@ -46,8 +46,7 @@ func (e *Engine) Resume(ctx context.Context, job Job) (*Outcome, error) {
 		return nil, err
 	}
 	// A crash right after the key was stored left it out of the history.
-	e.catchUp(ctx, job.Key.ID, versions, cur.Version)
-	if r.want, err = e.expect(ctx, job.Key.ID, versions, cur.Version, cur.Created); err != nil {
+	if r.want, err = e.caughtUp(ctx, job.Key.ID, versions, cur.Version, cur.Created); err != nil {
 		return nil, err
 	}
 	if rec.Integrations == nil {

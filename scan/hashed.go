@@ -314,7 +314,7 @@ func (st *hashState) find(d []byte, from int, base int64, final bool, c *collect
 			lo = s + m
 			continue
 		}
-		lo = st.walk(d, s, from, base, final) + 1
+		lo = st.walk(d, s, from, final) + 1
 	}
 	// A raw copy and a base64 copy of one key never overlap here, so
 	// (unlike keyed needles) no base64 copy is dropped for a raw one: the
@@ -330,7 +330,7 @@ func (st *hashState) find(d []byte, from int, base int64, final bool, c *collect
 // walk goes through the run of [A-Za-z0-9_.+/-] that starts at d[i],
 // splitting it into key tokens (at '+', '/' and a '.' not between two key
 // characters) and base64 runs (at '.'), and returns where the run ends.
-func (st *hashState) walk(d []byte, i, from int, base int64, final bool) int {
+func (st *hashState) walk(d []byte, i, from int, final bool) int {
 	n := len(d)
 	ts, bs := i, i // where the current token and base64 run start
 	for {
@@ -341,30 +341,30 @@ func (st *hashState) walk(d []byte, i, from int, base int64, final bool) int {
 			switch d[i] {
 			case '.':
 				if i > ts && i+1 < n && class[d[i+1]]&clsKey != 0 {
-					st.base64(d, bs, i, from, base, final) // the token goes on
+					st.base64(d, bs, i, from, final) // the token goes on
 				} else {
-					st.token(d, ts, i, from, base, final)
-					st.base64(d, bs, i, from, base, final)
+					st.token(d, ts, i, from, final)
+					st.base64(d, bs, i, from, final)
 					ts = i + 1
 				}
 				i++
 				bs = i
 				continue
 			case '+', '/':
-				st.token(d, ts, i, from, base, final)
+				st.token(d, ts, i, from, final)
 				i++
 				ts = i
 				continue
 			}
 		}
-		st.token(d, ts, i, from, base, final)
-		st.base64(d, bs, i, from, base, final)
+		st.token(d, ts, i, from, final)
+		st.base64(d, bs, i, from, final)
 		return i
 	}
 }
 
 // token looks up the token d[s:e].
-func (st *hashState) token(d []byte, s, e, from int, base int64, final bool) {
+func (st *hashState) token(d []byte, s, e, from int, final bool) {
 	h := st.h
 	// Its left side is in d: a token that ends after from-2 starts after
 	// from-2-maxLen, which is beyond d[1] (carry is that long).
@@ -378,7 +378,7 @@ func (st *hashState) token(d []byte, s, e, from int, base int64, final bool) {
 }
 
 // base64 looks for tokens in what the base64 run d[rs:re] decodes to.
-func (st *hashState) base64(d []byte, rs, re, from int, base int64, final bool) {
+func (st *hashState) base64(d []byte, rs, re, from int, final bool) {
 	n := len(d)
 	if re+1 <= from {
 		return // ended in the part of the last chunk kept: decided there

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -238,15 +239,18 @@ func TestRefusedMessageIsPostedAgainAsText(t *testing.T) {
 			noLeak(t, "logs", n.logs.String())
 		})
 	}
+	// A plain-text form longer than the shortest one.
+	long := ev
+	long.Text = strings.Repeat("The leaked key is still in use somewhere. ", 40)
 	t.Run("plain text refused too", func(t *testing.T) {
 		f := newFake(t)
 		f.then("chat.postMessage", refuse("msg_blocks_too_long"), refuse("msg_too_long"))
 		n := newBot(t, f, 0)
-		if err := n.Notify(context.Background(), ev); err != nil {
+		if err := n.Notify(context.Background(), long); err != nil {
 			t.Fatalf("not delivered: %v", err)
 		}
 		calls := f.got()
-		if len(calls) != 3 || len([]rune(calls[2].form.Get("text"))) > 1000 {
+		if len(calls) != 3 || len([]rune(calls[2].form.Get("text"))) > 1000 || len(calls[2].form.Get("text")) >= len(calls[1].form.Get("text")) {
 			t.Fatalf("%d calls; want a third, shorter one", len(calls))
 		}
 	})
@@ -254,12 +258,24 @@ func TestRefusedMessageIsPostedAgainAsText(t *testing.T) {
 		f := newFake(t)
 		f.then("chat.postMessage", refuse("invalid_blocks"), refuse("msg_too_long"), refuse("msg_too_long"), refuse("msg_too_long"))
 		n := newBot(t, f, 0)
-		err := n.Notify(context.Background(), ev)
+		err := n.Notify(context.Background(), long)
 		if !errors.Is(err, failure.ErrInvalid) {
 			t.Fatalf("err = %v, want invalid", err)
 		}
 		if len(f.got()) != 3 {
 			t.Errorf("%d calls, want 3", len(f.got()))
+		}
+	})
+	t.Run("a short plain text is not sent twice", func(t *testing.T) {
+		f := newFake(t)
+		f.then("chat.postMessage", refuse("invalid_blocks"), refuse("msg_too_long"), refuse("msg_too_long"))
+		n := newBot(t, f, 0)
+		err := n.Notify(context.Background(), ev)
+		if !errors.Is(err, failure.ErrInvalid) {
+			t.Fatalf("err = %v, want invalid", err)
+		}
+		if calls := f.got(); len(calls) != 2 || calls[1].form.Get("blocks") != "" {
+			t.Errorf("%d calls, want the message and its plain-text form, once", len(calls))
 		}
 	})
 	t.Run("other errors are not retried as text", func(t *testing.T) {
@@ -375,4 +391,26 @@ func TestRetryAfterIsCapped(t *testing.T) {
 			t.Errorf("%d calls, want 6", got)
 		}
 	})
+}
+
+// packedSize, which decides what fits before anything is built, says
+// what builder.lines then builds, for lines short and long.
+func TestPackedSizeIsWhatLinesBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		lines := make([]string, 1+rng.IntN(300))
+		for i := range lines {
+			n := 1 + rng.IntN(120)
+			if rng.IntN(20) == 0 {
+				n = maxSection - 50 + rng.IntN(100) // near and past a section
+			}
+			lines[i] = strings.Repeat("é", n)
+		}
+		var b builder
+		b.lines(lines)
+		chars, secs := packedSize(lines)
+		if secs != len(b.blocks) || chars != b.chars {
+			t.Fatalf("%d lines: packedSize says %d characters in %d sections; lines built %d in %d", len(lines), chars, secs, b.chars, len(b.blocks))
+		}
+	}
 }

@@ -42,9 +42,17 @@ type message struct {
 
 // shorter returns the forms message is sent in when Slack refuses it for
 // its size or its blocks: its plain-text fallback alone, then that cut to
-// maxShort characters.
+// maxShort characters; a form that would be the same message again is
+// left out.
 func (m message) shorter() []message {
-	return []message{{text: m.text}, {text: truncate(m.text, maxShort)}}
+	var out []message
+	if len(m.blocks) > 0 {
+		out = append(out, message{text: m.text})
+	}
+	if cut := truncate(m.text, maxShort); cut != m.text {
+		out = append(out, message{text: cut})
+	}
+	return out
 }
 
 // post is what one event becomes: its message and, when its integrations
@@ -88,45 +96,60 @@ func (b *builder) context(s string) {
 // lines adds lines packed into as few sections as they fit in.
 func (b *builder) lines(lines []string) {
 	var chunk strings.Builder
-	n := 0
+	var p packing
 	for _, l := range lines {
 		l = truncate(l, maxSection)
-		ln := utf8.RuneCountInString(l)
-		if n > 0 && n+1+ln > maxSection {
+		joined := p.open > 0
+		if p.add(l) {
 			b.section(chunk.String())
 			chunk.Reset()
-			n = 0
-		}
-		if n > 0 {
+		} else if joined {
 			chunk.WriteString("\n")
-			n++
 		}
 		chunk.WriteString(l)
-		n += ln
 	}
 	b.section(chunk.String())
 }
 
+// packing is how builder.lines packs lines into sections, counted line
+// by line: each section holds as many whole lines, one per row, as fit in
+// maxSection characters.
+type packing struct {
+	chars, sections int // of the sections filled
+	open            int // characters of the section being filled
+}
+
+// add packs line l (cut to maxSection), and reports whether it starts a
+// new section after a filled one.
+func (p *packing) add(l string) (next bool) {
+	ln := min(utf8.RuneCountInString(l), maxSection)
+	if p.open > 0 && p.open+1+ln > maxSection {
+		p.chars += p.open
+		p.sections++
+		p.open, next = 0, true
+	}
+	if p.open > 0 {
+		p.open++
+	}
+	p.open += ln
+	return next
+}
+
+// size is the characters and sections the lines packed so far take.
+func (p packing) size() (chars, sections int) {
+	if p.open > 0 {
+		return p.chars + p.open, p.sections + 1
+	}
+	return p.chars, p.sections
+}
+
 // packedSize is the characters and sections lines take when packed.
 func packedSize(lines []string) (chars, sections int) {
-	n := 0
+	var p packing
 	for _, l := range lines {
-		ln := min(utf8.RuneCountInString(l), maxSection)
-		if n > 0 && n+1+ln > maxSection {
-			sections++
-			chars += n
-			n = 0
-		}
-		if n > 0 {
-			n++
-		}
-		n += ln
+		p.add(l)
 	}
-	if n > 0 {
-		sections++
-		chars += n
-	}
-	return chars, sections
+	return p.size()
 }
 
 func mrkdwn(s string) *slackapi.TextBlockObject {
@@ -222,11 +245,14 @@ func renderAs(ev notifiers.Event, update, threaded bool) post {
 		b.section(counts(ev.Integrations))
 		room = min(maxSummary, maxBlockText-b.chars-utf8.RuneCountInString(owners)-utf8.RuneCountInString(context)-200)
 		shown := 0
+		var p packing
 		for shown < len(pending) && shown < maxFirst {
-			chars, secs := packedSize(pending[:shown+1])
-			if chars > room || secs > blocksLeft-2 {
+			next := p
+			next.add(pending[shown])
+			if chars, secs := next.size(); chars > room || secs > blocksLeft-2 {
 				break
 			}
+			p = next
 			shown++
 		}
 		b.lines(pending[:shown])
@@ -259,11 +285,15 @@ func details(ev notifiers.Event, title string, lines []string, threaded bool) []
 	var chunks [][]string
 	for start := 0; start < len(lines); {
 		end := start + 1
+		var p packing
+		p.add(lines[start])
 		for end < len(lines) {
-			chars, secs := packedSize(lines[start : end+1])
-			if chars > maxBlockText-reserve || secs > maxBlocks-3 {
+			next := p
+			next.add(lines[end])
+			if chars, secs := next.size(); chars > maxBlockText-reserve || secs > maxBlocks-3 {
 				break
 			}
+			p = next
 			end++
 		}
 		chunks = append(chunks, lines[start:end])

@@ -715,22 +715,28 @@ func TestWebhook(t *testing.T) {
 		script    []reply
 		wantCalls int
 		wantClass error
+		long      bool // a plain text longer than its shortest form
 	}{
-		{"ok", nil, 1, nil},
-		{"a 400 is sent again as plain text", []reply{{status: 400, body: "invalid_payload"}}, 2, nil},
-		{"a 400 three times is final", []reply{{status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}}, 3, failure.ErrInvalid},
-		{"no_service is final", []reply{{status: 404, body: "no_service"}}, 1, failure.ErrNotFound},
-		{"action_prohibited is final", []reply{{status: 403, body: "action_prohibited"}}, 1, failure.ErrUnauthorized},
-		{"500 is retried", []reply{{status: 500}, {status: 500}}, 3, nil},
-		{"429 is retried", []reply{{status: 429, retryAfter: "1", body: "rate_limited"}}, 2, nil},
-		{"500 until it gives up", []reply{{status: 500}, {status: 500}, {status: 500}, {status: 500}}, 3, failure.ErrTransient},
+		{"ok", nil, 1, nil, false},
+		{"a 400 is sent again as plain text", []reply{{status: 400, body: "invalid_payload"}}, 2, nil, false},
+		{"a 400 three times is final", []reply{{status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}}, 3, failure.ErrInvalid, true},
+		{"a short plain text refused is not sent again", []reply{{status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}, {status: 400, body: "invalid_payload"}}, 2, failure.ErrInvalid, false},
+		{"no_service is final", []reply{{status: 404, body: "no_service"}}, 1, failure.ErrNotFound, false},
+		{"action_prohibited is final", []reply{{status: 403, body: "action_prohibited"}}, 1, failure.ErrUnauthorized, false},
+		{"500 is retried", []reply{{status: 500}, {status: 500}}, 3, nil, false},
+		{"429 is retried", []reply{{status: 429, retryAfter: "1", body: "rate_limited"}}, 2, nil, false},
+		{"500 until it gives up", []reply{{status: 500}, {status: 500}, {status: 500}, {status: 500}}, 3, failure.ErrTransient, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t)
 			f.then("webhook", tt.script...)
 			n := newHook(t, f, 2)
-			err := n.Notify(context.Background(), finished("r1"))
+			ev := finished("r1")
+			if tt.long {
+				ev.Text = strings.Repeat("Run `rekey resume` once the failing ones are fixed. ", 30)
+			}
+			err := n.Notify(context.Background(), ev)
 			if got := len(f.got()); got != tt.wantCalls {
 				t.Errorf("calls = %d, want %d", got, tt.wantCalls)
 			}
