@@ -122,6 +122,11 @@ func (e *Engine) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
+// SetDefaults fills the tuning fields left zero. Every run does so
+// itself; a caller that shares one Engine between goroutines calls it
+// first, so that no run writes a field another is reading.
+func (e *Engine) SetDefaults() { e.defaults() }
+
 func (e *Engine) defaults() {
 	if e.Concurrency <= 0 {
 		e.Concurrency = config.DefaultConcurrency

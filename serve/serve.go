@@ -86,6 +86,8 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil || opts.Engine == nil {
 		return nil, errors.New("serve: a store and an engine are required")
 	}
+	// The audits and the hand-off page's calls share the engine.
+	opts.Engine.SetDefaults()
 	if opts.Serve.AuditInterval <= 0 {
 		return nil, fmt.Errorf("serve: audit_interval must be positive, got %s", opts.Serve.AuditInterval)
 	}
