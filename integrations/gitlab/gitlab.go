@@ -52,7 +52,6 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
-	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
@@ -95,17 +94,10 @@ type GitLab struct {
 	hidden   atomic.Bool // the variable was last seen hidden
 }
 
+// withVerify is a gitlab integration with its verify probe.
 type withVerify struct {
 	*GitLab
-	probe httpint.Probe
-}
-
-// Verify implements integrations.Verifier with the configured probe.
-func (w withVerify) Verify(ctx context.Context) error {
-	if err := w.probe.Verify(ctx); err != nil {
-		return fmt.Errorf("gitlab: %s: %w", w.id, err)
-	}
-	return nil
+	platform.Verified
 }
 
 var (
@@ -161,7 +153,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return x, nil
 	}
 	x.hasProbe = true
-	return withVerify{GitLab: x, probe: probe}, nil
+	return withVerify{GitLab: x, Verified: probe}, nil
 }
 
 // explain tells a lost creation race (GitLab answers 400 "has already been

@@ -47,7 +47,6 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
-	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
@@ -89,17 +88,10 @@ type Heroku struct {
 	log      *slog.Logger
 }
 
+// withVerify is a heroku integration with its verify probe.
 type withVerify struct {
 	*Heroku
-	probe httpint.Probe
-}
-
-// Verify implements integrations.Verifier with the configured probe.
-func (w withVerify) Verify(ctx context.Context) error {
-	if err := w.probe.Verify(ctx); err != nil {
-		return fmt.Errorf("heroku: %s: %w", w.id, err)
-	}
-	return nil
+	platform.Verified
 }
 
 var (
@@ -143,7 +135,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	case !ok:
 		return x, nil
 	}
-	return withVerify{Heroku: x, probe: probe}, nil
+	return withVerify{Heroku: x, Verified: probe}, nil
 }
 
 // ID implements integrations.Integration.

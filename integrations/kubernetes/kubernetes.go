@@ -60,8 +60,8 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
-	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
 )
@@ -115,17 +115,10 @@ type Kubernetes struct {
 	rotation  string // the rotation and key restarted holds
 }
 
+// withVerify is a kubernetes integration with its verify probe.
 type withVerify struct {
 	*Kubernetes
-	probe httpint.Probe
-}
-
-// Verify implements integrations.Verifier with the configured probe.
-func (w withVerify) Verify(ctx context.Context) error {
-	if err := w.probe.Verify(ctx); err != nil {
-		return fmt.Errorf("kubernetes: %s: %w", w.id, err)
-	}
-	return nil
+	platform.Verified
 }
 
 var (
@@ -200,14 +193,14 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	if h.HTTPClient != nil {
 		x.timeout = h.HTTPClient.Timeout
 	}
-	if f.Verify == nil {
+	probe, ok, err := platform.NewVerified(h, in, f.Verify)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
 		return x, nil
 	}
-	probe, err := httpint.NewProbe(h, in, "verify", f.Verify)
-	if err != nil {
-		return nil, err
-	}
-	return withVerify{Kubernetes: x, probe: probe}, nil
+	return withVerify{Kubernetes: x, Verified: probe}, nil
 }
 
 // ID implements integrations.Integration.

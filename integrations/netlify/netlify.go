@@ -54,7 +54,6 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
-	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/httpx"
 	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
@@ -102,17 +101,10 @@ type Netlify struct {
 	secret       atomic.Bool // the variable was last seen secret
 }
 
+// withVerify is a netlify integration with its verify probe.
 type withVerify struct {
 	*Netlify
-	probe httpint.Probe
-}
-
-// Verify implements integrations.Verifier with the configured probe.
-func (w withVerify) Verify(ctx context.Context) error {
-	if err := w.probe.Verify(ctx); err != nil {
-		return fmt.Errorf("netlify: %s: %w", w.id, err)
-	}
-	return nil
+	platform.Verified
 }
 
 var (
@@ -174,7 +166,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return x, nil
 	}
 	x.hasProbe = true
-	return withVerify{Netlify: x, probe: probe}, nil
+	return withVerify{Netlify: x, Verified: probe}, nil
 }
 
 // ID implements integrations.Integration.

@@ -44,7 +44,6 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
-	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
@@ -79,17 +78,10 @@ type Render struct {
 	log      *slog.Logger
 }
 
+// withVerify is a render integration with its verify probe.
 type withVerify struct {
 	*Render
-	probe httpint.Probe
-}
-
-// Verify implements integrations.Verifier with the configured probe.
-func (w withVerify) Verify(ctx context.Context) error {
-	if err := w.probe.Verify(ctx); err != nil {
-		return fmt.Errorf("render: %s: %w", w.id, err)
-	}
-	return nil
+	platform.Verified
 }
 
 var (
@@ -130,7 +122,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	case !ok:
 		return x, nil
 	}
-	return withVerify{Render: x, probe: probe}, nil
+	return withVerify{Render: x, Verified: probe}, nil
 }
 
 // ID implements integrations.Integration.

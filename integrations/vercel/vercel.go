@@ -52,7 +52,6 @@ import (
 	"github.com/rekey-dev/rekey/config"
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
-	httpint "github.com/rekey-dev/rekey/integrations/http"
 	"github.com/rekey-dev/rekey/integrations/internal/platform"
 	"github.com/rekey-dev/rekey/integrations/internal/rest"
 	"github.com/rekey-dev/rekey/secret"
@@ -97,17 +96,10 @@ type Vercel struct {
 	sensitive atomic.Bool // an entry was last seen sensitive
 }
 
+// withVerify is a vercel integration with its verify probe.
 type withVerify struct {
 	*Vercel
-	probe httpint.Probe
-}
-
-// Verify implements integrations.Verifier with the configured probe.
-func (w withVerify) Verify(ctx context.Context) error {
-	if err := w.probe.Verify(ctx); err != nil {
-		return fmt.Errorf("vercel: %s: %w", w.id, err)
-	}
-	return nil
+	platform.Verified
 }
 
 var (
@@ -170,7 +162,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return x, nil
 	}
 	x.hasProbe = true
-	return withVerify{Vercel: x, probe: probe}, nil
+	return withVerify{Vercel: x, Verified: probe}, nil
 }
 
 // ID implements integrations.Integration.

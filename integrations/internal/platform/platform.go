@@ -6,6 +6,7 @@
 package platform
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -78,12 +79,42 @@ func (s Settings) Client(h integrations.Host, in config.Integration, spec Spec) 
 }
 
 // Probe returns the verify probe, when the integration has one.
-func (s Settings) Probe(h integrations.Host, in config.Integration) (httpint.Probe, bool, error) {
-	if s.Verify == nil {
-		return httpint.Probe{}, false, nil
+func (s Settings) Probe(h integrations.Host, in config.Integration) (Verified, bool, error) {
+	return NewVerified(h, in, s.Verify)
+}
+
+// Verified is an integration's verify probe (shaped like the http
+// type's). A type's wrapper embeds it beside the type to make the
+// integration an integrations.Verifier only when it has a probe:
+//
+//	type withVerify struct {
+//		*Heroku
+//		platform.Verified
+//	}
+type Verified struct {
+	what  string // "heroku: <id>"
+	probe httpint.Probe
+}
+
+// NewVerified builds in's verify probe from its verify settings; ok is
+// false when it has none.
+func NewVerified(h integrations.Host, in config.Integration, verify map[string]any) (v Verified, ok bool, err error) {
+	if verify == nil {
+		return Verified{}, false, nil
 	}
-	p, err := httpint.NewProbe(h, in, "verify", s.Verify)
-	return p, err == nil, err
+	p, err := httpint.NewProbe(h, in, "verify", verify)
+	if err != nil {
+		return Verified{}, false, err
+	}
+	return Verified{what: in.Type + ": " + in.ID, probe: p}, true, nil
+}
+
+// Verify implements integrations.Verifier with the configured probe.
+func (v Verified) Verify(ctx context.Context) error {
+	if err := v.probe.Verify(ctx); err != nil {
+		return fmt.Errorf("%s: %w", v.what, err)
+	}
+	return nil
 }
 
 // Choices checks a list setting (field) whose members are each one of
