@@ -28,3 +28,31 @@ func RetryConflicts(ctx context.Context, try func() error) error {
 		}
 	}
 }
+
+// Update is a read-modify-write of one record through RetryConflicts:
+// read returns the record and the version to write it on; change
+// reports whether it changed anything (when not, nothing is written) and
+// its error is returned as it is, never retried; write stores the record
+// with check-and-set on that version. It returns the record as last
+// read and changed.
+func Update[R any](ctx context.Context, read func() (R, int, error), change func(R) (bool, error), write func(R, int) error) (R, error) {
+	var r R
+	var changeErr error
+	err := RetryConflicts(ctx, func() error {
+		var v int
+		var err error
+		if r, v, err = read(); err != nil {
+			return err
+		}
+		if changed, err := change(r); err != nil || !changed {
+			changeErr = err
+			return nil
+		}
+		return write(r, v)
+	})
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	return r, changeErr
+}

@@ -49,3 +49,31 @@ func TestRetryConflicts(t *testing.T) {
 		t.Fatalf("cancelled after the second try: %v after %d tries, want 2", err, tries)
 	}
 }
+
+// Update writes only what changed, hands change's error back untried
+// again, and reads afresh after a conflict.
+func TestUpdate(t *testing.T) {
+	ctx := context.Background()
+	reads, writes := 0, 0
+	read := func() (*int, int, error) { reads++; n := reads; return &n, reads, nil }
+	conflictOnce := func(r *int, v int) error {
+		writes++
+		if writes == 1 {
+			return failure.ErrConflict
+		}
+		return nil
+	}
+	got, err := Update(ctx, read, func(*int) (bool, error) { return true, nil }, conflictOnce)
+	if err != nil || *got != 2 || reads != 2 || writes != 2 {
+		t.Fatalf("after a conflict: got %v, %v; %d reads, %d writes", *got, err, reads, writes)
+	}
+	reads, writes = 0, 0
+	if _, err := Update(ctx, read, func(*int) (bool, error) { return false, nil }, conflictOnce); err != nil || writes != 0 {
+		t.Fatalf("unchanged: %v, %d writes", err, writes)
+	}
+	boom := errors.New("boom")
+	reads, writes = 0, 0
+	if _, err := Update(ctx, read, func(*int) (bool, error) { return false, boom }, conflictOnce); err != boom || reads != 1 || writes != 0 {
+		t.Fatalf("change's error: %v, %d reads, %d writes", err, reads, writes)
+	}
+}

@@ -31,28 +31,19 @@ func (s *Store) History(ctx context.Context, keyID string) (*records.History, in
 // reports whether it changed anything: when it did not, nothing is
 // written. An error from change is returned as it is.
 func (s *Store) UpdateHistory(ctx context.Context, keyID string, change func(*records.History) (bool, error)) (*records.History, error) {
-	var h *records.History
-	var changeErr error
-	err := store.RetryConflicts(ctx, func() error {
-		var v int
-		var err error
-		if h, v, err = s.History(ctx, keyID); errors.Is(err, failure.ErrNotFound) {
-			h, err = records.NewHistory()
-		}
-		if err != nil {
-			return err
-		}
-		if changed, err := change(h); err != nil || !changed {
-			changeErr = err // returned as it is, never retried
+	return store.Update(ctx,
+		func() (*records.History, int, error) {
+			h, v, err := s.History(ctx, keyID)
+			if errors.Is(err, failure.ErrNotFound) {
+				h, err = records.NewHistory()
+			}
+			return h, v, err
+		},
+		change,
+		func(h *records.History, v int) error {
+			if _, err := s.PutRecord(ctx, historyPath(keyID), h, v); err != nil {
+				return fmt.Errorf("vault: history of %s: %w", keyID, err)
+			}
 			return nil
-		}
-		if _, err = s.PutRecord(ctx, historyPath(keyID), h, v); err != nil {
-			return fmt.Errorf("vault: history of %s: %w", keyID, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return h, changeErr
+		})
 }

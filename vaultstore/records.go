@@ -355,15 +355,14 @@ func (s *Store) KeyState(ctx context.Context, keyID string) (*records.KeyState, 
 // UpdateKeyState applies change to the key's state with check-and-set,
 // retrying on conflict, so concurrent operators never lose an update.
 func (s *Store) UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error {
-	return store.RetryConflicts(ctx, func() error {
-		st, v, err := s.KeyState(ctx, keyID)
-		if err != nil {
+	_, err := store.Update(ctx,
+		func() (*records.KeyState, int, error) { return s.KeyState(ctx, keyID) },
+		func(st *records.KeyState) (bool, error) { change(st); return true, nil },
+		func(st *records.KeyState, v int) error {
+			_, err := s.PutRecord(ctx, "keys/"+keyID+"/state", st, v)
 			return err
-		}
-		change(st)
-		_, err = s.PutRecord(ctx, "keys/"+keyID+"/state", st, v)
-		return err
-	})
+		})
+	return err
 }
 
 // Rotations lists the ids of the key's rotations on record.

@@ -489,15 +489,14 @@ func (s *Store) KeyState(ctx context.Context, keyID string) (*records.KeyState, 
 
 // UpdateKeyState implements store.Records.
 func (s *Store) UpdateKeyState(ctx context.Context, keyID string, change func(*records.KeyState)) error {
-	return store.RetryConflicts(ctx, func() error {
-		st, v, err := s.KeyState(ctx, keyID)
-		if err != nil {
+	_, err := store.Update(ctx,
+		func() (*records.KeyState, int, error) { return s.KeyState(ctx, keyID) },
+		func(st *records.KeyState) (bool, error) { change(st); return true, nil },
+		func(st *records.KeyState, v int) error {
+			_, err := s.put(ctx, "keys/"+keyID+"/state", st, v)
 			return err
-		}
-		change(st)
-		_, err = s.put(ctx, "keys/"+keyID+"/state", st, v)
-		return err
-	})
+		})
+	return err
 }
 
 // History implements store.Records.
@@ -512,28 +511,19 @@ func (s *Store) History(ctx context.Context, keyID string) (*records.History, in
 
 // UpdateHistory implements store.Records.
 func (s *Store) UpdateHistory(ctx context.Context, keyID string, change func(*records.History) (bool, error)) (*records.History, error) {
-	var h *records.History
-	var changeErr error
-	err := store.RetryConflicts(ctx, func() error {
-		var v int
-		var err error
-		if h, v, err = s.History(ctx, keyID); errors.Is(err, failure.ErrNotFound) {
-			h, err = records.NewHistory()
-		}
-		if err != nil {
+	return store.Update(ctx,
+		func() (*records.History, int, error) {
+			h, v, err := s.History(ctx, keyID)
+			if errors.Is(err, failure.ErrNotFound) {
+				h, err = records.NewHistory()
+			}
+			return h, v, err
+		},
+		change,
+		func(h *records.History, v int) error {
+			_, err := s.put(ctx, "keys/"+keyID+"/history", h, v)
 			return err
-		}
-		if changed, err := change(h); err != nil || !changed {
-			changeErr = err // returned as it is, never retried
-			return nil
-		}
-		_, err = s.put(ctx, "keys/"+keyID+"/history", h, v)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return h, changeErr
+		})
 }
 
 // LastAudit implements store.Records.
