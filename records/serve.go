@@ -34,14 +34,12 @@ type KeySaid struct {
 	Leaks map[int]LeakSaid `json:"leaks,omitempty"`
 }
 
-// LeakSaid is what was last told of a leaked version: its state
-// ("works", "gone" from the store, or "untold": found dead but the team
-// not yet told), when, and which leak it was.
+// LeakSaid is what was last told of a leaked version not yet known dead:
+// "works" or "gone" (from the store, so it cannot be asked about), and
+// when.
 type LeakSaid struct {
-	State       string    `json:"state"`
-	At          time.Time `json:"at"`
-	Fingerprint string    `json:"fingerprint,omitempty"`
-	RotationID  string    `json:"rotation_id,omitempty"`
+	State string    `json:"state"`
+	At    time.Time `json:"at"`
 }
 
 // IntegrationSaid is one integration's state as last told, and as last seen.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -38,7 +39,12 @@ type LeakFollowUp struct {
 // nothing to follow up. The error is a store's that kept the versions
 // from being found; what one version's record could not record is
 // logged and found again next time.
-func (e *Engine) FollowLeaks(ctx context.Context, job Job) ([]LeakFollowUp, error) {
+//
+// A version found dead is first given to told (with the containment it
+// completes), and recorded only when told returns nil: one that could
+// not be told (Slack refused it) stays open, is asked about again next
+// time, and told then. A nil told records at once.
+func (e *Engine) FollowLeaks(ctx context.Context, job Job, told func(LeakFollowUp) error) ([]LeakFollowUp, error) {
 	if job.Key.Provider == "none" || job.Checker == nil {
 		return nil, nil
 	}
@@ -90,20 +96,32 @@ func (e *Engine) FollowLeaks(ctx context.Context, job Job) ([]LeakFollowUp, erro
 		if ctx.Err() != nil {
 			return out, nil
 		}
+		if rec != nil {
+			after := rec
+			if f.Check.State == LeakDead && !hasMark(rec, MarkOldKeyDead) {
+				// The containment the refusal completes, before it is recorded.
+				dead := *rec
+				dead.Timeline = append(slices.Clone(rec.Timeline), records.Mark{At: f.Check.At, What: MarkOldKeyDead})
+				after = &dead
+			}
+			f.Containment, _ = ContainmentOf(after)
+		}
 		if f.Check.State == LeakDead {
+			if told != nil {
+				if err := told(f); err != nil {
+					out = append(out, f)
+					continue // told and recorded next time
+				}
+			}
 			if rec != nil && !hasMark(rec, MarkOldKeyDead) && rec.OldVersion == v {
 				// The timeline, and the key's state with it.
-				r, err := e.RecordContainment(ctx, rec, f.Check)
-				if err != nil {
+				if _, err := e.RecordContainment(ctx, rec, f.Check); err != nil {
+					out = append(out, f)
 					continue // asked again next time
 				}
-				rec = r
 			} else if err := e.markDead(ctx, job.Key.ID, v, c.Fingerprint, f.Check); err != nil {
 				e.logger().Error("could not record the leaked version dead; it is checked again next time", "key", job.Key.ID, "version", v, "err", err)
 			}
-		}
-		if rec != nil {
-			f.Containment, _ = ContainmentOf(rec)
 		}
 		out = append(out, f)
 	}

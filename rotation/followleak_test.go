@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -49,7 +50,7 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 	leak.Reason, leak.Leak = "leak", true
 	leak.Timeline = LeakTimeline(time.Now().UTC(), LeakCheck{State: LeakWorks})
 
-	if fs, err := e.FollowLeaks(ctx, leak); err != nil || len(fs) != 0 {
+	if fs, err := e.FollowLeaks(ctx, leak, nil); err != nil || len(fs) != 0 {
 		t.Fatalf("before any leak: %+v, %v", fs, err)
 	}
 	out, err := e.Rotate(ctx, leak, v2)
@@ -57,7 +58,7 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fs, err := e.FollowLeaks(ctx, leak)
+	fs, err := e.FollowLeaks(ctx, leak, nil)
 	if err != nil || len(fs) != 1 {
 		t.Fatalf("follow-up = %+v, %v", fs, err)
 	}
@@ -73,7 +74,20 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 		t.Fatalf("unconfirmed leaks while it works = %v, want [1]", e.UnconfirmedLeaks(ctx, "an", ks))
 	}
 	p.revoked[v1.Fingerprint()] = true
-	fs, err = e.FollowLeaks(ctx, leak)
+	// Found dead, but the team could not be told: nothing is recorded, and
+	// the containment it would complete is given to told.
+	var told []LeakFollowUp
+	fs, err = e.FollowLeaks(ctx, leak, func(f LeakFollowUp) error {
+		told = append(told, f)
+		return errors.New("slack: ratelimited")
+	})
+	if err != nil || len(fs) != 1 || len(told) != 1 || told[0].Check.State != LeakDead || told[0].Containment.Contained.IsZero() {
+		t.Fatalf("follow-up told nothing: %+v, told %+v, %v", fs, told, err)
+	}
+	if ks, _, _ := st.KeyState(ctx, "an"); !ks.Compromised[1].Dead.IsZero() {
+		t.Fatal("recorded dead although the team was not told")
+	}
+	fs, err = e.FollowLeaks(ctx, leak, func(LeakFollowUp) error { return nil })
 	if err != nil || len(fs) != 1 || fs[0].Check.State != LeakDead || fs[0].Containment.Contained.IsZero() {
 		t.Fatalf("follow-up once revoked = %+v, %v", fs, err)
 	}
@@ -89,7 +103,7 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 		t.Fatalf("unconfirmed leaks once dead = %v", got)
 	}
 	asked := p.asked[v1.Fingerprint()]
-	if fs, err := e.FollowLeaks(ctx, leak); err != nil || len(fs) != 0 || p.asked[v1.Fingerprint()] != asked {
+	if fs, err := e.FollowLeaks(ctx, leak, nil); err != nil || len(fs) != 0 || p.asked[v1.Fingerprint()] != asked {
 		t.Fatalf("a dead leaked key is followed up again: %+v, %v (asked %d times, was %d)", fs, err, p.asked[v1.Fingerprint()], asked)
 	}
 
@@ -100,7 +114,7 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	asked = p.asked[v2.Fingerprint()]
-	fs, err = e.FollowLeaks(ctx, leak)
+	fs, err = e.FollowLeaks(ctx, leak, nil)
 	if err != nil || len(fs) != 1 || fs[0].Version != 2 || fs[0].Check.State != LeakUnknown || !strings.Contains(fs[0].Check.Reason, "no longer held") {
 		t.Fatalf("follow-up of a pruned leaked version = %+v, %v", fs, err)
 	}
@@ -115,7 +129,7 @@ func TestFollowLeaksUntilTheLeakedKeyIsDead(t *testing.T) {
 	// Provider none: nothing to follow.
 	none := leak
 	none.Key.Provider = "none"
-	if fs, err := e.FollowLeaks(ctx, none); err != nil || fs != nil {
+	if fs, err := e.FollowLeaks(ctx, none, nil); err != nil || fs != nil {
 		t.Fatalf("provider none: %+v, %v", fs, err)
 	}
 }

@@ -438,80 +438,64 @@ const leakRealert = 24 * time.Hour
 // when it still works (then again each leakRealert while it does), or
 // when its version is gone from Vault so that it can no longer be asked
 // about (once); and once when the provider at last refuses it, with how
-// far the leak is contained (until Slack takes that message, next keeps
-// it as "untold": the engine has recorded the key dead and does not
-// return it again). next records what was told.
+// far the leak is contained (the engine records that only once the team
+// has been told, so a message Slack refused is sent next round). next
+// records what was told.
 func (s *Server) followLeaks(ctx context.Context, job rotation.Job, next *KeySaid, log *slog.Logger) {
-	fs, err := s.opts.Engine.FollowLeaks(ctx, job)
+	fs, err := s.opts.Engine.FollowLeaks(ctx, job, func(f rotation.LeakFollowUp) error {
+		if err := s.notify(ctx, rotation.LeakContainedEvent(job, f)); err != nil {
+			log.Warn("leak follow-up not delivered; it is sent again next round", "version", f.Version, "err", err)
+			return err
+		}
+		log.Info("leak followed up", "version", f.Version, "fingerprint", f.Fingerprint, "state", string(f.Check.State), "reason", f.Check.Reason)
+		return nil
+	})
 	if err != nil {
 		log.Warn("could not follow up the key's leaks", "err", err)
 		return
 	}
-	followed := map[int]bool{}
+	open := map[int]records.LeakSaid{}
 	for _, f := range fs {
-		followed[f.Version] = true
-	}
-	// Found dead in an earlier round, the team not told yet.
-	for v, l := range next.Leaks {
-		if l.State == "untold" && !followed[v] {
-			f := rotation.LeakFollowUp{Version: v, Fingerprint: l.Fingerprint, RotationID: l.RotationID, Check: rotation.LeakCheck{State: rotation.LeakDead}}
-			if rec, err := s.opts.Store.Rotation(ctx, job.Key.ID, l.RotationID); err == nil {
-				f.Containment, _ = rotation.ContainmentOf(rec)
-			}
-			fs = append(fs, f)
+		if f.Check.State == rotation.LeakDead {
+			continue // told above, or to be told next round
 		}
-	}
-	if next.Leaks == nil {
-		next.Leaks = map[int]records.LeakSaid{}
-	}
-	for _, f := range fs {
 		was, told := next.Leaks[f.Version]
-		now := s.now()
-		said := records.LeakSaid{State: string(f.Check.State), At: now, Fingerprint: f.Fingerprint, RotationID: f.RotationID}
+		said := records.LeakSaid{State: string(f.Check.State), At: s.now()}
 		var ev notifiers.Event
 		switch {
-		case f.Check.State == rotation.LeakDead:
-			ev = rotation.LeakContainedEvent(job, f)
 		case f.Check.State == rotation.LeakWorks:
-			if told && was.State == said.State && now.Sub(was.At) < leakRealert {
-				continue
-			}
 			j := job
 			j.RotationID = f.RotationID
 			ev = rotation.StillWorksEvent(j, f.Fingerprint, f.Check)
 		case f.Gone:
-			if said.State = "gone"; told && was.State == said.State {
-				continue
-			}
+			said.State = "gone"
 			ev = rotation.LeakUncheckedEvent(job, f)
 		default:
 			log.Warn("whether the leaked key still works could not be checked; asked again next round", "version", f.Version, "fingerprint", f.Fingerprint, "reason", f.Check.Reason)
+			if told {
+				open[f.Version] = was
+			}
+			continue
+		}
+		if told && was.State == said.State && (said.State == "gone" || said.At.Sub(was.At) < leakRealert) {
+			open[f.Version] = was
 			continue
 		}
 		if err := s.notify(ctx, ev); err != nil {
 			log.Warn("leak follow-up not delivered; it is sent again next round", "version", f.Version, "err", err)
-			if f.Check.State == rotation.LeakDead {
-				said.State = "untold"
-				next.Leaks[f.Version] = said
+			if told {
+				open[f.Version] = was
 			}
 			continue
 		}
 		log.Info("leak followed up", "version", f.Version, "fingerprint", f.Fingerprint, "state", said.State, "reason", f.Check.Reason)
-		if f.Check.State == rotation.LeakDead {
-			delete(next.Leaks, f.Version) // not followed any more
-		} else {
-			next.Leaks[f.Version] = said
-		}
+		open[f.Version] = said
 	}
-	// Forget versions no longer followed (found dead, or forgotten by
-	// the key's state) that are not waiting to be told.
-	for v, l := range next.Leaks {
-		if !followed[v] && l.State != "untold" {
-			delete(next.Leaks, v)
-		}
-	}
-	if len(next.Leaks) == 0 {
-		next.Leaks = nil
+	// What was told of versions no longer followed (known dead) is
+	// forgotten.
+	next.Leaks = nil
+	if len(open) > 0 {
+		next.Leaks = open
 	}
 }
 
