@@ -54,6 +54,7 @@ import (
 	"github.com/rekey-dev/rekey/failure"
 	"github.com/rekey-dev/rekey/integrations"
 	"github.com/rekey-dev/rekey/integrations/internal/httpx"
+	"github.com/rekey-dev/rekey/integrations/internal/rest"
 )
 
 // Type is the name of this integration type in the configuration.
@@ -111,7 +112,6 @@ var (
 	repoRE   = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$`)
 	orgRE    = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$`)
 	secretRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // New builds a github integration from its configuration item.
@@ -140,7 +140,7 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 		return nil, h.Config.Invalid(in, "secret", "%q: use letters, digits and '_', not starting with a digit or GITHUB_", f.Secret)
 	case f.TokenEnv == "":
 		return nil, h.Config.Required(in, "token_env", "(the environment variable holding a GitHub token)")
-	case !envVarRE.MatchString(f.TokenEnv):
+	case !rest.EnvVarName.MatchString(f.TokenEnv):
 		return nil, h.Config.Invalid(in, "token_env", "%q is not an environment variable name", f.TokenEnv)
 	}
 	g.owner, g.env = f.Repo, f.Environment
@@ -161,13 +161,9 @@ func New(h integrations.Host, in config.Integration) (integrations.Integration, 
 	if raw == "" {
 		raw = DefaultAPIURL
 	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, h.Config.Invalid(in, "api_url", "%q is not an http(s) URL such as https://ghe.example/api/v3/", raw)
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-		u.RawPath = ""
+	u, err := rest.ParseBase(raw)
+	if err != nil {
+		return nil, h.Config.Invalid(in, "api_url", "%v (such as https://ghe.example/api/v3/)", err)
 	}
 	g.api = u
 

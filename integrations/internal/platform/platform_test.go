@@ -107,3 +107,13 @@ func TestChoices(t *testing.T) {
 		}
 	}
 }
+
+// An api_url that holds credentials is refused, and the error does not
+// show them.
+func TestAPIURLWithCredentialsIsNotEchoed(t *testing.T) {
+	in := config.Integration{ID: "x", Type: "p"}
+	_, err := Settings{TokenEnv: "T", APIURL: "https://bot:s3cr3t-passw0rd@api.example/"}.Client(host(in), in, Spec{})
+	if err == nil || !strings.Contains(err.Error(), "api_url") || strings.Contains(err.Error(), "s3cr3t-passw0rd") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -290,9 +290,14 @@ func RetryConflicts[T any](ctx context.Context, attempt func() (T, error)) (T, e
 }
 
 // ParseBase checks an api_url (or the default) and returns it ending in "/".
+// One that holds credentials (user:password@) is refused without being
+// quoted: the error would show them.
 func ParseBase(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+	if err == nil && u.User != nil {
+		return nil, errors.New("the URL holds credentials (user:password@); give the token through token_env instead")
+	}
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("%q is not an http(s) URL without query or credentials", raw)
 	}
 	if !strings.HasSuffix(u.Path, "/") {
